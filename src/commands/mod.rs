@@ -1,0 +1,30 @@
+//! `rtctl` subcommands, one module each: a `#[derive(Args)]` struct and an `async fn run`.
+
+pub mod serve;
+
+use clap::{Parser, Subcommand};
+
+/// realtime ops toolkit: run the server, generate configs, inspect a cluster.
+#[derive(Parser, Debug)]
+#[command(name = "rtctl", version, about, long_about = None)]
+#[command(
+    after_help = "Exit codes: 0 ok, 1 criteria failed or unhealthy, 2 usage or connection error."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the Socket.IO server (the same server as `realtime-server`).
+    Serve(serve::ServeCommand),
+}
+
+impl Cli {
+    pub async fn run(self) -> anyhow::Result<()> {
+        match self.command {
+            Command::Serve(cmd) => cmd.run().await,
+        }
+    }
+}

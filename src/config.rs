@@ -1,0 +1,297 @@
+//! The one validated configuration both binaries share.
+//!
+//! Every setting is a flag with an environment twin (`--allowed-origins` /
+//! `ALLOWED_ORIGINS`), listed by `--help`. Parsing does no I/O; [`Config::from_args`]
+//! checks what types alone cannot and names the offending setting in its error.
+
+use crate::protocol::engineio::TransportKind;
+use crate::server::ServerOptions;
+use crate::transport::{Cors, EngineConfig};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Server settings as flags and environment variables. Defaults follow the requirements
+/// (SR-5): pingInterval 25 s, pingTimeout 60 s, upgradeTimeout 10 s, maxHttpBufferSize 1e6.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:3001")]
+    pub listen: SocketAddr,
+
+    /// HTTP path of the Engine.IO endpoint.
+    #[arg(long, env = "SOCKETIO_PATH", default_value = "/socket.io/")]
+    pub path: String,
+
+    /// Milliseconds between server pings.
+    #[arg(long, env = "PING_INTERVAL", default_value_t = 25_000)]
+    pub ping_interval: u64,
+
+    /// Milliseconds to wait for a pong before closing the connection.
+    #[arg(long, env = "PING_TIMEOUT", default_value_t = 60_000)]
+    pub ping_timeout: u64,
+
+    /// Milliseconds a polling → WebSocket upgrade may take.
+    #[arg(long, env = "UPGRADE_TIMEOUT", default_value_t = 10_000)]
+    pub upgrade_timeout: u64,
+
+    /// Milliseconds a new connection has to join a namespace.
+    #[arg(long, env = "CONNECT_TIMEOUT", default_value_t = 45_000)]
+    pub connect_timeout: u64,
+
+    /// Largest message or poll body in bytes (accepts `1e6`).
+    #[arg(long, env = "MAX_HTTP_BUFFER_SIZE", default_value = "1e6", value_parser = parse_size)]
+    pub max_http_buffer_size: usize,
+
+    /// Allowed transports, comma-separated.
+    #[arg(long, env = "TRANSPORTS", default_value = "websocket,polling", value_delimiter = ',', value_parser = parse_transport)]
+    pub transports: Vec<TransportKind>,
+
+    /// Browser origins allowed by CORS (comma-separated; `*` for any, without credentials).
+    #[arg(
+        long,
+        env = "ALLOWED_ORIGINS",
+        default_value = "http://localhost:3000",
+        value_delimiter = ','
+    )]
+    pub allowed_origins: Vec<String>,
+
+    /// Socket.IO namespaces served, comma-separated.
+    #[arg(
+        long,
+        env = "NAMESPACES",
+        default_value = "/,/chat,/notifications",
+        value_delimiter = ','
+    )]
+    pub namespaces: Vec<String>,
+
+    /// Milliseconds a graceful shutdown may take before the process exits anyway.
+    #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value_t = 10_000)]
+    pub shutdown_timeout: u64,
+
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", default_value = "pretty", value_parser = ["pretty", "json"])]
+    pub log_format: String,
+
+    /// Log level or filter (`info`, `realtime=debug`); RUST_LOG overrides it.
+    #[arg(long, env = "LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+}
+
+/// A setting that parsed but makes no sense.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("--{setting} ({env}): {problem}")]
+    Invalid {
+        setting: &'static str,
+        env: &'static str,
+        problem: String,
+    },
+}
+
+fn invalid(setting: &'static str, env: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        setting,
+        env,
+        problem: problem.into(),
+    }
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub namespaces: Vec<String>,
+    pub server: ServerOptions,
+    pub log_format: String,
+    pub log_level: String,
+}
+
+impl Config {
+    pub fn from_args(a: &ServeArgs) -> Result<Self, ConfigError> {
+        if !a.path.starts_with('/') {
+            return Err(invalid("path", "SOCKETIO_PATH", "must start with '/'"));
+        }
+        let mut path = a.path.clone();
+        if !path.ends_with('/') {
+            path.push('/');
+        }
+        for (value, setting, env) in [
+            (a.ping_interval, "ping-interval", "PING_INTERVAL"),
+            (a.ping_timeout, "ping-timeout", "PING_TIMEOUT"),
+            (a.upgrade_timeout, "upgrade-timeout", "UPGRADE_TIMEOUT"),
+            (a.connect_timeout, "connect-timeout", "CONNECT_TIMEOUT"),
+        ] {
+            if value == 0 {
+                return Err(invalid(setting, env, "must be at least 1 millisecond"));
+            }
+        }
+        if a.max_http_buffer_size == 0 {
+            return Err(invalid(
+                "max-http-buffer-size",
+                "MAX_HTTP_BUFFER_SIZE",
+                "must be positive",
+            ));
+        }
+        if a.transports.is_empty() {
+            return Err(invalid(
+                "transports",
+                "TRANSPORTS",
+                "name at least one of websocket, polling",
+            ));
+        }
+        let origins: Vec<String> = a
+            .allowed_origins
+            .iter()
+            .map(|o| o.trim().trim_end_matches('/').to_owned())
+            .filter(|o| !o.is_empty())
+            .collect();
+        if origins.is_empty() {
+            return Err(invalid(
+                "allowed-origins",
+                "ALLOWED_ORIGINS",
+                "name at least one origin, or *",
+            ));
+        }
+        if let Some(bad) = origins
+            .iter()
+            .find(|o| *o != "*" && !(o.starts_with("http://") || o.starts_with("https://")))
+        {
+            return Err(invalid(
+                "allowed-origins",
+                "ALLOWED_ORIGINS",
+                format!("{bad:?} is not an origin like https://app.example.com"),
+            ));
+        }
+        let mut namespaces = Vec::new();
+        for ns in &a.namespaces {
+            let ns = ns.trim();
+            if !ns.starts_with('/') || ns.contains(',') {
+                return Err(invalid(
+                    "namespaces",
+                    "NAMESPACES",
+                    format!("{ns:?} must start with '/'"),
+                ));
+            }
+            if !namespaces.iter().any(|n| n == ns) {
+                namespaces.push(ns.to_owned());
+            }
+        }
+        if namespaces.is_empty() {
+            return Err(invalid(
+                "namespaces",
+                "NAMESPACES",
+                "name at least one namespace",
+            ));
+        }
+        let mut transports = a.transports.clone();
+        transports.dedup();
+        Ok(Config {
+            listen: a.listen,
+            namespaces,
+            server: ServerOptions {
+                engine: EngineConfig {
+                    path,
+                    ping_interval: Duration::from_millis(a.ping_interval),
+                    ping_timeout: Duration::from_millis(a.ping_timeout),
+                    upgrade_timeout: Duration::from_millis(a.upgrade_timeout),
+                    max_payload: a.max_http_buffer_size,
+                    transports,
+                    cors: Cors::from_list(&origins),
+                    ..EngineConfig::default()
+                },
+                connect_timeout: Duration::from_millis(a.connect_timeout),
+                shutdown_timeout: Duration::from_millis(a.shutdown_timeout),
+            },
+            log_format: a.log_format.clone(),
+            log_level: a.log_level.clone(),
+        })
+    }
+}
+
+/// Sizes in bytes: `1000000`, `1e6`, `1_000_000`.
+fn parse_size(s: &str) -> Result<usize, String> {
+    let cleaned = s.trim().replace('_', "");
+    if let Ok(n) = cleaned.parse::<usize>() {
+        return Ok(n);
+    }
+    match cleaned.parse::<f64>() {
+        Ok(f) if f.is_finite() && f >= 0.0 && f.fract() == 0.0 && f <= usize::MAX as f64 => {
+            Ok(f as usize)
+        }
+        _ => Err(format!(
+            "{s:?} is not a size in bytes (e.g. 1000000 or 1e6)"
+        )),
+    }
+}
+
+fn parse_transport(s: &str) -> Result<TransportKind, String> {
+    TransportKind::parse(s.trim())
+        .ok_or_else(|| format!("{s:?} is not a transport (websocket, polling)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: ServeArgs,
+    }
+
+    fn parse(argv: &[&str]) -> Result<Config, String> {
+        let cli = Cli::try_parse_from(std::iter::once("t").chain(argv.iter().copied()))
+            .map_err(|e| e.to_string())?;
+        Config::from_args(&cli.args).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_follow_the_requirements() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:3001".parse().unwrap());
+        let e = &c.server.engine;
+        assert_eq!(e.ping_interval, Duration::from_millis(25_000));
+        assert_eq!(e.ping_timeout, Duration::from_millis(60_000));
+        assert_eq!(e.upgrade_timeout, Duration::from_millis(10_000));
+        assert_eq!(e.max_payload, 1_000_000);
+        assert_eq!(e.path, "/socket.io/");
+        assert_eq!(
+            e.transports,
+            vec![TransportKind::Websocket, TransportKind::Polling]
+        );
+        assert_eq!(c.namespaces, vec!["/", "/chat", "/notifications"]);
+    }
+
+    #[test]
+    fn invalid_settings_name_themselves() {
+        let cases: &[(&[&str], &str)] = &[
+            (&["--ping-interval", "abc"], "--ping-interval"),
+            (&["--ping-timeout", "0"], "--ping-timeout"),
+            (&["--transports", "carrier-pigeon"], "--transports"),
+            (
+                &["--max-http-buffer-size", "lots"],
+                "--max-http-buffer-size",
+            ),
+            (&["--namespaces", "chat"], "--namespaces"),
+            (
+                &["--allowed-origins", "localhost:3000"],
+                "--allowed-origins",
+            ),
+            (&["--path", "socket.io"], "--path"),
+            (&["--no-such-flag"], "--no-such-flag"),
+        ];
+        for (argv, needle) in cases {
+            let err = parse(argv).unwrap_err();
+            assert!(err.contains(needle), "{argv:?} -> {err}");
+        }
+    }
+
+    #[test]
+    fn sizes_accept_scientific_notation() {
+        assert_eq!(parse_size("1e6"), Ok(1_000_000));
+        assert_eq!(parse_size("1_000"), Ok(1000));
+        assert!(parse_size("1.5").is_err());
+        assert!(parse_size("-1").is_err());
+    }
+}

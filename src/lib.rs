@@ -1,0 +1,18 @@
+//! realtime: a clustered Socket.IO server (Engine.IO v4 / Socket.IO v5) and the `rtctl`
+//! ops CLI, in one crate.
+//!
+//! Data flows bytes → [`protocol`] → [`transport`] → [`server`], never back up:
+//! - [`protocol`]: pure Engine.IO and Socket.IO codecs;
+//! - [`transport`]: hyper + tokio-tungstenite: polling, WebSocket, upgrade, heartbeat, CORS;
+//! - [`server`]: namespaces, sockets, rooms, acks, connect middleware, graceful drain;
+//! - [`config`]: the one validated configuration both binaries share;
+//! - [`commands`]: one module per `rtctl` subcommand.
+
+pub mod app;
+pub mod commands;
+pub mod config;
+pub mod protocol;
+pub mod server;
+pub mod sid;
+pub mod telemetry;
+pub mod transport;

@@ -1,0 +1,247 @@
+//! The Socket.IO side of one Engine.IO session: which namespaces it joined, binary
+//! packets being assembled, and the dispatch of every decoded packet.
+
+use super::namespace::Namespace;
+use super::payload::{encode_frames, event_from_packet, Payload};
+use super::socket::{AckSender, DisconnectReason, Socket, SocketRef};
+use crate::protocol::engineio::Data;
+use crate::protocol::socketio::{self, BinaryAssembler, Packet, PacketKind};
+use crate::sid::Sid;
+use crate::transport::{CloseReason, EngineHandler, Session};
+use bytes::Bytes;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+#[derive(Default)]
+struct State {
+    sockets: Vec<SocketRef>,
+    closed: bool,
+}
+
+/// Per-session Socket.IO state, kept inside the engine [`Session`].
+#[derive(Default)]
+pub struct ClientData {
+    state: Mutex<State>,
+    assembler: Mutex<Option<BinaryAssembler>>,
+    first_connect: Notify,
+}
+
+impl ClientData {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn socket_for(&self, nsp: &str) -> Option<SocketRef> {
+        self.lock().sockets.iter().find(|s| s.nsp() == nsp).cloned()
+    }
+
+    pub fn sockets(&self) -> Vec<SocketRef> {
+        self.lock().sockets.clone()
+    }
+
+    /// Registers a socket in the client and its namespace, atomically with respect to
+    /// the session closing: a socket is either registered before `on_close` takes the list,
+    /// or not at all. Returns false when the session already closed.
+    fn register(&self, socket: &SocketRef, ns: &Namespace) -> bool {
+        let mut st = self.lock();
+        if st.closed {
+            return false;
+        }
+        st.sockets.push(socket.clone());
+        ns.insert_socket(socket.clone());
+        drop(st);
+        self.first_connect.notify_one();
+        true
+    }
+
+    pub(crate) fn remove_socket(&self, nsp: &str, sid: Sid) {
+        self.lock()
+            .sockets
+            .retain(|s| !(s.nsp() == nsp && s.id == sid));
+    }
+
+    fn take_all(&self) -> Vec<SocketRef> {
+        let mut st = self.lock();
+        st.closed = true;
+        std::mem::take(&mut st.sockets)
+    }
+}
+
+/// The Socket.IO layer as an Engine.IO handler.
+pub struct SocketIoHandler {
+    pub(crate) namespaces: HashMap<String, Arc<Namespace>>,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) max_payload: usize,
+}
+
+impl EngineHandler for SocketIoHandler {
+    type Data = ClientData;
+
+    fn new_data(&self) -> ClientData {
+        ClientData::default()
+    }
+
+    /// A client must connect to a namespace within `connectTimeout`, or it is closed.
+    fn on_open(&self, session: &Arc<Session<ClientData>>) {
+        let session = session.clone();
+        let timeout = self.connect_timeout;
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(timeout) => {
+                    if session.data.lock().sockets.is_empty() {
+                        tracing::debug!(sid = %session.sid, "no namespace connected within connectTimeout");
+                        session.close(CloseReason::ForcedClose);
+                    }
+                }
+                _ = session.closed() => {}
+                _ = session.data.first_connect.notified() => {}
+            }
+        });
+    }
+
+    fn on_message(&self, session: &Arc<Session<ClientData>>, data: Data<'_>) {
+        match data {
+            Data::Text(text) => {
+                if session
+                    .data
+                    .assembler
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .is_some()
+                {
+                    return protocol_error(
+                        session,
+                        "text packet while binary attachments were expected",
+                    );
+                }
+                match socketio::decode(text) {
+                    Ok(p) if p.attachments > 0 => {
+                        *session
+                            .data
+                            .assembler
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner()) = Some(BinaryAssembler::new(p));
+                    }
+                    Ok(p) => self.dispatch(session, p, Vec::new()),
+                    Err(e) => protocol_error(session, &e.to_string()),
+                }
+            }
+            Data::Binary(bytes) => {
+                let done = {
+                    let mut guard = session
+                        .data
+                        .assembler
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner());
+                    let Some(asm) = guard.as_mut() else {
+                        drop(guard);
+                        return protocol_error(session, "binary data without a binary packet");
+                    };
+                    if asm.received_bytes() + bytes.len() > self.max_payload {
+                        drop(guard);
+                        return protocol_error(
+                            session,
+                            "binary attachments exceed maxHttpBufferSize",
+                        );
+                    }
+                    let done = asm.push(bytes);
+                    if done.is_some() {
+                        *guard = None;
+                    }
+                    done
+                };
+                match done {
+                    None => {}
+                    Some(Ok((packet, binary))) => self.dispatch(session, packet, binary),
+                    Some(Err(e)) => protocol_error(session, &e.to_string()),
+                }
+            }
+        }
+    }
+
+    fn on_close(&self, session: &Arc<Session<ClientData>>, reason: CloseReason) {
+        for socket in session.data.take_all() {
+            socket.on_disconnect(DisconnectReason::from(reason));
+        }
+    }
+}
+
+fn protocol_error(session: &Session<ClientData>, what: &str) {
+    tracing::debug!(sid = %session.sid, error = what, "invalid socket.io packet; closing");
+    session.close(CloseReason::ParseError);
+}
+
+impl SocketIoHandler {
+    fn dispatch(&self, session: &Arc<Session<ClientData>>, packet: Packet, binary: Vec<Bytes>) {
+        match packet.kind {
+            PacketKind::Connect => self.connect(session, packet),
+            PacketKind::Disconnect => {
+                if let Some(s) = session.data.socket_for(&packet.nsp) {
+                    s.on_disconnect(DisconnectReason::ClientNamespaceDisconnect);
+                }
+            }
+            PacketKind::Event | PacketKind::BinaryEvent => {
+                // Packets for a namespace the client is not connected to are dropped, as in Node.
+                let Some(socket) = session.data.socket_for(&packet.nsp) else {
+                    return;
+                };
+                let id = packet.id;
+                let Some(event) = event_from_packet(packet, binary) else {
+                    return protocol_error(session, "event without a name");
+                };
+                let ack = id.map(|id| AckSender::new(socket.clone(), id));
+                let ns = socket.ns.clone();
+                ns.dispatch_event(socket, event, ack);
+            }
+            PacketKind::Ack | PacketKind::BinaryAck => {
+                let Some(socket) = session.data.socket_for(&packet.nsp) else {
+                    return;
+                };
+                let (Some(id), Some(Value::Array(args))) = (packet.id, packet.data) else {
+                    return protocol_error(session, "ack without id or arguments");
+                };
+                socket.on_ack(id, Payload { args, binary });
+            }
+            PacketKind::ConnectError => protocol_error(session, "CONNECT_ERROR sent by a client"),
+        }
+    }
+
+    /// CONNECT: middleware, registration, connect steps, and only then the reply.
+    fn connect(&self, session: &Arc<Session<ClientData>>, packet: Packet) {
+        let Some(ns) = self.namespaces.get(&packet.nsp).cloned() else {
+            let reply = Packet::connect_error(&packet.nsp, "Invalid namespace", None);
+            session.send_all(encode_frames(&reply, &[]));
+            return;
+        };
+        if session.data.socket_for(&packet.nsp).is_some() {
+            return; // already connected: a duplicate CONNECT is ignored
+        }
+        let auth = packet
+            .data
+            .unwrap_or_else(|| Value::Object(Default::default()));
+        let socket = Arc::new(Socket::new(ns.clone(), session.clone(), auth));
+        let session = session.clone();
+        let connecting = async move {
+            if let Err(refusal) = ns.run_middleware(&socket).await {
+                return refuse(&session, &socket, refusal);
+            }
+            if !session.data.register(&socket, &ns) {
+                return;
+            }
+            if let Err(refusal) = ns.run_connect(&socket).await {
+                socket.discard();
+                return refuse(&session, &socket, refusal);
+            }
+            socket.mark_connected();
+        };
+        super::namespace::run_inline_then_spawn(Box::pin(connecting));
+    }
+}
+
+fn refuse(session: &Session<ClientData>, socket: &Socket, refusal: super::ConnectRefusal) {
+    let reply = Packet::connect_error(socket.nsp(), &refusal.message, refusal.data);
+    session.send_all(encode_frames(&reply, &[]));
+}

@@ -1,0 +1,186 @@
+//! The Socket.IO server: namespaces, sockets, rooms, acks, middleware and graceful drain.
+//!
+//! ```no_run
+//! # async fn demo(listener: tokio::net::TcpListener) {
+//! use realtime::server::{Io, ServerOptions};
+//! let io = Io::builder(ServerOptions::default())
+//!     .namespace("/chat", |ns| {
+//!         ns.on("ping", |socket, event, ack| async move {
+//!             if let Some(ack) = ack {
+//!                 ack.send(event.payload);
+//!             }
+//!         });
+//!     })
+//!     .build();
+//! realtime::server::run(io, listener, async { let _ = tokio::signal::ctrl_c().await; }).await;
+//! # }
+//! ```
+
+mod broadcast;
+mod client;
+mod namespace;
+mod payload;
+mod rooms;
+mod socket;
+
+pub use broadcast::BroadcastOperator;
+pub use client::{ClientData, SocketIoHandler};
+pub use namespace::{ConnectRefusal, Namespace, NamespaceBuilder};
+pub use payload::{encode_frames, Event, Payload};
+pub use socket::{AckError, AckSender, DisconnectReason, Socket, SocketRef};
+
+use crate::transport::handshake::Body;
+use crate::transport::listener::{accept_until, App};
+use crate::transport::{Engine, EngineConfig};
+use bytes::Bytes;
+use http::{header, HeaderValue, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A room name. Shared, because one name is stored once per member in the index.
+pub type Room = Arc<str>;
+
+/// Everything the server needs besides its handlers.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    pub engine: EngineConfig,
+    /// A client must connect to a namespace within this time (`connectTimeout`).
+    pub connect_timeout: Duration,
+    /// How long a graceful shutdown may take before the process exits anyway.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            engine: EngineConfig::default(),
+            connect_timeout: Duration::from_millis(45_000),
+            shutdown_timeout: Duration::from_millis(10_000),
+        }
+    }
+}
+
+/// Builds an [`Io`]: declare namespaces and their handlers, then `build()`.
+pub struct IoBuilder {
+    options: ServerOptions,
+    namespaces: HashMap<String, NamespaceBuilder>,
+}
+
+impl IoBuilder {
+    /// Declares (or extends) namespace `name`.
+    pub fn namespace(mut self, name: &str, f: impl FnOnce(&mut NamespaceBuilder)) -> Self {
+        f(self.namespaces.entry(name.to_owned()).or_default());
+        self
+    }
+
+    pub fn build(self) -> Io {
+        let namespaces = self
+            .namespaces
+            .into_iter()
+            .map(|(name, b)| (name.clone(), Arc::new(b.build(name))))
+            .collect();
+        let handler = SocketIoHandler {
+            namespaces,
+            connect_timeout: self.options.connect_timeout,
+            max_payload: self.options.engine.max_payload,
+        };
+        Io {
+            engine: Engine::new(self.options.engine.clone(), handler),
+            shutdown_timeout: self.options.shutdown_timeout,
+        }
+    }
+}
+
+/// A handle to the running Socket.IO server; cheap to clone.
+#[derive(Clone)]
+pub struct Io {
+    engine: Arc<Engine<SocketIoHandler>>,
+    shutdown_timeout: Duration,
+}
+
+impl Io {
+    pub fn builder(options: ServerOptions) -> IoBuilder {
+        IoBuilder {
+            options,
+            namespaces: HashMap::new(),
+        }
+    }
+
+    /// The namespace `name`, if declared.
+    pub fn of(&self, name: &str) -> Option<Arc<Namespace>> {
+        self.engine.handler.namespaces.get(name).cloned()
+    }
+
+    pub fn namespaces(&self) -> Vec<Arc<Namespace>> {
+        self.engine.handler.namespaces.values().cloned().collect()
+    }
+
+    pub fn engine(&self) -> &Arc<Engine<SocketIoHandler>> {
+        &self.engine
+    }
+
+    /// Open Engine.IO sessions (connections) on this node.
+    pub fn connection_count(&self) -> usize {
+        self.engine.session_count()
+    }
+}
+
+/// Routes HTTP requests: the engine path to Engine.IO, anything else to 404.
+struct HttpApp {
+    io: Io,
+}
+
+impl App for HttpApp {
+    async fn call(self: Arc<Self>, req: Request<Incoming>, remote: SocketAddr) -> Response<Body> {
+        if self.io.engine.matches(req.uri().path()) {
+            return self.io.engine.clone().handle(req, remote).await;
+        }
+        not_found()
+    }
+}
+
+fn not_found() -> Response<Body> {
+    let mut res = Response::new(Full::new(Bytes::from_static(
+        br#"{"error":"not_found","message":"no such route"}"#,
+    )));
+    *res.status_mut() = StatusCode::NOT_FOUND;
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    res
+}
+
+/// Serves until `shutdown` resolves, then drains: stops accepting, closes every session
+/// (clients reconnect to another node), and returns once they are gone or the shutdown
+/// timeout passed.
+pub async fn run(io: Io, listener: tokio::net::TcpListener, shutdown: impl Future<Output = ()>) {
+    let app = Arc::new(HttpApp { io: io.clone() });
+    let connections = accept_until(listener, app, shutdown).await;
+    let open = io.connection_count();
+    tracing::info!(
+        connections = open,
+        "shutting down: closing every connection"
+    );
+    io.engine.begin_drain();
+    let drained = tokio::time::timeout(io.shutdown_timeout, async {
+        connections.shutdown().await;
+        while io.connection_count() > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    match drained {
+        Ok(()) => tracing::info!("all connections closed"),
+        Err(_) => tracing::warn!(
+            remaining = io.connection_count(),
+            timeout_ms = io.shutdown_timeout.as_millis() as u64,
+            "shutdown timeout reached with connections still open"
+        ),
+    }
+}

@@ -1,0 +1,246 @@
+//! Namespaces: their handlers (fixed when the server is built), sockets and rooms.
+//!
+//! Handlers live on the namespace, not on each socket: a socket costs no handler table,
+//! and a handler exists before any client can reach it — so an event a client emits
+//! right after `connect` always finds its handler.
+
+use super::broadcast::BroadcastOperator;
+use super::payload::{Event, Payload};
+use super::rooms::RoomIndex;
+use super::socket::{AckSender, DisconnectReason, SocketRef};
+use super::Room;
+use crate::sid::Sid;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, RwLock};
+
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// A refused connection: the client receives CONNECT_ERROR `{message, data}`
+/// (socket.io-client surfaces it as `connect_error` with `err.message` / `err.data`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnectRefusal {
+    pub message: String,
+    pub data: Option<Value>,
+}
+
+impl ConnectRefusal {
+    pub fn new(message: impl Into<String>) -> Self {
+        ConnectRefusal {
+            message: message.into(),
+            data: None,
+        }
+    }
+
+    pub fn with_data(mut self, data: Value) -> Self {
+        self.data = Some(data);
+        self
+    }
+}
+
+type ConnectFn = Arc<dyn Fn(SocketRef) -> BoxFuture<Result<(), ConnectRefusal>> + Send + Sync>;
+type EventFn = Arc<dyn Fn(SocketRef, Event, Option<AckSender>) -> BoxFuture<()> + Send + Sync>;
+type DisconnectFn = Arc<dyn Fn(SocketRef, DisconnectReason) + Send + Sync>;
+
+/// Declares a namespace's behaviour; see [`super::IoBuilder::namespace`].
+#[derive(Default)]
+pub struct NamespaceBuilder {
+    middleware: Vec<ConnectFn>,
+    connect: Vec<ConnectFn>,
+    events: HashMap<String, EventFn>,
+    any: Option<EventFn>,
+    disconnect: Vec<DisconnectFn>,
+}
+
+impl NamespaceBuilder {
+    /// Adds a middleware: runs before the socket exists for anyone else (it is in no
+    /// namespace map, no room), so a refusal here — a bad token — leaves no trace.
+    /// Middleware run in order; the first refusal sends `connect_error`.
+    pub fn use_middleware<F, Fut>(&mut self, f: F) -> &mut Self
+    where
+        F: Fn(SocketRef) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), ConnectRefusal>> + Send + 'static,
+    {
+        self.middleware.push(Arc::new(move |s| Box::pin(f(s))));
+        self
+    }
+
+    /// Adds a connect step (setup: authenticate, join rooms, emit a
+    /// greeting). Steps run in order before the CONNECT reply; the first refusal stops
+    /// the connection and the client gets `connect_error`. Emits made here reach the
+    /// client right after its CONNECT reply. Do not await an emit-with-ack in here: the
+    /// client cannot answer before it is connected.
+    pub fn on_connect<F, Fut>(&mut self, f: F) -> &mut Self
+    where
+        F: Fn(SocketRef) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), ConnectRefusal>> + Send + 'static,
+    {
+        self.connect.push(Arc::new(move |s| Box::pin(f(s))));
+        self
+    }
+
+    /// Handles the event `name`. The handler's first poll runs inline, in arrival order;
+    /// if it awaits, the rest runs as its own task.
+    pub fn on<F, Fut>(&mut self, name: &str, f: F) -> &mut Self
+    where
+        F: Fn(SocketRef, Event, Option<AckSender>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.events.insert(
+            name.to_owned(),
+            Arc::new(move |s, e, a| Box::pin(f(s, e, a))),
+        );
+        self
+    }
+
+    /// Handles any event that has no handler of its own.
+    pub fn on_any<F, Fut>(&mut self, f: F) -> &mut Self
+    where
+        F: Fn(SocketRef, Event, Option<AckSender>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.any = Some(Arc::new(move |s, e, a| Box::pin(f(s, e, a))));
+        self
+    }
+
+    /// Runs when a socket leaves the namespace, for any reason.
+    pub fn on_disconnect<F>(&mut self, f: F) -> &mut Self
+    where
+        F: Fn(SocketRef, DisconnectReason) + Send + Sync + 'static,
+    {
+        self.disconnect.push(Arc::new(f));
+        self
+    }
+
+    pub(crate) fn build(self, name: String) -> Namespace {
+        Namespace {
+            name,
+            sockets: RwLock::default(),
+            rooms: RoomIndex::default(),
+            middleware: self.middleware,
+            connect: self.connect,
+            events: self.events,
+            any: self.any,
+            disconnect: self.disconnect,
+        }
+    }
+}
+
+/// A namespace on this node.
+pub struct Namespace {
+    pub name: String,
+    sockets: RwLock<HashMap<Sid, SocketRef>>,
+    pub(crate) rooms: RoomIndex,
+    middleware: Vec<ConnectFn>,
+    connect: Vec<ConnectFn>,
+    events: HashMap<String, EventFn>,
+    any: Option<EventFn>,
+    disconnect: Vec<DisconnectFn>,
+}
+
+impl Namespace {
+    fn sockets_read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Sid, SocketRef>> {
+        self.sockets.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn sockets_write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Sid, SocketRef>> {
+        self.sockets.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn insert_socket(&self, socket: SocketRef) {
+        self.sockets_write().insert(socket.id, socket);
+    }
+
+    pub(crate) fn remove_socket(&self, sid: Sid) {
+        self.sockets_write().remove(&sid);
+    }
+
+    pub fn get_socket(&self, sid: &Sid) -> Option<SocketRef> {
+        self.sockets_read().get(sid).cloned()
+    }
+
+    pub fn has_socket(&self, sid: &Sid) -> bool {
+        self.sockets_read().contains_key(sid)
+    }
+
+    pub fn socket_ids(&self) -> Vec<Sid> {
+        self.sockets_read().keys().copied().collect()
+    }
+
+    /// Sockets connected to this namespace on this node.
+    pub fn sockets(&self) -> Vec<SocketRef> {
+        self.sockets_read().values().cloned().collect()
+    }
+
+    pub fn socket_count(&self) -> usize {
+        self.sockets_read().len()
+    }
+
+    /// How many rooms have members (own-id rooms are not counted).
+    pub fn room_count(&self) -> usize {
+        self.rooms.len()
+    }
+
+    /// Rooms with their member counts (own-id rooms are not listed).
+    pub fn rooms(&self) -> Vec<(Room, usize)> {
+        self.rooms.list()
+    }
+
+    /// Targets `room` (chain `.to()`, `.except()`, then `.emit()`).
+    pub fn to(self: &Arc<Self>, room: impl Into<Room>) -> BroadcastOperator {
+        BroadcastOperator::new(self.clone()).to(room)
+    }
+
+    /// Targets every socket except the members of `room`.
+    pub fn except(self: &Arc<Self>, room: impl Into<Room>) -> BroadcastOperator {
+        BroadcastOperator::new(self.clone()).except(room)
+    }
+
+    /// Emits to every socket in the namespace.
+    pub fn emit(self: &Arc<Self>, event: &str, payload: impl Into<Payload>) -> usize {
+        BroadcastOperator::new(self.clone()).emit(event, payload)
+    }
+
+    pub(crate) async fn run_middleware(&self, socket: &SocketRef) -> Result<(), ConnectRefusal> {
+        for step in &self.middleware {
+            step(socket.clone()).await?;
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn run_connect(&self, socket: &SocketRef) -> Result<(), ConnectRefusal> {
+        for step in &self.connect {
+            step(socket.clone()).await?;
+        }
+        Ok(())
+    }
+
+    /// Dispatches an event to its handler: the first poll inline, the rest spawned.
+    pub(crate) fn dispatch_event(&self, socket: SocketRef, event: Event, ack: Option<AckSender>) {
+        let Some(handler) = self.events.get(&event.name).or(self.any.as_ref()) else {
+            tracing::trace!(nsp = %self.name, event = %event.name, "no handler for event");
+            return;
+        };
+        run_inline_then_spawn(handler(socket, event, ack));
+    }
+
+    pub(crate) fn run_disconnect_handlers(&self, socket: &SocketRef, reason: DisconnectReason) {
+        for h in &self.disconnect {
+            h(socket.clone(), reason);
+        }
+    }
+}
+
+/// Polls a handler future once on the current thread; spawns it only if it has to wait.
+/// Handlers that finish at once (most of them: an emit, a join) cost no task, and
+/// handlers start in the order their packets arrived, as in Node.
+pub(crate) fn run_inline_then_spawn(mut fut: BoxFuture<()>) {
+    use std::task::{Context, Poll, Waker};
+    let mut cx = Context::from_waker(Waker::noop());
+    if let Poll::Pending = fut.as_mut().poll(&mut cx) {
+        // The spawned task polls again at once, registering its real waker.
+        tokio::spawn(fut);
+    }
+}

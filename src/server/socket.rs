@@ -1,0 +1,327 @@
+//! A Socket.IO socket: one client connected to one namespace.
+
+use super::broadcast::BroadcastOperator;
+use super::client::ClientData;
+use super::namespace::Namespace;
+use super::payload::{encode_frames, Payload};
+use super::Room;
+use crate::protocol::socketio::Packet;
+use crate::sid::Sid;
+use crate::transport::{CloseReason, Frame, RequestInfo, Session};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// A shared handle to a socket; cheap to clone into handlers.
+pub type SocketRef = Arc<Socket>;
+
+/// Why a socket left its namespace: the strings Node's socket.io uses, so client code
+/// that switches on `reason` behaves the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DisconnectReason {
+    TransportClose,
+    TransportError,
+    ParseError,
+    PingTimeout,
+    ForcedClose,
+    ServerShuttingDown,
+    ClientNamespaceDisconnect,
+    ServerNamespaceDisconnect,
+    SlowConsumer,
+}
+
+impl DisconnectReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::TransportClose => "transport close",
+            Self::TransportError => "transport error",
+            Self::ParseError => "parse error",
+            Self::PingTimeout => "ping timeout",
+            Self::ForcedClose => "forced close",
+            Self::ServerShuttingDown => "server shutting down",
+            Self::ClientNamespaceDisconnect => "client namespace disconnect",
+            Self::ServerNamespaceDisconnect => "server namespace disconnect",
+            Self::SlowConsumer => "slow consumer",
+        }
+    }
+}
+
+impl From<CloseReason> for DisconnectReason {
+    fn from(r: CloseReason) -> Self {
+        match r {
+            CloseReason::TransportClose => Self::TransportClose,
+            CloseReason::TransportError => Self::TransportError,
+            CloseReason::ParseError => Self::ParseError,
+            CloseReason::PingTimeout => Self::PingTimeout,
+            CloseReason::ForcedClose => Self::ForcedClose,
+            CloseReason::ServerShutdown => Self::ServerShuttingDown,
+            CloseReason::SlowConsumer => Self::SlowConsumer,
+        }
+    }
+}
+
+/// Why an emit-with-ack got no answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AckError {
+    #[error("the client did not acknowledge within the timeout")]
+    Timeout,
+    #[error("the socket disconnected before acknowledging")]
+    Disconnected,
+}
+
+#[derive(Default)]
+struct State {
+    /// Frames emitted before the CONNECT reply went out; flushed right after it.
+    pending: Vec<Frame>,
+    rooms: Vec<Room>,
+    acks: HashMap<u64, oneshot::Sender<Payload>>,
+}
+
+/// One client in one namespace.
+pub struct Socket {
+    pub id: Sid,
+    pub(crate) ns: Arc<Namespace>,
+    pub(crate) session: Arc<Session<ClientData>>,
+    /// The `auth` object the client sent with CONNECT.
+    pub auth: Value,
+    /// Per-socket data set by middleware (e.g. the authenticated user).
+    pub extensions: Mutex<http::Extensions>,
+    connected: AtomicBool,
+    disconnected: AtomicBool,
+    ack_ids: AtomicU64,
+    state: Mutex<State>,
+}
+
+impl Socket {
+    pub(crate) fn new(ns: Arc<Namespace>, session: Arc<Session<ClientData>>, auth: Value) -> Self {
+        Socket {
+            id: Sid::new(),
+            ns,
+            session,
+            auth,
+            extensions: Mutex::default(),
+            connected: AtomicBool::new(false),
+            disconnected: AtomicBool::new(false),
+            ack_ids: AtomicU64::new(0),
+            state: Mutex::default(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The namespace name (`/chat`).
+    pub fn nsp(&self) -> &str {
+        &self.ns.name
+    }
+
+    pub fn namespace(&self) -> &Arc<Namespace> {
+        &self.ns
+    }
+
+    /// The HTTP request that opened the underlying connection.
+    pub fn handshake(&self) -> &RequestInfo {
+        &self.session.request
+    }
+
+    /// The Engine.IO session id (shared by this client's sockets in all namespaces).
+    pub fn engine_id(&self) -> Sid {
+        self.session.sid
+    }
+
+    pub fn transport(&self) -> crate::protocol::engineio::TransportKind {
+        self.session.transport()
+    }
+
+    pub fn connected(&self) -> bool {
+        self.connected.load(Ordering::Acquire) && !self.disconnected.load(Ordering::Acquire)
+    }
+
+    /// Queues encoded frames for this socket. Before the CONNECT reply they wait in the
+    /// socket, so a client never sees an event ahead of its own connection.
+    pub(crate) fn send_frames(&self, frames: &[Frame]) -> bool {
+        if self.disconnected.load(Ordering::Acquire) {
+            return false;
+        }
+        if !self.connected.load(Ordering::Acquire) {
+            let mut st = self.lock();
+            if !self.connected.load(Ordering::Acquire) {
+                st.pending.extend_from_slice(frames);
+                return true;
+            }
+        }
+        self.session.send_all(frames.iter().cloned())
+    }
+
+    pub(crate) fn send_packet(&self, packet: &Packet, binary: &[bytes::Bytes]) -> bool {
+        self.send_frames(&encode_frames(packet, binary))
+    }
+
+    /// Sends the CONNECT reply, then whatever was emitted while the namespace was setting
+    /// the socket up.
+    pub(crate) fn mark_connected(&self) {
+        let reply = encode_frames(&Packet::connect_ok(&self.ns.name, self.id.as_str()), &[]);
+        let mut st = self.lock();
+        let pending = std::mem::take(&mut st.pending);
+        self.session.send_all(reply.into_iter().chain(pending));
+        self.connected.store(true, Ordering::Release);
+    }
+
+    /// Emits an event to this client.
+    pub fn emit(&self, event: &str, payload: impl Into<Payload>) -> bool {
+        let p = payload.into();
+        let packet = Packet::event(&self.ns.name, event, p.args, p.binary.len());
+        self.send_packet(&packet, &p.binary)
+    }
+
+    /// Emits an event and waits for the client's acknowledgement.
+    pub async fn emit_with_ack(
+        &self,
+        event: &str,
+        payload: impl Into<Payload>,
+        timeout: Duration,
+    ) -> Result<Payload, AckError> {
+        let p = payload.into();
+        let id = self.ack_ids.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.lock().acks.insert(id, tx);
+        let mut packet = Packet::event(&self.ns.name, event, p.args, p.binary.len());
+        packet.id = Some(id);
+        if !self.send_packet(&packet, &p.binary) {
+            self.lock().acks.remove(&id);
+            return Err(AckError::Disconnected);
+        }
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(_)) => Err(AckError::Disconnected),
+            Err(_) => {
+                self.lock().acks.remove(&id);
+                Err(AckError::Timeout)
+            }
+        }
+    }
+
+    /// An ACK from the client. Unknown ids (late answers after a timeout) are ignored.
+    pub(crate) fn on_ack(&self, id: u64, payload: Payload) {
+        if let Some(tx) = self.lock().acks.remove(&id) {
+            let _ = tx.send(payload);
+        }
+    }
+
+    pub fn join(&self, room: impl Into<Room>) {
+        let room = room.into();
+        let mut st = self.lock();
+        if st.rooms.contains(&room) {
+            return;
+        }
+        st.rooms.push(room.clone());
+        drop(st);
+        self.ns.rooms.add(room, self.id);
+    }
+
+    pub fn leave(&self, room: &str) {
+        let mut st = self.lock();
+        let Some(i) = st.rooms.iter().position(|r| &**r == room) else {
+            return;
+        };
+        let room = st.rooms.swap_remove(i);
+        drop(st);
+        self.ns.rooms.remove(&room, self.id);
+    }
+
+    /// The rooms this socket is in, including its own id room.
+    pub fn rooms(&self) -> Vec<Room> {
+        let mut rooms = vec![Room::from(self.id.as_str())];
+        rooms.extend(self.lock().rooms.iter().cloned());
+        rooms
+    }
+
+    /// Broadcasts to `room`, excluding this socket (Node's `socket.to(room)`).
+    pub fn to(self: &Arc<Self>, room: impl Into<Room>) -> BroadcastOperator {
+        BroadcastOperator::new(self.ns.clone())
+            .to(room)
+            .except_socket(self.id)
+    }
+
+    /// Broadcasts to the whole namespace except this socket.
+    pub fn broadcast(self: &Arc<Self>) -> BroadcastOperator {
+        BroadcastOperator::new(self.ns.clone()).except_socket(self.id)
+    }
+
+    /// Disconnects from this namespace (the client gets a DISCONNECT packet and will not
+    /// reconnect by itself). With `close`, the whole connection is closed too.
+    pub fn disconnect(self: &Arc<Self>, close: bool) {
+        if self.connected() {
+            self.send_packet(&Packet::disconnect(&self.ns.name), &[]);
+        }
+        self.on_disconnect(DisconnectReason::ServerNamespaceDisconnect);
+        if close {
+            self.session.close(CloseReason::ForcedClose);
+        }
+    }
+
+    /// Leaves every room, fails pending acks, runs the namespace's disconnect handlers.
+    /// Runs once, whoever calls it first.
+    pub(crate) fn on_disconnect(self: &Arc<Self>, reason: DisconnectReason) {
+        if self.cleanup() {
+            self.ns.run_disconnect_handlers(self, reason);
+        }
+    }
+
+    /// Unregisters a socket whose connection was refused: no disconnect handlers, since
+    /// it never connected.
+    pub(crate) fn discard(&self) {
+        self.cleanup();
+    }
+
+    /// Returns false if the socket was already cleaned up.
+    fn cleanup(&self) -> bool {
+        if self.disconnected.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        let (rooms, acks) = {
+            let mut st = self.lock();
+            st.pending.clear();
+            (std::mem::take(&mut st.rooms), std::mem::take(&mut st.acks))
+        };
+        drop(acks); // dropping the senders wakes emit_with_ack with Disconnected
+        for room in rooms {
+            self.ns.rooms.remove(&room, self.id);
+        }
+        self.ns.remove_socket(self.id);
+        self.session.data.remove_socket(&self.ns.name, self.id);
+        true
+    }
+}
+
+impl std::fmt::Debug for Socket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Socket")
+            .field("id", &self.id)
+            .field("nsp", &self.ns.name)
+            .finish()
+    }
+}
+
+/// Answers a client's emit-with-ack. Dropping it without `send` leaves the client waiting
+/// (its own timeout applies), as in Node.
+pub struct AckSender {
+    socket: SocketRef,
+    id: u64,
+}
+
+impl AckSender {
+    pub(crate) fn new(socket: SocketRef, id: u64) -> Self {
+        AckSender { socket, id }
+    }
+
+    pub fn send(self, payload: impl Into<Payload>) -> bool {
+        let p = payload.into();
+        let packet = Packet::ack(&self.socket.ns.name, self.id, p.args, p.binary.len());
+        self.socket.send_packet(&packet, &p.binary)
+    }
+}

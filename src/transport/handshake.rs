@@ -1,0 +1,299 @@
+//! Everything about an incoming Engine.IO HTTP request before a session handles it: the
+//! query parameters, the checks Node's engine.io makes (`verify()`), the error bodies it
+//! answers with, and CORS.
+//!
+//! All HTTP errors of the engine are mapped to status codes here, in one place.
+
+use crate::protocol::engineio::TransportKind;
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
+use http_body_util::Full;
+use std::net::SocketAddr;
+use std::time::SystemTime;
+
+pub type Body = Full<Bytes>;
+
+/// What the layers above may want to know about the request that opened a session
+/// (Socket.IO exposes it as `socket.handshake`; auth reads its headers and cookies).
+#[derive(Debug, Clone)]
+pub struct RequestInfo {
+    pub transport: TransportKind,
+    pub headers: HeaderMap,
+    pub query: Vec<(String, String)>,
+    pub remote_addr: SocketAddr,
+    pub issued: SystemTime,
+}
+
+impl RequestInfo {
+    pub fn query_param(&self, key: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Engine.IO request errors, with the codes and messages Node's engine.io uses
+/// (`Server.errors`), so clients and proxies see the same bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    #[error("Transport unknown")]
+    UnknownTransport,
+    #[error("Session ID unknown")]
+    UnknownSid,
+    #[error("Bad handshake method")]
+    BadHandshakeMethod,
+    #[error("Bad request")]
+    BadRequest,
+    #[error("Forbidden")]
+    Forbidden,
+    #[error("Unsupported protocol version")]
+    UnsupportedProtocolVersion,
+    #[error("Payload too large")]
+    PayloadTooLarge,
+    #[error("Server is shutting down")]
+    Draining,
+}
+
+impl EngineError {
+    /// The numeric `code` of Node's error body.
+    pub fn code(self) -> u8 {
+        match self {
+            Self::UnknownTransport => 0,
+            Self::UnknownSid => 1,
+            Self::BadHandshakeMethod => 2,
+            Self::BadRequest | Self::PayloadTooLarge | Self::Draining => 3,
+            Self::Forbidden => 4,
+            Self::UnsupportedProtocolVersion => 5,
+        }
+    }
+
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Draining => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// `{"code":N,"message":"…"}` with the matching status.
+    pub fn response(self) -> Response<Body> {
+        let body = serde_json::json!({ "code": self.code(), "message": self.to_string() });
+        let mut res = Response::new(Full::new(Bytes::from(body.to_string())));
+        *res.status_mut() = self.status();
+        res.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        res
+    }
+}
+
+/// The query parameters the engine itself reads.
+#[derive(Debug, Default)]
+pub struct EngineQuery {
+    pub eio: Option<String>,
+    pub transport: Option<String>,
+    pub sid: Option<String>,
+    pub all: Vec<(String, String)>,
+}
+
+impl EngineQuery {
+    pub fn parse(query: Option<&str>) -> Self {
+        let mut q = EngineQuery::default();
+        for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+            match k.as_ref() {
+                "EIO" => q.eio = Some(v.to_string()),
+                "transport" => q.transport = Some(v.to_string()),
+                "sid" => q.sid = Some(v.to_string()),
+                _ => {}
+            }
+            q.all.push((k.into_owned(), v.into_owned()));
+        }
+        q
+    }
+
+    /// Node's order of checks: transport first, then the protocol version on a handshake.
+    pub fn transport(&self, allowed: &[TransportKind]) -> Result<TransportKind, EngineError> {
+        self.transport
+            .as_deref()
+            .and_then(TransportKind::parse)
+            .filter(|t| allowed.contains(t))
+            .ok_or(EngineError::UnknownTransport)
+    }
+
+    /// Only Engine.IO v4 is spoken; a missing or other `EIO` is refused, as Node does with
+    /// `allowEIO3: false`.
+    pub fn check_protocol(&self) -> Result<(), EngineError> {
+        match self.eio.as_deref() {
+            Some("4") => Ok(()),
+            _ => Err(EngineError::UnsupportedProtocolVersion),
+        }
+    }
+}
+
+/// Which origins may talk to the server from a browser.
+#[derive(Debug, Clone)]
+pub enum Cors {
+    /// `*`: any origin, without credentials (browsers refuse `*` with credentials).
+    Any,
+    /// An explicit list: the origin is echoed back with `Allow-Credentials: true`.
+    List(Vec<String>),
+}
+
+impl Cors {
+    pub fn from_list(origins: &[String]) -> Self {
+        if origins.iter().any(|o| o == "*") {
+            Cors::Any
+        } else {
+            Cors::List(origins.to_vec())
+        }
+    }
+
+    /// Whether a request carrying this `Origin` may proceed. Requests without an
+    /// `Origin` (servers, native clients) always may: CORS protects browsers only.
+    /// Refusing foreign origins here also blocks cross-site WebSocket hijacking, which
+    /// browsers do not guard against by themselves.
+    pub fn allows(&self, headers: &HeaderMap) -> bool {
+        match (self, headers.get(header::ORIGIN)) {
+            (_, None) | (Cors::Any, _) => true,
+            (Cors::List(list), Some(origin)) => {
+                list.iter().any(|o| o.as_bytes() == origin.as_bytes())
+            }
+        }
+    }
+
+    /// Adds the CORS response headers for an allowed request.
+    pub fn apply(&self, req_headers: &HeaderMap, res: &mut Response<Body>) {
+        let Some(origin) = req_headers.get(header::ORIGIN) else {
+            return;
+        };
+        let h = res.headers_mut();
+        match self {
+            Cors::Any => {
+                h.insert(
+                    header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                    HeaderValue::from_static("*"),
+                );
+            }
+            Cors::List(_) => {
+                h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+                h.insert(
+                    header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                    HeaderValue::from_static("true"),
+                );
+                h.append(header::VARY, HeaderValue::from_static("Origin"));
+            }
+        }
+    }
+
+    /// The answer to a preflight `OPTIONS` request.
+    pub fn preflight(&self, req_headers: &HeaderMap) -> Response<Body> {
+        if !self.allows(req_headers) {
+            return EngineError::Forbidden.response();
+        }
+        let mut res = Response::new(Body::default());
+        *res.status_mut() = StatusCode::NO_CONTENT;
+        self.apply(req_headers, &mut res);
+        let h = res.headers_mut();
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("GET,POST"),
+        );
+        if let Some(req) = req_headers.get(header::ACCESS_CONTROL_REQUEST_HEADERS) {
+            h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, req.clone());
+            h.append(
+                header::VARY,
+                HeaderValue::from_static("Access-Control-Request-Headers"),
+            );
+        }
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+        res
+    }
+}
+
+/// A plain-text 200 response (poll payloads, `ok` for posts).
+pub fn text_response(body: impl Into<Bytes>, content_type: &'static str) -> Response<Body> {
+    let mut res = Response::new(Full::new(body.into()));
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    res
+}
+
+/// Whether the request asks for a WebSocket upgrade.
+pub fn is_websocket_upgrade(method: &Method, headers: &HeaderMap) -> bool {
+    method == Method::GET
+        && headers
+            .get(header::UPGRADE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_parsing_and_checks_follow_node() {
+        let q = EngineQuery::parse(Some("EIO=4&transport=polling&t=abc&x=a%20b"));
+        assert_eq!(q.check_protocol(), Ok(()));
+        assert_eq!(
+            q.transport(&[TransportKind::Polling, TransportKind::Websocket]),
+            Ok(TransportKind::Polling)
+        );
+        assert!(q.all.contains(&("x".into(), "a b".into())));
+        assert_eq!(
+            q.transport(&[TransportKind::Websocket]),
+            Err(EngineError::UnknownTransport)
+        );
+        for bad in [None, Some("EIO=3&transport=polling"), Some("EIO=abc")] {
+            assert_eq!(
+                EngineQuery::parse(bad).check_protocol(),
+                Err(EngineError::UnsupportedProtocolVersion)
+            );
+        }
+        assert_eq!(
+            EngineQuery::parse(Some("EIO=4&transport=abc")).transport(&[TransportKind::Polling]),
+            Err(EngineError::UnknownTransport)
+        );
+    }
+
+    #[test]
+    fn error_bodies_match_node() {
+        let res = EngineError::UnknownSid.response();
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(EngineError::UnknownSid.code(), 1);
+        assert_eq!(EngineError::PayloadTooLarge.status(), 413);
+        assert_eq!(EngineError::Forbidden.status(), 403);
+    }
+
+    #[test]
+    fn cors_echoes_listed_origins_only() {
+        let cors = Cors::from_list(&["http://localhost:3000".into()]);
+        let mut h = HeaderMap::new();
+        assert!(cors.allows(&h), "no Origin: not a browser");
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://localhost:3000"),
+        );
+        assert!(cors.allows(&h));
+        let mut res = text_response("ok", "text/html");
+        cors.apply(&h, &mut res);
+        assert_eq!(
+            res.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN],
+            "http://localhost:3000"
+        );
+        assert_eq!(
+            res.headers()[header::ACCESS_CONTROL_ALLOW_CREDENTIALS],
+            "true"
+        );
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://evil.example"),
+        );
+        assert!(!cors.allows(&h));
+        assert_eq!(cors.preflight(&h).status(), 403);
+        assert!(Cors::from_list(&["*".into()]).allows(&h));
+    }
+}

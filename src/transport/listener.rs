@@ -1,0 +1,114 @@
+//! The TCP accept loop: one hyper HTTP/1.1 connection per socket, with upgrades.
+//!
+//! It takes its listener and its shutdown future from the caller (as mini-redis does),
+//! so tests bind `127.0.0.1:0` and the binaries pass ctrl-c / SIGTERM.
+
+use super::handshake::Body;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+
+/// Something that answers HTTP requests: the engine plus whatever routes sit beside it.
+pub trait App: Send + Sync + 'static {
+    fn call(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        remote: SocketAddr,
+    ) -> impl Future<Output = Response<Body>> + Send;
+}
+
+/// Open HTTP connections, for a graceful shutdown: tells them to finish their current
+/// request and waits until they have (mini-redis's broadcast + mpsc pattern).
+pub struct Connections {
+    stop: watch::Sender<bool>,
+    done_tx: mpsc::Sender<()>,
+    done_rx: mpsc::Receiver<()>,
+}
+
+impl Connections {
+    /// Asks every connection to close after its in-flight request and waits for them.
+    /// (Upgraded WebSockets have left hyper already; the engine's drain closes those.)
+    pub async fn shutdown(self) {
+        let Connections {
+            stop,
+            done_tx,
+            mut done_rx,
+        } = self;
+        let _ = stop.send(true);
+        drop(done_tx);
+        let _ = done_rx.recv().await;
+    }
+}
+
+/// Accepts connections until `shutdown` resolves, then returns the handle that lets the
+/// caller wait for open HTTP connections to finish.
+pub async fn accept_until<A: App>(
+    listener: TcpListener,
+    app: Arc<A>,
+    shutdown: impl Future<Output = ()>,
+) -> Connections {
+    let (stop, _) = watch::channel(false);
+    let (done_tx, done_rx) = mpsc::channel::<()>(1);
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30))
+        .keep_alive(true);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, remote) = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(x) => x,
+                Err(e) => {
+                    // Usually EMFILE: out of file descriptors. Back off instead of spinning;
+                    // existing connections keep working and new ones wait in the backlog.
+                    tracing::warn!(error = %e, "accept failed; retrying in 100 ms (check the open-files limit)");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        // Socket.IO packets are small and latency-bound: never wait for Nagle.
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let service = service_fn(move |req| {
+            let app = app.clone();
+            async move { Ok::<_, Infallible>(app.call(req, remote).await) }
+        });
+        let conn = http
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades();
+        let mut stop_rx = stop.subscribe();
+        let done = done_tx.clone();
+        tokio::spawn(async move {
+            tokio::pin!(conn);
+            let stopped = async move {
+                let _ = stop_rx.wait_for(|stop| *stop).await;
+            };
+            let result = tokio::select! {
+                r = conn.as_mut() => r,
+                _ = stopped => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = result {
+                tracing::trace!(error = %e, %remote, "http connection ended with an error");
+            }
+            drop(done);
+        });
+    }
+    Connections {
+        stop,
+        done_tx,
+        done_rx,
+    }
+}

@@ -1,0 +1,286 @@
+//! The Engine.IO server: the only place that touches hyper and tokio-tungstenite.
+//!
+//! [`Engine`] owns the sessions and routes each HTTP request under the engine path to
+//! long-polling ([`polling`]) or WebSocket ([`websocket`]). The layer above (Socket.IO, in
+//! `server/`) plugs in through [`EngineHandler`] and only ever sees [`Session`]s and
+//! message data. Every session has one supervisor task ([`supervisor`]) that runs its
+//! heartbeat and, when the session closes for any reason, removes it and tells the
+//! handler exactly once — so cleanup never depends on which transport noticed first.
+
+pub mod handshake;
+pub mod listener;
+mod polling;
+pub mod session;
+mod supervisor;
+mod websocket;
+
+pub use handshake::{Body, Cors, EngineError, RequestInfo};
+pub use session::{CloseReason, Frame, Session};
+
+use crate::protocol::engineio::{Data, Handshake, Packet, TransportKind};
+use crate::sid::Sid;
+use http::{Method, Request, Response};
+use hyper::body::Incoming;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+/// Engine.IO settings (the transport half of [`crate::config::Config`]).
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Path prefix, always starting and ending with `/` (default `/socket.io/`).
+    pub path: String,
+    pub ping_interval: Duration,
+    pub ping_timeout: Duration,
+    pub upgrade_timeout: Duration,
+    /// Largest accepted message or poll body (`maxHttpBufferSize`).
+    pub max_payload: usize,
+    pub transports: Vec<TransportKind>,
+    pub cors: Cors,
+    /// Bytes a session may have queued before it is closed as a slow consumer.
+    pub max_queued_bytes: usize,
+    /// WebSocket read buffer per connection: small, because most connections are idle.
+    pub ws_read_buffer: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            path: "/socket.io/".into(),
+            ping_interval: Duration::from_millis(25_000),
+            ping_timeout: Duration::from_millis(60_000),
+            upgrade_timeout: Duration::from_millis(10_000),
+            max_payload: 1_000_000,
+            transports: vec![TransportKind::Polling, TransportKind::Websocket],
+            cors: Cors::Any,
+            max_queued_bytes: 16 << 20,
+            ws_read_buffer: 2048,
+        }
+    }
+}
+
+/// The layer above the engine (Socket.IO, or the echo example).
+pub trait EngineHandler: Send + Sync + 'static {
+    /// Per-session state the handler keeps inside the [`Session`].
+    type Data: Send + Sync + 'static;
+
+    fn new_data(&self) -> Self::Data;
+
+    /// A session opened (its handshake is already queued).
+    fn on_open(&self, _session: &Arc<Session<Self::Data>>) {}
+
+    /// A `message` packet arrived. Called in order, one at a time per session.
+    fn on_message(&self, session: &Arc<Session<Self::Data>>, data: Data<'_>);
+
+    /// The session closed; called exactly once.
+    fn on_close(&self, session: &Arc<Session<Self::Data>>, reason: CloseReason);
+}
+
+/// The Engine.IO server: sessions, routing and lifecycle.
+pub struct Engine<H: EngineHandler> {
+    pub config: EngineConfig,
+    pub handler: H,
+    sessions: RwLock<HashMap<Sid, Arc<Session<H::Data>>>>,
+    draining: AtomicBool,
+}
+
+impl<H: EngineHandler> Engine<H> {
+    pub fn new(config: EngineConfig, handler: H) -> Arc<Self> {
+        Arc::new(Engine {
+            config,
+            handler,
+            sessions: RwLock::default(),
+            draining: AtomicBool::new(false),
+        })
+    }
+
+    /// Whether `path` belongs to the engine.
+    pub fn matches(&self, path: &str) -> bool {
+        path.starts_with(&self.config.path) || path == self.config.path.trim_end_matches('/')
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.read_sessions().len()
+    }
+
+    pub fn get_session(&self, sid: &Sid) -> Option<Arc<Session<H::Data>>> {
+        self.read_sessions().get(sid).cloned()
+    }
+
+    fn read_sessions(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Sid, Arc<Session<H::Data>>>> {
+        self.sessions.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write_sessions(
+        &self,
+    ) -> std::sync::RwLockWriteGuard<'_, HashMap<Sid, Arc<Session<H::Data>>>> {
+        self.sessions.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Stops taking new sessions and closes every open one with `server shutting down`,
+    /// so clients reconnect (to another node behind the load balancer).
+    pub fn begin_drain(&self) {
+        self.draining.store(true, Ordering::Release);
+        let sessions: Vec<_> = self.read_sessions().values().cloned().collect();
+        for s in sessions {
+            s.close(CloseReason::ServerShutdown);
+        }
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// Handles one HTTP request under the engine path.
+    pub async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        remote: SocketAddr,
+    ) -> Response<Body> {
+        let cors = self.config.cors.clone();
+        let req_headers = req.headers().clone();
+        if req.method() == Method::OPTIONS {
+            return cors.preflight(&req_headers);
+        }
+        let mut res = if cors.allows(&req_headers) {
+            match self.route(req, remote).await {
+                Ok(res) => res,
+                Err(e) => e.response(),
+            }
+        } else {
+            EngineError::Forbidden.response()
+        };
+        cors.apply(&req_headers, &mut res);
+        res
+    }
+
+    async fn route(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        remote: SocketAddr,
+    ) -> Result<Response<Body>, EngineError> {
+        let query = handshake::EngineQuery::parse(req.uri().query());
+        let transport = query.transport(&self.config.transports)?;
+        let upgrade = handshake::is_websocket_upgrade(req.method(), req.headers());
+
+        let Some(sid) = query.sid.as_deref() else {
+            // A new session: the handshake is a GET, over the transport it names.
+            if req.method() != Method::GET {
+                return Err(EngineError::BadHandshakeMethod);
+            }
+            query.check_protocol()?;
+            if (transport == TransportKind::Websocket) != upgrade {
+                return Err(EngineError::BadRequest);
+            }
+            if self.is_draining() {
+                return Err(EngineError::Draining);
+            }
+            let info = RequestInfo {
+                transport,
+                headers: req.headers().clone(),
+                query: query.all,
+                remote_addr: remote,
+                issued: SystemTime::now(),
+            };
+            return match transport {
+                TransportKind::Polling => Ok(self.open_polling(info)),
+                TransportKind::Websocket => websocket::accept(self, req, None, info),
+            };
+        };
+
+        let session = Sid::parse(sid)
+            .and_then(|sid| self.get_session(&sid))
+            .ok_or(EngineError::UnknownSid)?;
+        match (transport, upgrade) {
+            (TransportKind::Websocket, true) => {
+                if session.transport() != TransportKind::Polling || !session.can_upgrade() {
+                    return websocket::accept_and_close(req);
+                }
+                let info = session.request.clone();
+                websocket::accept(self, req, Some(session), info)
+            }
+            (TransportKind::Polling, false) if session.transport() == TransportKind::Polling => {
+                match *req.method() {
+                    Method::GET => polling::poll(&self, &session).await,
+                    Method::POST => Ok(polling::post(&self, &session, req).await),
+                    _ => Err(EngineError::BadRequest),
+                }
+            }
+            _ => Err(EngineError::BadRequest),
+        }
+    }
+
+    fn handshake_for(&self, sid: Sid, transport: TransportKind) -> String {
+        let upgrades = match transport {
+            TransportKind::Polling
+                if self.config.transports.contains(&TransportKind::Websocket) =>
+            {
+                vec!["websocket".to_owned()]
+            }
+            _ => vec![],
+        };
+        Handshake {
+            sid: sid.to_string(),
+            upgrades,
+            ping_interval: self.config.ping_interval.as_millis() as u64,
+            ping_timeout: self.config.ping_timeout.as_millis() as u64,
+            max_payload: self.config.max_payload as u64,
+        }
+        .encode()
+    }
+
+    /// Creates and registers a session, starts its supervisor, and tells the handler.
+    fn create_session(self: &Arc<Self>, info: RequestInfo) -> Arc<Session<H::Data>> {
+        let opened = tokio::time::Instant::now();
+        let sid = Sid::new();
+        let transport = info.transport;
+        let session = Arc::new(Session::new(
+            sid,
+            info,
+            self.handler.new_data(),
+            self.config.max_queued_bytes,
+        ));
+        session.send(Frame::text(self.handshake_for(sid, transport)));
+        self.write_sessions().insert(sid, session.clone());
+        tokio::spawn(supervisor::run(self.clone(), session.clone(), opened));
+        self.handler.on_open(&session);
+        session
+    }
+
+    fn open_polling(self: &Arc<Self>, info: RequestInfo) -> Response<Body> {
+        let session = self.create_session(info);
+        // The handshake is answered at once, not held like a poll.
+        match session.drain(true) {
+            session::Drain::Frames(frames) => polling::payload_response(&frames),
+            _ => EngineError::BadRequest.response(),
+        }
+    }
+
+    /// Called by the supervisor once the session is closed.
+    fn remove(&self, session: &Arc<Session<H::Data>>, reason: CloseReason) {
+        self.write_sessions().remove(&session.sid);
+        self.handler.on_close(session, reason);
+    }
+
+    /// Applies one decoded packet from the client, whatever the transport.
+    fn on_packet(&self, session: &Arc<Session<H::Data>>, packet: Packet<'_>) {
+        match packet {
+            Packet::Message(data) => self.handler.on_message(session, data),
+            Packet::Pong(_) => session.pong.notify_one(),
+            Packet::Close => session.close(CloseReason::TransportClose),
+            Packet::Noop => {}
+            // Engine.IO v4 heartbeats go server → client only; anything else from a
+            // client is a protocol error, as in Node ("invalid heartbeat direction").
+            Packet::Ping(_) | Packet::Open(_) | Packet::Upgrade => {
+                session.close(CloseReason::ParseError)
+            }
+        }
+    }
+
+    /// Sessions currently open (snapshot), for drain and tools.
+    pub fn sessions(&self) -> Vec<Arc<Session<H::Data>>> {
+        self.read_sessions().values().cloned().collect()
+    }
+}

@@ -1,0 +1,128 @@
+//! HTTP long-polling: GET waits for packets, POST delivers them.
+//!
+//! A GET is held until something is queued (at worst the next ping), then answers every
+//! queued packet joined by `\x1e`. At most one GET may be pending per session; a second
+//! one is a protocol violation that closes the session (the pending one gets `1`). A GET
+//! the client abandons (connection dropped) also closes the session, as in Node: its
+//! packets may already be lost, and the client will reconnect.
+
+use super::handshake::{text_response, Body, EngineError};
+use super::session::Drain;
+use super::{CloseReason, Engine, EngineHandler, Frame, Session};
+use crate::protocol::engineio::{self, RECORD_SEPARATOR};
+use http::{Request, Response};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use std::sync::Arc;
+
+const PAYLOAD_CONTENT_TYPE: &str = "text/plain; charset=UTF-8";
+
+/// Encodes queued frames as one polling payload.
+pub(super) fn payload_response(frames: &[Frame]) -> Response<Body> {
+    let mut out = String::with_capacity(frames.iter().map(|f| f.len() + 1).sum());
+    for (i, f) in frames.iter().enumerate() {
+        if i > 0 {
+            out.push(RECORD_SEPARATOR);
+        }
+        match f {
+            Frame::Text(t) => out.push_str(t),
+            Frame::Binary(b) => engineio::encode_binary_base64(b, &mut out),
+        }
+    }
+    text_response(out, PAYLOAD_CONTENT_TYPE)
+}
+
+/// Closes the session if the pending GET is dropped before it answered (the client gave up).
+struct PollGuard<'a, D> {
+    session: &'a Session<D>,
+    done: bool,
+}
+
+impl<D> Drop for PollGuard<'_, D> {
+    fn drop(&mut self) {
+        self.session.end_poll();
+        if !self.done {
+            self.session.close(CloseReason::TransportError);
+        }
+    }
+}
+
+/// How long a poll that arrives mid-upgrade waits for the upgrade to complete. The client
+/// sends `5` on the WebSocket and may poll at the same moment on another connection; Node
+/// sees them in order on its single thread, we may not, so we give the `5` a moment.
+const UPGRADE_SETTLE: std::time::Duration = std::time::Duration::from_millis(50);
+
+pub(super) async fn poll<H: EngineHandler>(
+    _engine: &Arc<Engine<H>>,
+    session: &Arc<Session<H::Data>>,
+) -> Result<Response<Body>, EngineError> {
+    if !session.begin_poll() {
+        session.close(CloseReason::ParseError);
+        return Err(EngineError::BadRequest);
+    }
+    let mut guard = PollGuard {
+        session,
+        done: false,
+    };
+    let mut settled = false;
+    let res = loop {
+        if session.transport() != super::TransportKind::Polling {
+            guard.done = true;
+            return Err(EngineError::BadRequest);
+        }
+        match session.drain(true) {
+            Drain::Frames(frames) => break payload_response(&frames),
+            // The client's own `close` ends its poll with a noop; any other close tells
+            // the client with a `close` packet so it does not poll again.
+            Drain::Closed(CloseReason::TransportClose) => {
+                break text_response("6", PAYLOAD_CONTENT_TYPE)
+            }
+            Drain::Closed(_) => break text_response("1", PAYLOAD_CONTENT_TYPE),
+            Drain::Upgrading if !settled => {
+                settled = true;
+                let _ = tokio::time::timeout(UPGRADE_SETTLE, session.upgrade_settled()).await;
+            }
+            Drain::Upgrading => break text_response("6", PAYLOAD_CONTENT_TYPE),
+            Drain::Empty => session.writable().await,
+        }
+    };
+    guard.done = true;
+    Ok(res)
+}
+
+pub(super) async fn post<H: EngineHandler>(
+    engine: &Arc<Engine<H>>,
+    session: &Arc<Session<H::Data>>,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let max = engine.config.max_payload;
+    let body = match Limited::new(req.into_body(), max).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            let too_large = e
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some();
+            let (reason, err) = if too_large {
+                (CloseReason::ParseError, EngineError::PayloadTooLarge)
+            } else {
+                (CloseReason::TransportError, EngineError::BadRequest)
+            };
+            session.close(reason);
+            return err.response();
+        }
+    };
+    let Ok(text) = std::str::from_utf8(&body) else {
+        session.close(CloseReason::ParseError);
+        return EngineError::BadRequest.response();
+    };
+    for packet in engineio::decode_payload(text) {
+        match packet {
+            Ok(p) => engine.on_packet(session, p),
+            Err(_) => {
+                session.close(CloseReason::ParseError);
+                return EngineError::BadRequest.response();
+            }
+        }
+    }
+    text_response("ok", "text/html")
+}

@@ -1,0 +1,300 @@
+//! One Engine.IO session: the outgoing queue both transports drain, the upgrade state,
+//! and the close signal.
+//!
+//! Why one queue for both transports: a session can start on long-polling and move to a
+//! WebSocket mid-stream. Packets are encoded once by whoever sends them (a broadcast to
+//! 10,000 sockets encodes once and clones a refcount 10,000 times) and wait here until the
+//! current transport writes them, so an upgrade never reorders or loses a packet.
+//!
+//! Memory matters here (100k idle sessions per cluster): an idle session is this struct,
+//! an empty `VecDeque` (no allocation) and three `Notify`s; nothing is preallocated.
+
+use super::handshake::RequestInfo;
+use crate::protocol::engineio::TransportKind;
+use crate::sid::Sid;
+use bytes::Bytes;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use tokio::sync::Notify;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+/// An encoded Engine.IO packet waiting to be written: a text packet (`4…`, `2`, `6`) or
+/// the raw bytes of a binary message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    Text(Utf8Bytes),
+    Binary(Bytes),
+}
+
+impl Frame {
+    pub fn text(s: impl Into<Utf8Bytes>) -> Self {
+        Frame::Text(s.into())
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            Frame::Text(t) => t.len(),
+            Frame::Binary(b) => b.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Why a session ended. The names are those Node's engine.io reports, so logs and
+/// metrics read the same across a mixed cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CloseReason {
+    /// The client sent a `close` packet.
+    TransportClose,
+    /// The connection dropped or a poll request was abandoned.
+    TransportError,
+    /// The client broke the protocol (invalid packet, duplicate poll, oversized payload).
+    ParseError,
+    /// No pong within `pingTimeout`.
+    PingTimeout,
+    /// The server closed it (socket.io disconnect, connect timeout).
+    ForcedClose,
+    /// The server is draining.
+    ServerShutdown,
+    /// The client did not read fast enough and its queue passed the limit.
+    SlowConsumer,
+}
+
+impl CloseReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::TransportClose => "transport close",
+            Self::TransportError => "transport error",
+            Self::ParseError => "parse error",
+            Self::PingTimeout => "ping timeout",
+            Self::ForcedClose => "forced close",
+            Self::ServerShutdown => "server shutting down",
+            Self::SlowConsumer => "slow consumer",
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    queue: VecDeque<Frame>,
+    queued_bytes: usize,
+    upgrading: bool,
+    upgraded: bool,
+    poll_active: bool,
+    close_reason: Option<CloseReason>,
+}
+
+/// What a writer (pending poll or WebSocket loop) should do next.
+#[derive(Debug)]
+pub enum Drain {
+    /// Write these frames.
+    Frames(Vec<Frame>),
+    /// Nothing to write yet: wait for [`Session::writable`].
+    Empty,
+    /// The session is closing for this reason.
+    Closed(CloseReason),
+    /// A WebSocket is taking over; a pending poll should end with a `noop`.
+    Upgrading,
+}
+
+/// An Engine.IO session, generic over the data the layer above keeps per session.
+pub struct Session<D> {
+    pub sid: Sid,
+    pub request: RequestInfo,
+    pub data: D,
+    max_queued_bytes: usize,
+    state: Mutex<State>,
+    closed: AtomicBool,
+    /// Wakes the single writer: the pending poll or the WebSocket loop.
+    writable: Notify,
+    /// Wakes the heartbeat when a pong arrives.
+    pub(crate) pong: Notify,
+    /// Wakes the supervisor (and anyone else) when the session closes.
+    closed_signal: Notify,
+    /// Wakes a poll waiting for an upgrade to finish.
+    upgrade_done: Notify,
+}
+
+impl<D> Session<D> {
+    pub(crate) fn new(sid: Sid, request: RequestInfo, data: D, max_queued_bytes: usize) -> Self {
+        Session {
+            sid,
+            request,
+            data,
+            max_queued_bytes,
+            state: Mutex::default(),
+            closed: AtomicBool::new(false),
+            writable: Notify::new(),
+            pong: Notify::new(),
+            closed_signal: Notify::new(),
+            upgrade_done: Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding this lock cannot leave the queue half-written, so a
+        // poisoned lock is still usable.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The transport currently carrying the session.
+    pub fn transport(&self) -> TransportKind {
+        if self.lock().upgraded {
+            TransportKind::Websocket
+        } else {
+            self.request.transport
+        }
+    }
+
+    /// Queues one frame. Returns false when the session is closed (the frame is dropped).
+    pub fn send(&self, frame: Frame) -> bool {
+        self.send_all(std::iter::once(frame))
+    }
+
+    /// Queues frames back to back, so a binary packet's attachments are never interleaved
+    /// with another packet.
+    pub fn send_all(&self, frames: impl IntoIterator<Item = Frame>) -> bool {
+        if self.is_closed() {
+            return false;
+        }
+        let overflow = {
+            let mut st = self.lock();
+            if st.close_reason.is_some() {
+                return false;
+            }
+            for f in frames {
+                st.queued_bytes += f.len();
+                st.queue.push_back(f);
+            }
+            st.queued_bytes > self.max_queued_bytes
+        };
+        if overflow {
+            self.close(CloseReason::SlowConsumer);
+        } else {
+            self.writable.notify_one();
+        }
+        true
+    }
+
+    /// Takes everything queued, for a writer to send.
+    pub fn drain(&self, for_poll: bool) -> Drain {
+        let mut st = self.lock();
+        if let Some(reason) = st.close_reason {
+            return Drain::Closed(reason);
+        }
+        if for_poll && st.upgrading {
+            return Drain::Upgrading;
+        }
+        if st.queue.is_empty() {
+            return Drain::Empty;
+        }
+        st.queued_bytes = 0;
+        Drain::Frames(std::mem::take(&mut st.queue).into())
+    }
+
+    /// Resolves when there may be something for the writer to do.
+    pub async fn writable(&self) {
+        self.writable.notified().await
+    }
+
+    /// Starts closing the session. The supervisor removes it and tells the layer above;
+    /// writers see the reason on their next drain. Idempotent: the first reason wins.
+    pub fn close(&self, reason: CloseReason) {
+        {
+            let mut st = self.lock();
+            if st.close_reason.is_some() {
+                return;
+            }
+            st.close_reason = Some(reason);
+            st.queue.clear();
+            st.queued_bytes = 0;
+        }
+        self.closed.store(true, Ordering::Release);
+        self.writable.notify_one();
+        self.closed_signal.notify_waiters();
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        self.lock().close_reason
+    }
+
+    /// Resolves once the session is closed (immediately if it already is).
+    pub async fn closed(&self) {
+        let notified = self.closed_signal.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if self.is_closed() {
+            return;
+        }
+        notified.await;
+    }
+
+    /// Marks a poll request as pending. False if one already is: the client broke the
+    /// protocol, which closes the session.
+    pub(crate) fn begin_poll(&self) -> bool {
+        let mut st = self.lock();
+        if st.poll_active {
+            return false;
+        }
+        st.poll_active = true;
+        true
+    }
+
+    pub(crate) fn end_poll(&self) {
+        self.lock().poll_active = false;
+    }
+
+    /// A WebSocket probe succeeded: stop feeding the poll (it ends with a `noop`).
+    /// False if an upgrade is already under way or done.
+    pub(crate) fn begin_upgrade(&self) -> bool {
+        let mut st = self.lock();
+        if st.upgrading || st.upgraded || st.close_reason.is_some() {
+            return false;
+        }
+        st.upgrading = true;
+        drop(st);
+        self.writable.notify_one();
+        true
+    }
+
+    /// The client sent `upgrade`: from now on the WebSocket carries everything.
+    pub(crate) fn finish_upgrade(&self) {
+        let mut st = self.lock();
+        st.upgrading = false;
+        st.upgraded = true;
+        drop(st);
+        self.upgrade_done.notify_waiters();
+    }
+
+    /// Resolves when a pending upgrade completes or is aborted.
+    pub(crate) async fn upgrade_settled(&self) {
+        let notified = self.upgrade_done.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if !self.lock().upgrading {
+            return;
+        }
+        notified.await;
+    }
+
+    /// The probe failed or timed out: polling carries on.
+    pub(crate) fn abort_upgrade(&self) {
+        self.lock().upgrading = false;
+        self.writable.notify_one();
+        self.upgrade_done.notify_waiters();
+    }
+
+    /// Whether a WebSocket may still try to take this session over.
+    pub(crate) fn can_upgrade(&self) -> bool {
+        let st = self.lock();
+        !st.upgrading && !st.upgraded && st.close_reason.is_none()
+    }
+}

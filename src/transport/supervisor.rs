@@ -1,0 +1,49 @@
+//! The per-session supervisor: runs the heartbeat and performs the one and only cleanup.
+//!
+//! Engine.IO v4 heartbeats go server → client: every `pingInterval` the server sends
+//! `2`, and the client must answer `3` within `pingTimeout` or the session is dead.
+//! Whoever closes a session (a transport error, the client, the layer above, a drain)
+//! only flips its state; this task sees it, unregisters the session and calls
+//! `on_close` exactly once.
+
+use super::{CloseReason, Engine, EngineHandler, Frame, Session};
+use std::sync::Arc;
+use tokio::time::{sleep_until, Instant};
+
+/// `opened` is when the handshake was queued: deadlines count from there, not from when
+/// this task first runs, so a busy scheduler cannot stretch `pingInterval + pingTimeout`.
+pub(super) async fn run<H: EngineHandler>(
+    engine: Arc<Engine<H>>,
+    session: Arc<Session<H::Data>>,
+    opened: Instant,
+) {
+    let interval = engine.config.ping_interval;
+    let timeout = engine.config.ping_timeout;
+    let mut next_ping = opened + interval;
+    loop {
+        tokio::select! {
+            _ = session.closed() => break,
+            _ = sleep_until(next_ping) => {}
+        }
+        // A pong left over from before this ping must not count for it.
+        drain_stale_pong(&session);
+        session.send(Frame::text("2"));
+        tokio::select! {
+            _ = session.closed() => break,
+            _ = session.pong.notified() => next_ping = Instant::now() + interval,
+            _ = sleep_until(next_ping + timeout) => session.close(CloseReason::PingTimeout),
+        }
+    }
+    let reason = session.close_reason().unwrap_or(CloseReason::ForcedClose);
+    engine.remove(&session, reason);
+}
+
+/// `Notify` keeps one permit from an unsolicited pong; consume it without waiting.
+fn drain_stale_pong<D>(session: &Session<D>) {
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+    let fut = session.pong.notified();
+    tokio::pin!(fut);
+    let mut cx = Context::from_waker(Waker::noop());
+    let _ = matches!(fut.as_mut().poll(&mut cx), Poll::Ready(()));
+}

@@ -1,0 +1,211 @@
+//! The WebSocket transport: a fresh session, or the upgrade of a polling session.
+//!
+//! One task per connection owns the socket: it writes whatever the session queued and
+//! reads what the client sends, never both at once, so it needs no lock and no second
+//! task. Buffers are small (see `EngineConfig::ws_read_buffer`): an idle connection
+//! should cost a few KiB, not tungstenite's default 128 KiB.
+
+use super::handshake::{Body, EngineError, RequestInfo};
+use super::session::Drain;
+use super::{CloseReason, Engine, EngineHandler, Frame, Session};
+use crate::protocol::engineio::{self, Data, Packet};
+use futures_util::{SinkExt, StreamExt};
+use http::{header, HeaderValue, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use std::sync::Arc;
+use tokio::time::sleep;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::WebSocketStream;
+
+type Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+
+/// Completes the WebSocket handshake only to close the socket at once: what Node does with
+/// a second WebSocket for a session that already upgraded. Browsers and `ws` then see a
+/// clean close instead of an HTTP error they may not handle.
+pub(super) fn accept_and_close(mut req: Request<Incoming>) -> Result<Response<Body>, EngineError> {
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let res = switching_protocols(&req)?;
+    tokio::spawn(async move {
+        if let Ok(upgraded) = on_upgrade.await {
+            let mut ws =
+                WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
+            let _ = ws.close(None).await;
+        }
+    });
+    Ok(res)
+}
+
+/// The 101 answer to a valid WebSocket upgrade request.
+fn switching_protocols(req: &Request<Incoming>) -> Result<Response<Body>, EngineError> {
+    let key = req
+        .headers()
+        .get(header::SEC_WEBSOCKET_KEY)
+        .ok_or(EngineError::BadRequest)?;
+    if req.headers().get(header::SEC_WEBSOCKET_VERSION) != Some(&HeaderValue::from_static("13")) {
+        return Err(EngineError::BadRequest);
+    }
+    let accept = derive_accept_key(key.as_bytes());
+    let mut res = Response::new(Body::default());
+    *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = res.headers_mut();
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    h.insert(
+        header::SEC_WEBSOCKET_ACCEPT,
+        HeaderValue::from_str(&accept).expect("base64 is a valid header value"),
+    );
+    Ok(res)
+}
+
+/// Answers the HTTP upgrade and hands the connection to a task.
+/// `existing` is the polling session to upgrade, if the request named one.
+pub(super) fn accept<H: EngineHandler>(
+    engine: Arc<Engine<H>>,
+    mut req: Request<Incoming>,
+    existing: Option<Arc<Session<H::Data>>>,
+    info: RequestInfo,
+) -> Result<Response<Body>, EngineError> {
+    let res = switching_protocols(&req)?;
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::debug!(error = %e, "websocket upgrade failed");
+                return;
+            }
+        };
+        let mut ws = WebSocketStream::from_raw_socket(
+            TokioIo::new(upgraded),
+            Role::Server,
+            Some(ws_config(&engine)),
+        )
+        .await;
+        let session = match existing {
+            None => engine.create_session(info),
+            Some(session) => {
+                if !probe(&engine, &session, &mut ws).await {
+                    let _ = ws.close(None).await;
+                    return;
+                }
+                session
+            }
+        };
+        run(&engine, &session, ws).await;
+    });
+    Ok(res)
+}
+
+fn ws_config<H: EngineHandler>(engine: &Engine<H>) -> WebSocketConfig {
+    let max = engine.config.max_payload;
+    WebSocketConfig::default()
+        .read_buffer_size(engine.config.ws_read_buffer)
+        .write_buffer_size(0)
+        .max_message_size(Some(max))
+        .max_frame_size(Some(max))
+}
+
+fn to_message(frame: Frame) -> Message {
+    match frame {
+        Frame::Text(t) => Message::Text(t),
+        Frame::Binary(b) => Message::Binary(b),
+    }
+}
+
+/// The polling → WebSocket upgrade: `2probe` → `3probe`, then wait for `5`.
+/// Returns true when the WebSocket now carries the session.
+async fn probe<H: EngineHandler>(
+    engine: &Engine<H>,
+    session: &Session<H::Data>,
+    ws: &mut Ws,
+) -> bool {
+    let deadline = sleep(engine.config.upgrade_timeout);
+    tokio::pin!(deadline);
+    let mut probed = false;
+    loop {
+        let msg = tokio::select! {
+            _ = &mut deadline => break,
+            _ = session.closed() => break,
+            msg = ws.next() => msg,
+        };
+        match msg {
+            Some(Ok(Message::Text(t))) if !probed && t.as_str() == "2probe" => {
+                if ws.send(Message::text("3probe")).await.is_err() || !session.begin_upgrade() {
+                    return false;
+                }
+                probed = true;
+            }
+            Some(Ok(Message::Text(t))) if probed && t.as_str() == "5" => {
+                session.finish_upgrade();
+                return true;
+            }
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+            _ => break,
+        }
+    }
+    if probed {
+        session.abort_upgrade();
+    }
+    false
+}
+
+/// The connection loop: write what is queued, read what arrives, until the session closes.
+async fn run<H: EngineHandler>(engine: &Engine<H>, session: &Arc<Session<H::Data>>, mut ws: Ws) {
+    loop {
+        match session.drain(false) {
+            Drain::Frames(frames) => {
+                let mut result = Ok(());
+                for f in frames {
+                    result = ws.feed(to_message(f)).await;
+                    if result.is_err() {
+                        break;
+                    }
+                }
+                if result.is_ok() {
+                    result = ws.flush().await;
+                }
+                if result.is_err() {
+                    session.close(CloseReason::TransportError);
+                }
+                continue;
+            }
+            Drain::Closed(reason) => {
+                if reason != CloseReason::TransportClose && reason != CloseReason::TransportError {
+                    let _ = ws.close(None).await;
+                }
+                return;
+            }
+            Drain::Empty | Drain::Upgrading => {}
+        }
+        tokio::select! {
+            msg = ws.next() => on_message(engine, session, msg),
+            _ = session.writable() => {}
+        }
+    }
+}
+
+fn on_message<H: EngineHandler>(
+    engine: &Engine<H>,
+    session: &Arc<Session<H::Data>>,
+    msg: Option<Result<Message, WsError>>,
+) {
+    match msg {
+        Some(Ok(Message::Text(t))) => match engineio::decode_text(t.as_str()) {
+            Ok(packet) => engine.on_packet(session, packet),
+            Err(e) => {
+                tracing::debug!(sid = %session.sid, error = %e, "invalid engine.io packet");
+                session.close(CloseReason::ParseError);
+            }
+        },
+        Some(Ok(Message::Binary(b))) => engine.on_packet(session, Packet::Message(Data::Binary(b))),
+        Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
+        Some(Ok(Message::Close(_))) | None => session.close(CloseReason::TransportClose),
+        Some(Err(WsError::Capacity(_) | WsError::Protocol(_) | WsError::Utf8(_))) => {
+            session.close(CloseReason::ParseError)
+        }
+        Some(Err(_)) => session.close(CloseReason::TransportError),
+    }
+}
