@@ -1,0 +1,173 @@
+//! Shared test harness: an in-process server with handlers the tests drive.
+
+#![allow(dead_code)]
+
+use realtime::server::{Io, NamespaceBuilder, Payload, ServerOptions};
+use realtime::transport::{Cors, EngineConfig};
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Options for a test server: fast heartbeats so timeouts are observable in tests.
+pub fn fast_options() -> ServerOptions {
+    ServerOptions {
+        engine: EngineConfig {
+            ping_interval: Duration::from_millis(300),
+            ping_timeout: Duration::from_millis(200),
+            cors: Cors::from_list(&["http://localhost:3000".to_owned()]),
+            ..EngineConfig::default()
+        },
+        connect_timeout: Duration::from_millis(1000),
+        shutdown_timeout: Duration::from_secs(5),
+    }
+}
+
+/// The handlers every test namespace gets:
+/// - `echo` → acks with its own arguments (binary included);
+/// - `message` → emits `message-back` with the same arguments;
+/// - `join` (room) / `leave` (room) → acks `true` once done;
+/// - `to-room` (room, event, ...args) → broadcasts `event` with args to room, except sender;
+/// - `ask` (event, ...args) → the server emits `event` with ack to the client (timeout
+///   1 s) and acks back `{ "answer": [...] }` or `{ "error": "..." }`;
+/// - `rooms` → acks the socket's rooms;
+/// - `disconnect-me` → the server disconnects the socket.
+pub fn test_namespace(ns: &mut NamespaceBuilder) {
+    ns.on("echo", |_s, e, ack| async move {
+        if let Some(ack) = ack {
+            ack.send(e.payload);
+        }
+    });
+    ns.on("message", |s, e, _| async move {
+        s.emit("message-back", e.payload);
+    });
+    ns.on("join", |s, e, ack| async move {
+        if let Some(room) = e.args().first().and_then(Value::as_str) {
+            s.join(room);
+        }
+        if let Some(ack) = ack {
+            ack.send(json!(true));
+        }
+    });
+    ns.on("leave", |s, e, ack| async move {
+        if let Some(room) = e.args().first().and_then(Value::as_str) {
+            s.leave(room);
+        }
+        if let Some(ack) = ack {
+            ack.send(json!(true));
+        }
+    });
+    ns.on("to-room", |s, e, ack| async move {
+        let mut args = e.payload.args.clone();
+        if args.len() < 2 {
+            return;
+        }
+        let room = args.remove(0);
+        let event = args.remove(0);
+        let (Some(room), Some(event)) = (room.as_str(), event.as_str()) else {
+            return;
+        };
+        let n = s.to(room.to_owned()).emit(
+            event,
+            Payload {
+                args,
+                binary: e.payload.binary.clone(),
+            },
+        );
+        if let Some(ack) = ack {
+            ack.send(json!(n));
+        }
+    });
+    ns.on("ask", |s, e, ack| async move {
+        let mut args = e.payload.args.clone();
+        let Some(Value::String(event)) = (!args.is_empty()).then(|| args.remove(0)) else {
+            return;
+        };
+        let reply = match s
+            .emit_with_ack(&event, Payload { args, binary: e.payload.binary.clone() }, Duration::from_secs(1))
+            .await
+        {
+            Ok(answer) => json!({ "answer": answer.args }),
+            Err(err) => json!({ "error": err.to_string() }),
+        };
+        if let Some(ack) = ack {
+            ack.send(reply);
+        }
+    });
+    ns.on("rooms", |s, _e, ack| async move {
+        let rooms: Vec<String> = s.rooms().iter().map(|r| r.to_string()).collect();
+        if let Some(ack) = ack {
+            ack.send(json!(rooms));
+        }
+    });
+    ns.on("disconnect-me", |s, _e, _| async move {
+        s.disconnect(false);
+    });
+}
+
+/// Builds an [`Io`] with `/`, `/chat` and `/notifications`, all with [`test_namespace`].
+pub fn test_io(options: ServerOptions) -> Io {
+    Io::builder(options)
+        .namespace("/", test_namespace)
+        .namespace("/chat", test_namespace)
+        .namespace("/notifications", test_namespace)
+        .build()
+}
+
+/// A server running in this process on a loopback port.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub io: Io,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(fast_options()).await
+    }
+
+    pub async fn start_with(options: ServerOptions) -> Self {
+        Self::start_io(test_io(options), "127.0.0.1:0".parse().unwrap()).await
+    }
+
+    /// Starts `io` on `addr` (port 0 for any free port).
+    pub async fn start_io(io: Io, addr: SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind(addr).await.expect("bind test server");
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(realtime::server::run(io.clone(), listener, async {
+            let _ = stopped.await;
+        }));
+        TestServer {
+            addr,
+            io,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Graceful shutdown; waits until the server returned.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
