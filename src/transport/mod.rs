@@ -56,7 +56,7 @@ impl Default for EngineConfig {
             transports: vec![TransportKind::Polling, TransportKind::Websocket],
             cors: Cors::Any,
             max_queued_bytes: 16 << 20,
-            ws_read_buffer: 2048,
+            ws_read_buffer: 1024,
         }
     }
 }
@@ -179,8 +179,8 @@ impl<H: EngineHandler> Engine<H> {
             }
             let info = RequestInfo {
                 transport,
-                headers: req.headers().clone(),
-                query: query.all,
+                headers: handshake::retained_headers(req.headers()),
+                query: query.user_params(),
                 remote_addr: remote,
                 issued: SystemTime::now(),
             };
@@ -258,10 +258,9 @@ impl<H: EngineHandler> Engine<H> {
         }
     }
 
-    /// Called by the supervisor once the session is closed.
-    fn remove(&self, session: &Arc<Session<H::Data>>, reason: CloseReason) {
+    /// Called by the supervisor once the session is closed and its close was delivered.
+    fn unregister(&self, session: &Arc<Session<H::Data>>) {
         self.write_sessions().remove(&session.sid);
-        self.handler.on_close(session, reason);
     }
 
     /// Applies one decoded packet from the client, whatever the transport.

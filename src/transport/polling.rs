@@ -77,7 +77,10 @@ pub(super) async fn poll<H: EngineHandler>(
             Drain::Closed(CloseReason::TransportClose) => {
                 break text_response("6", PAYLOAD_CONTENT_TYPE)
             }
-            Drain::Closed(_) => break text_response("1", PAYLOAD_CONTENT_TYPE),
+            Drain::Closed(_) => {
+                session.mark_close_delivered();
+                break text_response("1", PAYLOAD_CONTENT_TYPE);
+            }
             Drain::Upgrading if !settled => {
                 settled = true;
                 let _ = tokio::time::timeout(UPGRADE_SETTLE, session.upgrade_settled()).await;

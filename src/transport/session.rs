@@ -117,6 +117,8 @@ pub struct Session<D> {
     closed_signal: Notify,
     /// Wakes a poll waiting for an upgrade to finish.
     upgrade_done: Notify,
+    /// Signals the supervisor that a poll carried the close to the client.
+    close_delivered: Notify,
 }
 
 impl<D> Session<D> {
@@ -132,6 +134,7 @@ impl<D> Session<D> {
             pong: Notify::new(),
             closed_signal: Notify::new(),
             upgrade_done: Notify::new(),
+            close_delivered: Notify::new(),
         }
     }
 
@@ -235,6 +238,15 @@ impl<D> Session<D> {
             return;
         }
         notified.await;
+    }
+
+    /// A poll answered the close: the session may go.
+    pub(crate) fn mark_close_delivered(&self) {
+        self.close_delivered.notify_one();
+    }
+
+    pub(crate) async fn close_delivered(&self) {
+        self.close_delivered.notified().await
     }
 
     /// Marks a poll request as pending. False if one already is: the client broke the

@@ -7,7 +7,9 @@
 //! `on_close` exactly once.
 
 use super::{CloseReason, Engine, EngineHandler, Frame, Session};
+use crate::protocol::engineio::TransportKind;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::time::{sleep_until, Instant};
 
 /// `opened` is when the handshake was queued: deadlines count from there, not from when
@@ -35,7 +37,26 @@ pub(super) async fn run<H: EngineHandler>(
         }
     }
     let reason = session.close_reason().unwrap_or(CloseReason::ForcedClose);
-    engine.remove(&session, reason);
+    engine.handler.on_close(&session, reason);
+    linger_for_close_packet(&session, reason).await;
+    engine.unregister(&session);
+}
+
+/// How long a polling session closed by the server stays reachable so that the client's
+/// next poll receives the `close` packet instead of "Session ID unknown".
+const CLOSE_LINGER: Duration = Duration::from_secs(1);
+
+/// A polling client learns of a server-side close only through its next GET. Node keeps
+/// the session until then; so do we (briefly), so the client reports "transport close"
+/// and reconnects cleanly instead of seeing an error.
+async fn linger_for_close_packet<D>(session: &Session<D>, reason: CloseReason) {
+    let server_initiated = matches!(
+        reason,
+        CloseReason::ServerShutdown | CloseReason::ForcedClose | CloseReason::SlowConsumer
+    );
+    if server_initiated && session.transport() == TransportKind::Polling {
+        let _ = tokio::time::timeout(CLOSE_LINGER, session.close_delivered()).await;
+    }
 }
 
 /// `Notify` keeps one permit from an unsolicited pong; consume it without waiting.
