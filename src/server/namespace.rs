@@ -237,9 +237,9 @@ impl Namespace {
 /// Handlers that finish at once (most of them: an emit, a join) cost no task, and
 /// handlers start in the order their packets arrived, as in Node.
 pub(crate) fn run_inline_then_spawn(mut fut: BoxFuture<()>) {
-    use std::task::{Context, Poll, Waker};
+    use std::task::{Context, Waker};
     let mut cx = Context::from_waker(Waker::noop());
-    if let Poll::Pending = fut.as_mut().poll(&mut cx) {
+    if fut.as_mut().poll(&mut cx).is_pending() {
         // The spawned task polls again at once, registering its real waker.
         tokio::spawn(fut);
     }

@@ -208,11 +208,15 @@ impl Cors {
         }
     }
 
-    /// Adds the CORS response headers for an allowed request.
+    /// Adds the CORS response headers for an allowed request (none for a refused origin:
+    /// echoing it back would tell the browser to trust it).
     pub fn apply(&self, req_headers: &HeaderMap, res: &mut Response<Body>) {
         let Some(origin) = req_headers.get(header::ORIGIN) else {
             return;
         };
+        if !self.allows(req_headers) {
+            return;
+        }
         let h = res.headers_mut();
         match self {
             Cors::Any => {

@@ -193,9 +193,19 @@ impl<H: EngineHandler> Engine<H> {
         let session = Sid::parse(sid)
             .and_then(|sid| self.get_session(&sid))
             .ok_or(EngineError::UnknownSid)?;
+        // A closed session is gone for the client, except a polling one the server closed:
+        // that one waits for the poll that tells the client (see the supervisor).
+        if let Some(reason) = session.close_reason() {
+            let awaiting_close_poll = reason.is_server_initiated()
+                && transport == TransportKind::Polling
+                && req.method() == Method::GET;
+            if !awaiting_close_poll {
+                return Err(EngineError::UnknownSid);
+            }
+        }
         match (transport, upgrade) {
             (TransportKind::Websocket, true) => {
-                if session.transport() != TransportKind::Polling || !session.can_upgrade() {
+                if session.transport() != TransportKind::Polling || !session.claim_upgrade() {
                     return websocket::accept_and_close(req);
                 }
                 let info = session.request.clone();

@@ -65,6 +65,14 @@ pub enum CloseReason {
 }
 
 impl CloseReason {
+    /// Closes the server decided on, which the client learns of only from us.
+    pub fn is_server_initiated(self) -> bool {
+        matches!(
+            self,
+            Self::ForcedClose | Self::ServerShutdown | Self::SlowConsumer
+        )
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::TransportClose => "transport close",
@@ -82,6 +90,8 @@ impl CloseReason {
 struct State {
     queue: VecDeque<Frame>,
     queued_bytes: usize,
+    /// A WebSocket has claimed the upgrade (it may not have probed yet).
+    upgrade_claimed: bool,
     upgrading: bool,
     upgraded: bool,
     poll_active: bool,
@@ -264,11 +274,22 @@ impl<D> Session<D> {
         self.lock().poll_active = false;
     }
 
-    /// A WebSocket probe succeeded: stop feeding the poll (it ends with a `noop`).
-    /// False if an upgrade is already under way or done.
+    /// A WebSocket asks to take this session over. Only one may: false if another
+    /// already claimed it, the session upgraded, or it is closed.
+    pub(crate) fn claim_upgrade(&self) -> bool {
+        let mut st = self.lock();
+        if st.upgrade_claimed || st.upgraded || st.close_reason.is_some() {
+            return false;
+        }
+        st.upgrade_claimed = true;
+        true
+    }
+
+    /// The claiming WebSocket's probe succeeded: stop feeding the poll (it ends with a
+    /// `noop`). False if the session closed meanwhile.
     pub(crate) fn begin_upgrade(&self) -> bool {
         let mut st = self.lock();
-        if st.upgrading || st.upgraded || st.close_reason.is_some() {
+        if !st.upgrade_claimed || st.close_reason.is_some() {
             return false;
         }
         st.upgrading = true;
@@ -297,16 +318,17 @@ impl<D> Session<D> {
         notified.await;
     }
 
-    /// The probe failed or timed out: polling carries on.
+    /// The probe failed or timed out: polling carries on, and another WebSocket may try.
     pub(crate) fn abort_upgrade(&self) {
-        self.lock().upgrading = false;
+        {
+            let mut st = self.lock();
+            if st.upgraded {
+                return;
+            }
+            st.upgrading = false;
+            st.upgrade_claimed = false;
+        }
         self.writable.notify_one();
         self.upgrade_done.notify_waiters();
-    }
-
-    /// Whether a WebSocket may still try to take this session over.
-    pub(crate) fn can_upgrade(&self) -> bool {
-        let st = self.lock();
-        !st.upgrading && !st.upgraded && st.close_reason.is_none()
     }
 }

@@ -50,11 +50,7 @@ const CLOSE_LINGER: Duration = Duration::from_secs(1);
 /// the session until then; so do we (briefly), so the client reports "transport close"
 /// and reconnects cleanly instead of seeing an error.
 async fn linger_for_close_packet<D>(session: &Session<D>, reason: CloseReason) {
-    let server_initiated = matches!(
-        reason,
-        CloseReason::ServerShutdown | CloseReason::ForcedClose | CloseReason::SlowConsumer
-    );
-    if server_initiated && session.transport() == TransportKind::Polling {
+    if reason.is_server_initiated() && session.transport() == TransportKind::Polling {
         let _ = tokio::time::timeout(CLOSE_LINGER, session.close_delivered()).await;
     }
 }

@@ -68,13 +68,24 @@ pub(super) fn accept<H: EngineHandler>(
     existing: Option<Arc<Session<H::Data>>>,
     info: RequestInfo,
 ) -> Result<Response<Body>, EngineError> {
-    let res = switching_protocols(&req)?;
+    let res = match switching_protocols(&req) {
+        Ok(res) => res,
+        Err(e) => {
+            if let Some(s) = &existing {
+                s.abort_upgrade();
+            }
+            return Err(e);
+        }
+    };
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
         let upgraded = match on_upgrade.await {
             Ok(u) => u,
             Err(e) => {
                 tracing::debug!(error = %e, "websocket upgrade failed");
+                if let Some(s) = &existing {
+                    s.abort_upgrade();
+                }
                 return;
             }
         };
@@ -133,10 +144,13 @@ async fn probe<H: EngineHandler>(
         };
         match msg {
             Some(Ok(Message::Text(t))) if !probed && t.as_str() == "2probe" => {
-                if ws.send(Message::text("3probe")).await.is_err() || !session.begin_upgrade() {
-                    return false;
+                if !session.begin_upgrade() {
+                    break;
                 }
                 probed = true;
+                if ws.send(Message::text("3probe")).await.is_err() {
+                    break;
+                }
             }
             Some(Ok(Message::Text(t))) if probed && t.as_str() == "5" => {
                 session.finish_upgrade();
@@ -146,9 +160,7 @@ async fn probe<H: EngineHandler>(
             _ => break,
         }
     }
-    if probed {
-        session.abort_upgrade();
-    }
+    session.abort_upgrade();
     false
 }
 
