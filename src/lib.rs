@@ -9,9 +9,12 @@
 //! - [`commands`]: one module per `rtctl` subcommand.
 
 pub mod app;
+pub mod cache;
 pub mod commands;
 pub mod config;
 pub mod protocol;
+pub mod ratelimit;
+pub mod redis_client;
 pub mod server;
 pub mod sid;
 pub mod telemetry;

@@ -25,7 +25,7 @@ mod socket;
 
 pub use broadcast::BroadcastOperator;
 pub use client::{ClientData, SocketIoHandler};
-pub use namespace::{ConnectRefusal, Namespace, NamespaceBuilder};
+pub use namespace::{BoxFuture, ConnectRefusal, Namespace, NamespaceBuilder};
 pub use payload::{encode_frames, Event, Payload};
 pub use socket::{AckError, AckSender, DisconnectReason, Socket, SocketRef};
 
@@ -130,9 +130,15 @@ impl Io {
     }
 }
 
-/// Routes HTTP requests: the engine path to Engine.IO, anything else to 404.
+/// Answers HTTP requests outside the engine path (the API, health, metrics).
+pub type Routes = Arc<
+    dyn Fn(Request<Incoming>, SocketAddr) -> namespace::BoxFuture<Response<Body>> + Send + Sync,
+>;
+
+/// Routes HTTP requests: the engine path to Engine.IO, anything else to `routes` or 404.
 struct HttpApp {
     io: Io,
+    routes: Option<Routes>,
 }
 
 impl App for HttpApp {
@@ -140,11 +146,15 @@ impl App for HttpApp {
         if self.io.engine.matches(req.uri().path()) {
             return self.io.engine.clone().handle(req, remote).await;
         }
-        not_found()
+        match &self.routes {
+            Some(routes) => routes(req, remote).await,
+            None => not_found(),
+        }
     }
 }
 
-fn not_found() -> Response<Body> {
+/// The JSON 404 for paths nobody serves.
+pub fn not_found() -> Response<Body> {
     let mut res = Response::new(Full::new(Bytes::from_static(
         br#"{"error":"not_found","message":"no such route"}"#,
     )));
@@ -160,7 +170,20 @@ fn not_found() -> Response<Body> {
 /// (clients reconnect to another node), and returns once they are gone or the shutdown
 /// timeout passed.
 pub async fn run(io: Io, listener: tokio::net::TcpListener, shutdown: impl Future<Output = ()>) {
-    let app = Arc::new(HttpApp { io: io.clone() });
+    run_with_routes(io, None, listener, shutdown).await
+}
+
+/// [`run`], with `routes` answering the HTTP paths outside the engine.
+pub async fn run_with_routes(
+    io: Io,
+    routes: Option<Routes>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()>,
+) {
+    let app = Arc::new(HttpApp {
+        io: io.clone(),
+        routes,
+    });
     let connections = accept_until(listener, app, shutdown).await;
     let open = io.connection_count();
     tracing::info!(
