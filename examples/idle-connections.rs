@@ -37,7 +37,9 @@ fn parse_args() -> Args {
             "--server-bin" => args.server_bin = value,
             "--port" => args.port = value.parse().expect("--port takes a number"),
             "--namespace" => args.namespace = value,
-            other => panic!("unknown flag {other} (use --clients, --server-bin, --port, --namespace)"),
+            other => {
+                panic!("unknown flag {other} (use --clients, --server-bin, --port, --namespace)")
+            }
         }
     }
     args
@@ -56,7 +58,9 @@ fn rss_kib(pid: u32) -> u64 {
 /// One idle client: connect, join the namespace, then answer pings until told to stop.
 async fn client(port: u16, namespace: String, ready: tokio::sync::mpsc::Sender<()>) {
     let url = format!("ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket");
-    let stream = TcpStream::connect(("127.0.0.1", port)).await.expect("tcp connect");
+    let stream = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("tcp connect");
     let (mut ws, _) = tokio_tungstenite::client_async(url, stream)
         .await
         .expect("websocket handshake");
@@ -89,7 +93,12 @@ async fn main() {
         .stdout(Stdio::null())
         .kill_on_drop(true)
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {} ({e}); build it with `cargo build --release`", args.server_bin));
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot start {} ({e}); build it with `cargo build --release`",
+                args.server_bin
+            )
+        });
     let pid = server.id().expect("server pid");
     for _ in 0..600 {
         if TcpStream::connect(("127.0.0.1", args.port)).await.is_ok() {
