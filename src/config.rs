@@ -5,7 +5,10 @@
 //! checks what types alone cannot and names the offending setting in its error.
 
 use crate::protocol::engineio::TransportKind;
+use crate::ratelimit::Rule;
+use crate::redis_client::RedisArgs;
 use crate::server::ServerOptions;
+use crate::store::StoreArgs;
 use crate::transport::{Cors, EngineConfig};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -68,6 +71,30 @@ pub struct ServeArgs {
     #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value_t = 10_000)]
     pub shutdown_timeout: u64,
 
+    /// `development` generates missing secrets and prints them; `production` refuses to
+    /// start without NEXTAUTH_SECRET and RT_SERVICE_TOKEN.
+    #[arg(long = "env", env = "RT_ENV", default_value = "development", value_parser = ["development", "production"])]
+    pub environment: String,
+
+    /// Secret the Next.js app signs or encrypts its session tokens with (AUTH_SECRET is
+    /// read when this is not set).
+    #[arg(long, env = "NEXTAUTH_SECRET", hide_env_values = true)]
+    pub auth_secret: Option<String>,
+
+    /// Bearer token the Next.js app presents to the HTTP API (/api/notifications, /api/chat/send).
+    #[arg(long, env = "RT_SERVICE_TOKEN", hide_env_values = true)]
+    pub service_token: Option<String>,
+
+    /// Rate limits per user and event, `event=points/seconds[@keyPrefix]`, comma-separated.
+    #[arg(long = "rate-limit", env = "RATE_LIMITS", default_value = "message:send=10/60", value_delimiter = ',', value_parser = Rule::parse)]
+    pub rate_limits: Vec<Rule>,
+
+    #[command(flatten)]
+    pub store: StoreArgs,
+
+    #[command(flatten)]
+    pub redis: RedisArgs,
+
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", default_value = "pretty", value_parser = ["pretty", "json"])]
     pub log_format: String,
@@ -96,14 +123,63 @@ fn invalid(setting: &'static str, env: &'static str, problem: impl Into<String>)
     }
 }
 
+/// A secret the server needs, and where it came from.
+#[derive(Clone)]
+pub struct Secret {
+    pub value: String,
+    /// Generated at start because none was configured (development only).
+    pub generated: bool,
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Secret(<{} bytes>, generated: {})",
+            self.value.len(),
+            self.generated
+        )
+    }
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
     pub namespaces: Vec<String>,
     pub server: ServerOptions,
+    pub production: bool,
+    pub auth_secret: Secret,
+    pub service_token: Secret,
+    pub rate_limits: Vec<Rule>,
+    pub store: StoreArgs,
+    pub redis: RedisArgs,
     pub log_format: String,
     pub log_level: String,
+}
+
+/// A configured secret, or (development) a random one.
+fn secret(
+    given: Option<&str>,
+    production: bool,
+    setting: &'static str,
+    env: &'static str,
+) -> Result<Secret, ConfigError> {
+    match given.map(str::trim).filter(|s| !s.is_empty()) {
+        Some(v) => Ok(Secret {
+            value: v.to_owned(),
+            generated: false,
+        }),
+        None if production => Err(invalid(setting, env, "is required when RT_ENV=production")),
+        None => {
+            use base64::Engine as _;
+            let raw: [u8; 32] = rand::random();
+            Ok(Secret {
+                value: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw),
+                generated: true,
+            })
+        }
+    }
 }
 
 impl Config {
@@ -185,8 +261,31 @@ impl Config {
         }
         let mut transports = a.transports.clone();
         transports.dedup();
+        let production = a.environment == "production";
+        let auth_secret_value = a
+            .auth_secret
+            .clone()
+            .or_else(|| std::env::var("AUTH_SECRET").ok());
+        let auth_secret = secret(
+            auth_secret_value.as_deref(),
+            production,
+            "auth-secret",
+            "NEXTAUTH_SECRET",
+        )?;
+        let service_token = secret(
+            a.service_token.as_deref(),
+            production,
+            "service-token",
+            "RT_SERVICE_TOKEN",
+        )?;
         Ok(Config {
             listen: a.listen,
+            production,
+            auth_secret,
+            service_token,
+            rate_limits: a.rate_limits.clone(),
+            store: a.store.clone(),
+            redis: a.redis.clone(),
             namespaces,
             server: ServerOptions {
                 engine: EngineConfig {
@@ -280,6 +379,11 @@ mod tests {
             ),
             (&["--path", "socket.io"], "--path"),
             (&["--no-such-flag"], "--no-such-flag"),
+            (&["--rate-limit", "message:send=ten/60"], "--rate-limit"),
+            (
+                &["--env", "production", "--service-token", "t"],
+                "NEXTAUTH_SECRET",
+            ),
         ];
         for (argv, needle) in cases {
             let err = parse(argv).unwrap_err();

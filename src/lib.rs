@@ -8,14 +8,20 @@
 //! - [`config`]: the one validated configuration both binaries share;
 //! - [`commands`]: one module per `rtctl` subcommand.
 
+pub mod api;
 pub mod app;
+pub mod auth;
 pub mod cache;
+pub mod chat;
 pub mod commands;
 pub mod config;
+pub mod domain;
+pub mod notifications;
 pub mod protocol;
 pub mod ratelimit;
 pub mod redis_client;
 pub mod server;
 pub mod sid;
+pub mod store;
 pub mod telemetry;
 pub mod transport;

@@ -1,6 +1,8 @@
 //! `rtctl` subcommands, one module each: a `#[derive(Args)]` struct and an `async fn run`.
 
+pub mod migrate;
 pub mod serve;
+pub mod token;
 
 use clap::{Parser, Subcommand};
 
@@ -18,13 +20,19 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the Socket.IO server (the same server as `realtime-server`).
-    Serve(serve::ServeCommand),
+    Serve(Box<serve::ServeCommand>),
+    /// Mint a NextAuth v4 / Auth.js v5 / HS256 session token for a user (prints it).
+    Token(token::TokenCommand),
+    /// Apply pending database migrations to the primary (PostgreSQL or SQLite).
+    Migrate(migrate::MigrateCommand),
 }
 
 impl Cli {
     pub async fn run(self) -> anyhow::Result<()> {
         match self.command {
             Command::Serve(cmd) => cmd.run().await,
+            Command::Token(cmd) => cmd.run().await,
+            Command::Migrate(cmd) => cmd.run().await,
         }
     }
 }

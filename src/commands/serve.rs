@@ -21,16 +21,38 @@ impl ServeCommand {
                     config.listen
                 )
             })?;
-        let io = crate::app::build(&config);
+        announce_generated_secrets(&config);
+        let app = crate::app::build(&config).await?;
         tracing::info!(
             address = %listener.local_addr()?,
             path = %config.server.engine.path,
             namespaces = ?config.namespaces,
+            database = app.state.store.backend(),
+            read_replica = app.state.store.has_replica(),
+            redis = config.redis.url().is_some(),
             version = env!("CARGO_PKG_VERSION"),
             "realtime server listening"
         );
-        crate::server::run(io, listener, shutdown_signal()).await;
+        crate::server::run_with_routes(app.io, Some(app.routes), listener, shutdown_signal()).await;
+        app.state.store.close().await;
         Ok(())
+    }
+}
+
+/// In development, secrets nobody configured are generated; print them once so a person
+/// can mint tokens (`rtctl token --secret …`) and call the API.
+fn announce_generated_secrets(config: &Config) {
+    if config.auth_secret.generated {
+        tracing::warn!(
+            secret = %config.auth_secret.value,
+            "NEXTAUTH_SECRET not set: generated a development secret (set NEXTAUTH_SECRET to your Next.js app's)"
+        );
+    }
+    if config.service_token.generated {
+        tracing::warn!(
+            token = %config.service_token.value,
+            "RT_SERVICE_TOKEN not set: generated a development token for the HTTP API"
+        );
     }
 }
 

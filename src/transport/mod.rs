@@ -198,7 +198,8 @@ impl<H: EngineHandler> Engine<H> {
         if let Some(reason) = session.close_reason() {
             let awaiting_close_poll = reason.is_server_initiated()
                 && transport == TransportKind::Polling
-                && req.method() == Method::GET;
+                && req.method() == Method::GET
+                && !session.close_was_delivered();
             if !awaiting_close_poll {
                 return Err(EngineError::UnknownSid);
             }

@@ -119,6 +119,7 @@ pub struct Session<D> {
     max_queued_bytes: usize,
     state: Mutex<State>,
     closed: AtomicBool,
+    close_was_delivered: AtomicBool,
     /// Wakes the single writer: the pending poll or the WebSocket loop.
     writable: Notify,
     /// Wakes the heartbeat when a pong arrives.
@@ -140,6 +141,7 @@ impl<D> Session<D> {
             max_queued_bytes,
             state: Mutex::default(),
             closed: AtomicBool::new(false),
+            close_was_delivered: AtomicBool::new(false),
             writable: Notify::new(),
             pong: Notify::new(),
             closed_signal: Notify::new(),
@@ -250,9 +252,14 @@ impl<D> Session<D> {
         notified.await;
     }
 
-    /// A poll answered the close: the session may go.
+    /// A poll answered the close: the session may go, and no later poll may get it again.
     pub(crate) fn mark_close_delivered(&self) {
+        self.close_was_delivered.store(true, Ordering::Release);
         self.close_delivered.notify_one();
+    }
+
+    pub(crate) fn close_was_delivered(&self) -> bool {
+        self.close_was_delivered.load(Ordering::Acquire)
     }
 
     pub(crate) async fn close_delivered(&self) {

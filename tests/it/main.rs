@@ -1,4 +1,11 @@
 //! Integration tests: one binary, a module per area. Every test starts its own server on
 //! 127.0.0.1:0 and stops it; external peers (node, socket.io-client) are real processes.
 
+mod auth;
 mod common;
+mod engine;
+mod fuzz;
+mod interop;
+mod limits;
+mod socketio;
+mod store;

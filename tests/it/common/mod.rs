@@ -85,7 +85,14 @@ pub fn test_namespace(ns: &mut NamespaceBuilder) {
             return;
         };
         let reply = match s
-            .emit_with_ack(&event, Payload { args, binary: e.payload.binary.clone() }, Duration::from_secs(1))
+            .emit_with_ack(
+                &event,
+                Payload {
+                    args,
+                    binary: e.payload.binary.clone(),
+                },
+                Duration::from_secs(1),
+            )
             .await
         {
             Ok(answer) => json!({ "answer": answer.args }),
@@ -134,7 +141,9 @@ impl TestServer {
 
     /// Starts `io` on `addr` (port 0 for any free port).
     pub async fn start_io(io: Io, addr: SocketAddr) -> Self {
-        let listener = tokio::net::TcpListener::bind(addr).await.expect("bind test server");
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .expect("bind test server");
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(realtime::server::run(io.clone(), listener, async {
@@ -171,3 +180,6 @@ impl Drop for TestServer {
         }
     }
 }
+pub mod postgres;
+pub mod raw;
+pub mod redis;

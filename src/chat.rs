@@ -1,0 +1,205 @@
+//! The `/chat` namespace: 1:1 rooms, messages, history, typing.
+//!
+//! A message that was acked is a message that was stored: the insert on the primary
+//! completes before the broadcast and the ack. History reads go to the read replica.
+
+use crate::domain::{check_rate, id_field, limit_field, object_arg, reply, Failure, State, User};
+use crate::server::{NamespaceBuilder, SocketRef};
+use crate::store::{ChatRoom, Message};
+use serde_json::{json, Value};
+
+/// The longest message body, in characters.
+pub const MAX_MESSAGE_CHARS: usize = 4000;
+
+/// The Socket.IO room of a chat room.
+pub fn room_name(id: i64) -> String {
+    format!("room:{id}")
+}
+
+pub fn message_json(m: &Message) -> Value {
+    json!({
+        "id": m.id,
+        "roomId": m.room_id,
+        "senderId": m.sender_id,
+        "text": m.body,
+        "createdAt": m.created_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    })
+}
+
+/// Checks a message body: a non-empty string of at most [`MAX_MESSAGE_CHARS`].
+pub fn validate_text(v: Option<&Value>) -> Result<&str, Failure> {
+    let text = v
+        .and_then(Value::as_str)
+        .ok_or_else(|| Failure::invalid("text must be a string"))?;
+    if text.trim().is_empty() {
+        return Err(Failure::invalid("text must not be empty"));
+    }
+    if text.chars().count() > MAX_MESSAGE_CHARS {
+        return Err(Failure::new(
+            "payload_too_large",
+            format!("text is longer than {MAX_MESSAGE_CHARS} characters"),
+        ));
+    }
+    Ok(text)
+}
+
+/// A room the user belongs to (primary: membership right after creation must be seen).
+pub async fn member_room(state: &State, room_id: i64, user: &str) -> Result<ChatRoom, Failure> {
+    let room = state
+        .store
+        .room(room_id)
+        .await?
+        .ok_or_else(|| Failure::new("not_found", "no such room"))?;
+    if !room.has_member(user) {
+        return Err(Failure::new(
+            "forbidden",
+            "you are not a member of this room",
+        ));
+    }
+    Ok(room)
+}
+
+fn user_or_fail(socket: &SocketRef) -> Result<User, Failure> {
+    User::of(socket).ok_or_else(|| Failure::new("unauthorized", "not authenticated"))
+}
+
+pub fn register(ns: &mut NamespaceBuilder, state: State) {
+    let st = state.clone();
+    ns.on("room:open", move |socket, event, ack| {
+        let st = st.clone();
+        async move {
+            let result = async {
+                let user = user_or_fail(&socket)?;
+                let args = object_arg(event.args())?;
+                let peer = args
+                    .get("peerId")
+                    .and_then(Value::as_str)
+                    .filter(|p| !p.is_empty())
+                    .ok_or_else(|| Failure::invalid("peerId must be a non-empty string"))?;
+                if peer == user.id {
+                    return Err(Failure::invalid("cannot open a room with yourself"));
+                }
+                let room = st.store.find_or_create_room(&user.id, peer).await?;
+                socket.join(room_name(room.id));
+                Ok(json!({ "roomId": room.id }))
+            }
+            .await;
+            reply(ack, result);
+        }
+    });
+
+    let st = state.clone();
+    ns.on("room:join", move |socket, event, ack| {
+        let st = st.clone();
+        async move {
+            let result = async {
+                let user = user_or_fail(&socket)?;
+                let room_id = id_field(object_arg(event.args())?, "roomId")?;
+                member_room(&st, room_id, &user.id).await?;
+                socket.join(room_name(room_id));
+                Ok(json!({ "ok": true, "roomId": room_id }))
+            }
+            .await;
+            reply(ack, result);
+        }
+    });
+
+    let st = state.clone();
+    ns.on("message:send", move |socket, event, ack| {
+        let st = st.clone();
+        async move {
+            let result = async {
+                let user = user_or_fail(&socket)?;
+                let args = object_arg(event.args())?;
+                let room_id = id_field(args, "roomId")?;
+                let text = validate_text(args.get("text"))?;
+                check_rate(&st, "message:send", &user.id).await?;
+                member_room(&st, room_id, &user.id).await?;
+                let message = st.store.insert_message(room_id, &user.id, text).await?;
+                socket
+                    .to(room_name(room_id))
+                    .emit("message:new", message_json(&message));
+                Ok(json!({
+                    "id": message.id,
+                    "createdAt": message_json(&message)["createdAt"],
+                }))
+            }
+            .await;
+            reply(ack, result);
+        }
+    });
+
+    let st = state.clone();
+    ns.on("message:history", move |socket, event, ack| {
+        let st = st.clone();
+        async move {
+            let result = async {
+                let user = user_or_fail(&socket)?;
+                let args = object_arg(event.args())?;
+                let room_id = id_field(args, "roomId")?;
+                let limit = limit_field(args, 100, 50)?;
+                let before = match args.get("before") {
+                    None | Some(Value::Null) => None,
+                    Some(_) => Some(id_field(args, "before")?),
+                };
+                member_room(&st, room_id, &user.id).await?;
+                let messages = st.store.history(room_id, before, limit).await?;
+                let next = (messages.len() as u32 == limit)
+                    .then(|| messages.last().map(|m| m.id))
+                    .flatten();
+                Ok(json!({
+                    "messages": messages.iter().map(message_json).collect::<Vec<_>>(),
+                    "nextBefore": next,
+                }))
+            }
+            .await;
+            reply(ack, result);
+        }
+    });
+
+    // Volatile: not stored, not acked; only to rooms the socket has joined (no database
+    // round trip per keystroke).
+    ns.on("typing", move |socket, event, _ack| async move {
+        let Some(user) = User::of(&socket) else {
+            return;
+        };
+        let Ok(args) = object_arg(event.args()) else {
+            return;
+        };
+        let Ok(room_id) = id_field(args, "roomId") else {
+            return;
+        };
+        let room = room_name(room_id);
+        if socket.rooms().iter().any(|r| **r == *room) {
+            socket
+                .to(room)
+                .emit("typing", json!({ "roomId": room_id, "userId": user.id }));
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_validation_counts_characters_not_bytes() {
+        assert!(validate_text(Some(&json!("hi"))).is_ok());
+        assert_eq!(
+            validate_text(Some(&json!("  "))).unwrap_err().code,
+            "invalid_input"
+        );
+        assert_eq!(
+            validate_text(Some(&json!(5))).unwrap_err().code,
+            "invalid_input"
+        );
+        assert_eq!(validate_text(None).unwrap_err().code, "invalid_input");
+        let max = "é".repeat(MAX_MESSAGE_CHARS);
+        assert!(validate_text(Some(&json!(max))).is_ok());
+        let over = "a".repeat(MAX_MESSAGE_CHARS + 1);
+        assert_eq!(
+            validate_text(Some(&json!(over))).unwrap_err().code,
+            "payload_too_large"
+        );
+    }
+}

@@ -1,0 +1,154 @@
+//! What the chat and notification handlers share: the authenticated user on a socket,
+//! the application state, and the error acks clients receive.
+
+use crate::cache::UnreadCache;
+use crate::ratelimit::{Decision, RateLimiter};
+use crate::server::{AckSender, Socket};
+use crate::store::{Store, StoreError};
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// The user a socket authenticated as; put in `socket.extensions` by the auth middleware.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: String,
+    pub name: Option<String>,
+    pub email: Option<String>,
+}
+
+impl User {
+    /// The user of a socket. Every namespace runs the auth middleware, so a socket that
+    /// reached a handler has one.
+    pub fn of(socket: &Socket) -> Option<User> {
+        socket
+            .extensions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get::<User>()
+            .cloned()
+    }
+}
+
+/// Services the handlers use.
+pub struct AppState {
+    pub store: Store,
+    pub limiter: RateLimiter,
+    pub unread: UnreadCache,
+}
+
+pub type State = Arc<AppState>;
+
+/// A failed request, as the client sees it in the ack: `{"error": code, "message": …}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub code: &'static str,
+    pub message: String,
+    pub retry_after_ms: Option<u64>,
+}
+
+impl Failure {
+    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+        Failure {
+            code,
+            message: message.into(),
+            retry_after_ms: None,
+        }
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new("invalid_input", message)
+    }
+
+    pub fn to_json(&self) -> Value {
+        let mut v = json!({ "error": self.code, "message": self.message });
+        if let Some(ms) = self.retry_after_ms {
+            v["retryAfterMs"] = json!(ms);
+        }
+        v
+    }
+
+    /// The HTTP status for the same failure (the server-to-server API).
+    pub fn status(&self) -> u16 {
+        match self.code {
+            "invalid_input" => 400,
+            "unauthorized" => 401,
+            "forbidden" => 403,
+            "not_found" => 404,
+            "payload_too_large" => 413,
+            "rate_limited" => 429,
+            "db_unavailable" => 503,
+            _ => 500,
+        }
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        // The database error itself goes to the log, not to the client.
+        tracing::warn!(error = %e, "store operation failed");
+        match e {
+            StoreError::NotFound => Failure::new("not_found", "no such record"),
+            e if e.is_transient() => Failure::new(
+                "db_unavailable",
+                "the database is unavailable; try again shortly",
+            ),
+            StoreError::InvalidInput(m) => Failure::invalid(m),
+            _ => Failure::new("internal", "the operation failed; nothing was stored"),
+        }
+    }
+}
+
+/// Answers an ack with the result: the value, or `{"error": …}`.
+pub fn reply(ack: Option<AckSender>, result: Result<Value, Failure>) {
+    if let Some(ack) = ack {
+        ack.send(match result {
+            Ok(v) => v,
+            Err(f) => f.to_json(),
+        });
+    }
+}
+
+/// Consumes one point of `event` for the user, or says when to retry.
+pub async fn check_rate(state: &AppState, event: &str, user: &str) -> Result<(), Failure> {
+    match state.limiter.consume(event, user).await {
+        Decision::Allowed { .. } => Ok(()),
+        Decision::Limited { retry_after } => Err(Failure {
+            code: "rate_limited",
+            message: format!("too many {event} requests; retry later"),
+            retry_after_ms: Some(retry_after.as_millis() as u64),
+        }),
+    }
+}
+
+/// The first argument of an event as an object, or a clear error.
+pub fn object_arg(args: &[Value]) -> Result<&serde_json::Map<String, Value>, Failure> {
+    args.first()
+        .and_then(Value::as_object)
+        .ok_or_else(|| Failure::invalid("expected an object argument"))
+}
+
+/// A required integer id field.
+pub fn id_field(obj: &serde_json::Map<String, Value>, name: &str) -> Result<i64, Failure> {
+    match obj.get(name) {
+        Some(Value::Number(n)) => n.as_i64().filter(|v| *v > 0),
+        Some(Value::String(s)) => s.parse::<i64>().ok().filter(|v| *v > 0),
+        _ => None,
+    }
+    .ok_or_else(|| Failure::invalid(format!("{name} must be a positive integer id")))
+}
+
+/// An optional limit field within 1..=max (default `default`).
+pub fn limit_field(
+    obj: &serde_json::Map<String, Value>,
+    max: u32,
+    default: u32,
+) -> Result<u32, Failure> {
+    match obj.get("limit") {
+        None | Some(Value::Null) => Ok(default),
+        Some(v) => v
+            .as_u64()
+            .filter(|n| (1..=max as u64).contains(n))
+            .map(|n| n as u32)
+            .ok_or_else(|| Failure::invalid(format!("limit must be between 1 and {max}"))),
+    }
+}
