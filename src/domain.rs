@@ -84,8 +84,8 @@ impl Failure {
 
 impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Self {
-        // The database error itself goes to the log, not to the client.
-        tracing::warn!(error = %e, "store operation failed");
+        // The database error itself (with its cause) goes to the log, not to the client.
+        tracing::warn!(error = ?e, code = e.code(), "store operation failed");
         match e {
             StoreError::NotFound => Failure::new("not_found", "no such record"),
             e if e.is_transient() => Failure::new(

@@ -9,7 +9,6 @@
 //! index is left INVALID.
 
 use crate::store::{MigrationReport, Store, StoreArgs};
-use anyhow::Context as _;
 
 #[derive(clap::Args, Debug)]
 pub struct MigrateCommand {
@@ -23,18 +22,21 @@ pub struct MigrateCommand {
 
 impl MigrateCommand {
     pub async fn run(self) -> anyhow::Result<()> {
+        // The primary only (a replica follows by replication), and no migration inside
+        // connect: this command runs it and reports it.
         let args = StoreArgs {
             database_read_replica_url: None,
+            db_auto_migrate: Some(false),
             ..self.store
         };
         // Display of the URL hides its password.
         let url = &args.database_url;
         let store = Store::connect(&args)
             .await
-            .with_context(|| format!("cannot connect to {url}"))?;
+            .map_err(|e| one_line(&e, format!("cannot connect to {url}")))?;
         let report = store.migrate().await;
         store.close().await;
-        let report = report.with_context(|| format!("migrating {url} failed"))?;
+        let report = report.map_err(|e| one_line(&e, format!("migrating {url} failed")))?;
 
         if self.format == "json" {
             println!("{}", serde_json::to_string_pretty(&report)?);
@@ -46,6 +48,25 @@ impl MigrateCommand {
             None => Ok(()),
         }
     }
+}
+
+/// `context: error: cause: cause`, leaving out a cause its parent already quoted (sqlx's
+/// I/O error says "error communicating with database: Connection refused", then its
+/// source says "Connection refused" again).
+fn one_line(err: &(dyn std::error::Error + 'static), context: String) -> anyhow::Error {
+    let mut line = context;
+    let mut previous = String::new();
+    let mut cause = Some(err);
+    while let Some(e) = cause {
+        let text = e.to_string();
+        if !previous.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        previous = text;
+        cause = e.source();
+    }
+    anyhow::anyhow!(line)
 }
 
 fn text(url: &str, report: &MigrationReport) -> String {

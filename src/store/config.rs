@@ -57,7 +57,7 @@ impl Default for StoreArgs {
     /// The embedded default, as with no flags and no environment.
     fn default() -> Self {
         StoreArgs {
-            database_url: DEFAULT_DATABASE_URL.parse().expect("default URL parses"),
+            database_url: DatabaseUrl::new(DEFAULT_DATABASE_URL),
             database_read_replica_url: None,
             db_pool_size: 20,
             db_acquire_timeout: 2_000,
@@ -69,17 +69,17 @@ impl Default for StoreArgs {
 
 impl StoreArgs {
     /// Settings for `url` with every other setting at its default.
-    pub fn with_url(url: impl AsRef<str>) -> Result<Self, InvalidUrl> {
-        Ok(StoreArgs {
-            database_url: url.as_ref().parse()?,
+    pub fn with_url(url: impl Into<String>) -> Self {
+        StoreArgs {
+            database_url: DatabaseUrl::new(url),
             ..StoreArgs::default()
-        })
+        }
     }
 
     /// Whether to migrate at start: the explicit setting, else the backend's default.
     pub fn auto_migrate(&self) -> bool {
         self.db_auto_migrate
-            .unwrap_or(self.database_url.backend() == Backend::Sqlite)
+            .unwrap_or(matches!(self.database_url.backend(), Ok(Backend::Sqlite)))
     }
 
     pub fn acquire_timeout(&self) -> Duration {
@@ -110,39 +110,44 @@ impl Backend {
 /// A database URL. It may hold a password, so `Debug` and `Display` show it redacted
 /// (`postgres://app:***@db:5432/app`); [`DatabaseUrl::expose`] gives the real one to the
 /// driver and to nothing else.
+///
+/// Parsing accepts any string and [`DatabaseUrl::backend`] judges it later: a parse
+/// error from clap would quote the raw value, password included, on stderr.
 #[derive(Clone, PartialEq, Eq)]
 pub struct DatabaseUrl {
     url: String,
-    backend: Backend,
 }
 
-/// A URL that is neither `postgres://`, `postgresql://` nor `sqlite:`.
+/// A URL that is neither `postgres://`, `postgresql://` nor `sqlite:`; shown redacted.
 #[derive(Debug, thiserror::Error)]
 #[error("a database URL starts with postgres://, postgresql:// or sqlite: (got {0})")]
 pub struct InvalidUrl(String);
 
 impl FromStr for DatabaseUrl {
-    type Err = InvalidUrl;
+    type Err = std::convert::Infallible;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let s = s.trim();
-        let backend = if s.starts_with("postgres://") || s.starts_with("postgresql://") {
-            Backend::Postgres
-        } else if s.starts_with("sqlite:") {
-            Backend::Sqlite
-        } else {
-            return Err(InvalidUrl(redact(s)));
-        };
-        Ok(DatabaseUrl {
-            url: s.to_owned(),
-            backend,
-        })
+        Ok(DatabaseUrl::new(s))
     }
 }
 
 impl DatabaseUrl {
-    pub fn backend(&self) -> Backend {
-        self.backend
+    pub fn new(url: impl Into<String>) -> DatabaseUrl {
+        DatabaseUrl {
+            url: url.into().trim().to_owned(),
+        }
+    }
+
+    /// Which database the URL points at, from its scheme.
+    pub fn backend(&self) -> Result<Backend, InvalidUrl> {
+        let s = self.url.as_str();
+        if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            Ok(Backend::Postgres)
+        } else if s.starts_with("sqlite:") {
+            Ok(Backend::Sqlite)
+        } else {
+            Err(InvalidUrl(redact(s)))
+        }
     }
 
     /// The URL with its password, for the driver only. Never log or print it.
@@ -152,7 +157,7 @@ impl DatabaseUrl {
 
     /// An in-memory SQLite database lives as long as its one connection.
     pub(crate) fn is_sqlite_memory(&self) -> bool {
-        self.backend == Backend::Sqlite
+        matches!(self.backend(), Ok(Backend::Sqlite))
             && (self.url.contains(":memory:") || self.url.contains("mode=memory"))
     }
 }
@@ -251,8 +256,11 @@ mod tests {
 
     #[test]
     fn rejects_other_schemes_without_echoing_secrets() {
-        let err = "mysql://u:hunter2@h/d".parse::<DatabaseUrl>().unwrap_err();
+        // clap accepts it (its error would quote the password); backend() refuses it.
+        let cli = Cli::try_parse_from(["t", "--database-url", "mysql://u:hunter2@h/d"]).unwrap();
+        let err = cli.store.database_url.backend().unwrap_err();
         assert!(!err.to_string().contains("hunter2"), "{err}");
+        assert!(err.to_string().contains("mysql://u:***@h/d"), "{err}");
     }
 
     #[test]
@@ -264,7 +272,7 @@ mod tests {
         }
         let cli = Cli::try_parse_from(["t"]).unwrap();
         assert_eq!(cli.store.database_url.expose(), DEFAULT_DATABASE_URL);
-        assert_eq!(cli.store.database_url.backend(), Backend::Sqlite);
+        assert_eq!(cli.store.database_url.backend().unwrap(), Backend::Sqlite);
         assert_eq!(cli.store.db_pool_size, 20);
         assert!(cli.store.auto_migrate());
 

@@ -89,45 +89,43 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens the pools and checks the primary (and replica) answer, within the acquire
-    /// timeout. Does not migrate: see [`Store::open`] and [`Store::migrate`].
+    /// Opens the pools, checks that the primary (and the replica) answer within the
+    /// acquire timeout, and applies pending migrations when `args.auto_migrate()` (the
+    /// default for SQLite; PostgreSQL migrates with `rtctl migrate` unless told to).
     pub async fn connect(args: &StoreArgs) -> Result<Store, StoreError> {
-        match args.database_url.backend() {
+        let backend = args
+            .database_url
+            .backend()
+            .map_err(|e| StoreError::Config(e.to_string()))?;
+        let store = match backend {
             Backend::Postgres => {
                 let primary = connect_postgres(&args.database_url, args).await?;
                 let replica = match &args.database_read_replica_url {
                     None => None,
-                    Some(url) if url.backend() == Backend::Postgres => {
+                    Some(url) if matches!(url.backend(), Ok(Backend::Postgres)) => {
                         Some(connect_postgres(url, args).await?)
                     }
-                    Some(_) => {
-                        return Err(StoreError::Config(
-                            "DATABASE_READ_REPLICA_URL must be a postgres:// URL".into(),
-                        ))
+                    Some(url) => {
+                        return Err(StoreError::Config(format!(
+                            "DATABASE_READ_REPLICA_URL must be a postgres:// URL (got {url})"
+                        )))
                     }
                 };
-                Ok(Store {
+                Store {
                     primary: Db::Postgres(primary),
                     replica: replica.map(Db::Postgres),
-                })
+                }
             }
             Backend::Sqlite => {
                 if args.database_read_replica_url.is_some() {
                     tracing::warn!("DATABASE_READ_REPLICA_URL is ignored with a SQLite database");
                 }
-                Ok(Store {
+                Store {
                     primary: Db::Sqlite(connect_sqlite(&args.database_url, args).await?),
                     replica: None,
-                })
+                }
             }
-        }
-    }
-
-    /// [`Store::connect`], then [`Store::migrate`] when `args.auto_migrate()` (the
-    /// embedded default does; PostgreSQL migrates with `rtctl migrate` unless told to).
-    /// This is what the server calls at start.
-    pub async fn open(args: &StoreArgs) -> Result<Store, StoreError> {
-        let store = Store::connect(args).await?;
+        };
         if args.auto_migrate() {
             let report = store.migrate().await?;
             for m in &report.applied {

@@ -4,7 +4,7 @@
 
 use crate::common::postgres::{self, PgServer};
 use realtime::store::{
-    sql, ChatRoom, NewNotification, NotificationStatus, Store, StoreArgs, StoreError,
+    sql, ChatRoom, DatabaseUrl, NewNotification, NotificationStatus, Store, StoreArgs, StoreError,
 };
 use serde_json::{json, Value};
 use sqlx::{Connection, Executor, PgConnection, SqliteConnection};
@@ -43,13 +43,13 @@ impl Drop for TempDir {
 }
 
 fn args(url: &str) -> StoreArgs {
-    let mut args = StoreArgs::with_url(url).unwrap();
+    let mut args = StoreArgs::with_url(url);
     args.db_auto_migrate = Some(true);
     args
 }
 
 async fn open(url: &str) -> Store {
-    Store::open(&args(url))
+    Store::connect(&args(url))
         .await
         .unwrap_or_else(|e| panic!("open {url}: {e:?}"))
 }
@@ -373,14 +373,13 @@ async fn sqlite_find_or_create_room_race() {
 }
 
 #[tokio::test]
-async fn sqlite_file_is_wal_with_foreign_keys_and_reopens() {
+async fn sqlite_file_is_wal_and_reopens() {
     let dir = TempDir::new();
     let url = dir.sqlite_url();
     let store = open(&url).await;
     let room = store.find_or_create_room("a", "b").await.unwrap();
     store.insert_message(room.id, "a", "kept").await.unwrap();
     store.close().await;
-    assert!(dir.0.join("realtime.db-wal").exists() || dir.0.join("realtime.db").exists());
     let mut c = SqliteConnection::connect(&url).await.unwrap();
     let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
         .fetch_one(&mut c)
@@ -391,8 +390,8 @@ async fn sqlite_file_is_wal_with_foreign_keys_and_reopens() {
 
     // The replica URL is ignored for SQLite; a reopen keeps the data and migrates nothing.
     let mut with_replica = args(&url);
-    with_replica.database_read_replica_url = Some("postgres://ignored/db".parse().unwrap());
-    let store = Store::open(&with_replica).await.unwrap();
+    with_replica.database_read_replica_url = Some(DatabaseUrl::new("postgres://ignored/db"));
+    let store = Store::connect(&with_replica).await.unwrap();
     assert!(!store.has_replica());
     assert!(store.migrate().await.unwrap().applied.is_empty());
     let history = store.history(room.id, None, 10).await.unwrap();
@@ -402,7 +401,10 @@ async fn sqlite_file_is_wal_with_foreign_keys_and_reopens() {
 
 #[tokio::test]
 async fn sqlite_in_memory_keeps_one_database() {
-    let store = open("sqlite::memory:").await;
+    // No auto-migrate setting: SQLite, the embedded default, migrates at connect.
+    let store = Store::connect(&StoreArgs::with_url("sqlite::memory:"))
+        .await
+        .unwrap();
     let room = store.find_or_create_room("a", "b").await.unwrap();
     store.insert_message(room.id, "a", "hi").await.unwrap();
     assert_eq!(store.history(room.id, None, 10).await.unwrap().len(), 1);
@@ -454,6 +456,17 @@ async fn postgres_find_or_create_room_race() {
 #[tokio::test]
 async fn postgres_rtctl_migrate_builds_valid_indexes() {
     let url = postgres::fresh_database().await;
+    // No auto-migrate setting: PostgreSQL does not migrate at connect.
+    let store = Store::connect(&StoreArgs::with_url(&url)).await.unwrap();
+    assert_eq!(
+        scalar(
+            &url,
+            "SELECT COUNT(*) FROM pg_tables WHERE tablename = 'chat_rooms'"
+        )
+        .await,
+        0
+    );
+    store.close().await;
     let out = rtctl_migrate(&[&url]);
     assert!(out.status.success(), "{out:?}");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -661,7 +674,7 @@ async fn postgres_statement_timeout_applies() {
     let url = postgres::fresh_database().await;
     let mut args = args(&url);
     args.db_statement_timeout = 300;
-    let store = Store::open(&args).await.unwrap();
+    let store = Store::connect(&args).await.unwrap();
     let mut locker = PgConnection::connect(&url).await.unwrap();
     locker.execute("BEGIN").await.unwrap();
     locker
@@ -692,8 +705,8 @@ async fn postgres_replica_routing() {
     // The replica must have replayed CREATE DATABASE before anyone connects to it there.
     primary.wait_replica_caught_up(&replica);
     let mut args = args(&primary.url_for(&db));
-    args.database_read_replica_url = Some(replica.url_for(&db).parse().unwrap());
-    let store = Store::open(&args).await.unwrap();
+    args.database_read_replica_url = Some(DatabaseUrl::new(replica.url_for(&db)));
+    let store = Store::connect(&args).await.unwrap();
     assert!(store.has_replica());
     assert!(store
         .ping_replica(Duration::from_secs(2))
@@ -774,7 +787,7 @@ async fn postgres_outage_and_recovery() {
     let db = server.create_database().await;
     let mut args = args(&server.url_for(&db));
     args.db_acquire_timeout = 1_000;
-    let store = Store::open(&args).await.unwrap();
+    let store = Store::connect(&args).await.unwrap();
     let room = store.find_or_create_room("alice", "bob").await.unwrap();
     let before = store
         .insert_message(room.id, "alice", "before")
@@ -838,7 +851,7 @@ async fn postgres_connect_failure_is_unavailable() {
         .local_addr()
         .unwrap()
         .port();
-    let mut args = StoreArgs::with_url(format!("postgres://app:pw@127.0.0.1:{port}/app")).unwrap();
+    let mut args = StoreArgs::with_url(format!("postgres://app:pw@127.0.0.1:{port}/app"));
     args.db_acquire_timeout = 500;
     let started = Instant::now();
     let err = Store::connect(&args).await.unwrap_err();
