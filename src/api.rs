@@ -7,7 +7,7 @@
 //! `{"error": code, "message": …}` with 400/401/403/404/413/429/503.
 
 use crate::chat::{member_room, message_json, room_name, validate_text};
-use crate::domain::{check_rate, Failure, State};
+use crate::domain::{check_rate, no_nul, no_nul_in, Failure, State};
 use crate::server::Io;
 use crate::store::NewNotification;
 use crate::transport::Body;
@@ -89,7 +89,10 @@ impl Api {
             body: optional_str(&body, "body")?.unwrap_or_default().to_owned(),
             data: match body.get("data") {
                 None | Some(Value::Null) => json!({}),
-                Some(v) => v.clone(),
+                Some(v) => {
+                    no_nul_in("data", v)?;
+                    v.clone()
+                }
             },
         };
         let ns = self.io.of("/notifications").ok_or_else(|| {
@@ -162,16 +165,18 @@ async fn read_json(req: Request<Incoming>) -> Result<Value, Failure> {
 }
 
 fn required_str<'a>(body: &'a Value, field: &str) -> Result<&'a str, Failure> {
-    body.get(field)
+    let s = body
+        .get(field)
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
-        .ok_or_else(|| Failure::invalid(format!("{field} must be a non-empty string")))
+        .ok_or_else(|| Failure::invalid(format!("{field} must be a non-empty string")))?;
+    no_nul(field, s)
 }
 
 fn optional_str<'a>(body: &'a Value, field: &str) -> Result<Option<&'a str>, Failure> {
     match body.get(field) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
+        Some(Value::String(s)) => no_nul(field, s).map(Some),
         Some(_) => Err(Failure::invalid(format!("{field} must be a string"))),
     }
 }

@@ -34,6 +34,7 @@ pub fn validate_text(v: Option<&Value>) -> Result<&str, Failure> {
     if text.trim().is_empty() {
         return Err(Failure::invalid("text must not be empty"));
     }
+    crate::domain::no_nul("text", text)?;
     if text.chars().count() > MAX_MESSAGE_CHARS {
         return Err(Failure::new(
             "payload_too_large",
@@ -76,6 +77,7 @@ pub fn register(ns: &mut NamespaceBuilder, state: State) {
                     .and_then(Value::as_str)
                     .filter(|p| !p.is_empty())
                     .ok_or_else(|| Failure::invalid("peerId must be a non-empty string"))?;
+                let peer = crate::domain::no_nul("peerId", peer)?;
                 if peer == user.id {
                     return Err(Failure::invalid("cannot open a room with yourself"));
                 }
@@ -194,6 +196,10 @@ mod tests {
             "invalid_input"
         );
         assert_eq!(validate_text(None).unwrap_err().code, "invalid_input");
+        assert_eq!(
+            validate_text(Some(&json!("a\u{0}b"))).unwrap_err().code,
+            "invalid_input"
+        );
         let max = "é".repeat(MAX_MESSAGE_CHARS);
         assert!(validate_text(Some(&json!(max))).is_ok());
         let over = "a".repeat(MAX_MESSAGE_CHARS + 1);

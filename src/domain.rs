@@ -120,6 +120,30 @@ pub async fn check_rate(state: &AppState, event: &str, user: &str) -> Result<(),
     }
 }
 
+/// Refuses strings with NUL characters: PostgreSQL cannot store them (SQLite can), so
+/// they are refused up front, the same on every backend.
+pub fn no_nul<'a>(field: &str, s: &'a str) -> Result<&'a str, Failure> {
+    if s.contains('\0') {
+        return Err(Failure::invalid(format!(
+            "{field} must not contain NUL characters"
+        )));
+    }
+    Ok(s)
+}
+
+/// [`no_nul`] for every string inside a JSON value (keys included).
+pub fn no_nul_in(field: &str, v: &Value) -> Result<(), Failure> {
+    match v {
+        Value::String(s) => no_nul(field, s).map(|_| ()),
+        Value::Array(a) => a.iter().try_for_each(|x| no_nul_in(field, x)),
+        Value::Object(o) => o.iter().try_for_each(|(k, x)| {
+            no_nul(field, k)?;
+            no_nul_in(field, x)
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// The first argument of an event as an object, or a clear error.
 pub fn object_arg(args: &[Value]) -> Result<&serde_json::Map<String, Value>, Failure> {
     args.first()

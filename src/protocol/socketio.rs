@@ -256,7 +256,7 @@ pub fn decode(input: &str) -> Result<Packet, DecodeError> {
     let data = if rest.is_empty() {
         None
     } else {
-        Some(serde_json::from_str::<Value>(rest).map_err(|_| DecodeError::InvalidJson)?)
+        Some(parse_json(rest)?)
     };
     if !payload_is_valid(kind, data.as_ref()) {
         return Err(DecodeError::InvalidPayload(kind));
@@ -271,6 +271,70 @@ pub fn decode(input: &str) -> Result<Packet, DecodeError> {
         data,
         attachments,
     })
+}
+
+/// Parses a payload as `JSON.parse` would. JavaScript strings may hold lone UTF-16
+/// surrogates (a text cut in the middle of an emoji), and `JSON.stringify` writes them as
+/// `\ud83e`; serde_json refuses those. Rather than drop the client's whole connection
+/// for it, such escapes become U+FFFD, which is what the browser would display anyway.
+fn parse_json(text: &str) -> Result<Value, DecodeError> {
+    match serde_json::from_str::<Value>(text) {
+        Ok(v) => Ok(v),
+        Err(_) => {
+            let repaired = replace_lone_surrogates(text).ok_or(DecodeError::InvalidJson)?;
+            serde_json::from_str(&repaired).map_err(|_| DecodeError::InvalidJson)
+        }
+    }
+}
+
+/// Rewrites `\uD800`–`\uDFFF` escapes that are not part of a valid pair as `\uFFFD`.
+/// Returns None when there was nothing to replace (the JSON is broken some other way).
+pub fn replace_lone_surrogates(json: &str) -> Option<String> {
+    fn hex4(b: &[u8]) -> Option<u16> {
+        std::str::from_utf8(b.get(..4)?)
+            .ok()
+            .and_then(|h| u16::from_str_radix(h, 16).ok())
+    }
+    let b = json.as_bytes();
+    let mut out = String::with_capacity(json.len());
+    let (mut i, mut last, mut in_string, mut changed) = (0, 0, false, false);
+    while i < b.len() {
+        match b[i] {
+            b'"' => {
+                in_string = !in_string;
+                i += 1;
+            }
+            b'\\' if in_string => {
+                if b.get(i + 1) != Some(&b'u') {
+                    i += 2;
+                    continue;
+                }
+                let unit = hex4(&b[i + 2..])?;
+                let paired = (0xD800..0xDC00).contains(&unit)
+                    && b.get(i + 6) == Some(&b'\\')
+                    && b.get(i + 7) == Some(&b'u')
+                    && hex4(&b[(i + 8).min(b.len())..])
+                        .is_some_and(|n| (0xDC00..0xE000).contains(&n));
+                if paired {
+                    i += 12;
+                } else if (0xD800..0xE000).contains(&unit) {
+                    out.push_str(&json[last..i]);
+                    out.push_str("\\ufffd");
+                    i += 6;
+                    last = i;
+                    changed = true;
+                } else {
+                    i += 6;
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    if !changed {
+        return None;
+    }
+    out.push_str(&json[last..]);
+    Some(out)
 }
 
 /// socket.io-parser's `isPayloadValid`, with "absent" allowed where the parser never checks.
@@ -473,6 +537,20 @@ mod tests {
         for (input, want) in table {
             assert_eq!(decode(input).unwrap_err(), *want, "{input:?}");
         }
+    }
+
+    #[test]
+    fn lone_surrogates_become_replacement_characters() {
+        let p = decode(r#"2["m",{"text":"x\ud83e"}]"#).unwrap();
+        assert_eq!(p.data, Some(json!(["m", {"text": "x\u{fffd}"}])));
+        let p = decode(r#"2["m","\udc00a\ud83d\ude00"]"#).unwrap();
+        assert_eq!(p.data, Some(json!(["m", "\u{fffd}a\u{1F600}"])));
+        // An escaped backslash is not an escape.
+        assert_eq!(replace_lone_surrogates(r#"["\\ud83e"]"#), None);
+        assert_eq!(
+            decode(r#"2["m","\ud83"]"#).unwrap_err(),
+            DecodeError::InvalidJson
+        );
     }
 
     #[test]

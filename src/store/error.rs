@@ -82,8 +82,22 @@ impl From<sqlx::Error> for StoreError {
                     }
                     _ => {}
                 }
-                if is_pg_unavailable(code) || is_sqlite_unavailable(code) {
+                // The two backends' codes overlap as numbers ("22021" & 0xff is SQLite's
+                // BUSY), so each is read only against its own table.
+                let postgres = db
+                    .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                    .is_some();
+                let unavailable = if postgres {
+                    is_pg_unavailable(code)
+                } else {
+                    is_sqlite_unavailable(code)
+                };
+                if unavailable {
                     StoreError::Unavailable(Some(err))
+                } else if postgres && code.starts_with("22") {
+                    // Class 22, data exception: a value the column cannot hold (a NUL
+                    // byte, an out-of-range number). The request, not the server, is wrong.
+                    StoreError::InvalidInput("the database refused a value")
                 } else if code == "57014" {
                     // query_canceled: statement_timeout
                     StoreError::Timeout(err)

@@ -3,6 +3,7 @@
 
 mod auth;
 mod common;
+mod domain;
 mod engine;
 mod fuzz;
 mod interop;
