@@ -24,4 +24,5 @@ pub mod server;
 pub mod sid;
 pub mod store;
 pub mod telemetry;
+pub mod templates;
 pub mod transport;

@@ -1,5 +1,6 @@
 //! `rtctl` subcommands, one module each: a `#[derive(Args)]` struct and an `async fn run`.
 
+pub mod gen;
 pub mod migrate;
 pub mod serve;
 pub mod token;
@@ -21,6 +22,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the Socket.IO server (the same server as `realtime-server`).
     Serve(Box<serve::ServeCommand>),
+    /// Generate configuration: nginx, index migrations.
+    Gen(gen::GenCommand),
     /// Mint a NextAuth v4 / Auth.js v5 / HS256 session token for a user (prints it).
     Token(token::TokenCommand),
     /// Apply pending database migrations to the primary (PostgreSQL or SQLite).
@@ -31,6 +34,7 @@ impl Cli {
     pub async fn run(self) -> anyhow::Result<()> {
         match self.command {
             Command::Serve(cmd) => cmd.run().await,
+            Command::Gen(cmd) => cmd.run().await,
             Command::Token(cmd) => cmd.run().await,
             Command::Migrate(cmd) => cmd.run().await,
         }

@@ -56,7 +56,7 @@ fn require_node_and_client() {
 
 /// A running interop script: stdout lines are forwarded to [`NodeClient::expect_line`] and,
 /// with stderr, collected in a transcript for failure messages.
-struct NodeClient {
+pub(crate) struct NodeClient {
     label: String,
     child: Child,
     lines: mpsc::UnboundedReceiver<String>,
@@ -65,7 +65,7 @@ struct NodeClient {
 }
 
 impl NodeClient {
-    fn spawn(script: &str, url: &str, transport: &str) -> Self {
+    pub(crate) fn spawn(script: &str, url: &str, transport: &str) -> Self {
         require_node_and_client();
         let dir = interop_dir();
         let mut child = Command::new("node")
@@ -141,7 +141,7 @@ impl NodeClient {
     }
 
     /// Waits for the script to exit and requires status 0.
-    async fn finish(mut self) {
+    pub(crate) async fn finish(mut self) {
         let status = tokio::time::timeout(SCRIPT_TIMEOUT, self.child.wait()).await;
         self.drain().await;
         match status {

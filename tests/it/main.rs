@@ -6,6 +6,7 @@ mod common;
 mod domain;
 mod engine;
 mod fuzz;
+mod gen;
 mod interop;
 mod limits;
 mod socketio;
