@@ -43,12 +43,19 @@ impl UnreadCache {
 
     /// The cached count, if any.
     pub async fn get(&self, user: &str) -> Option<i64> {
+        let found = self.lookup(user).await;
+        crate::metrics::cache_lookup("unread_count", found.is_some());
+        found
+    }
+
+    async fn lookup(&self, user: &str) -> Option<i64> {
         match &self.redis {
             Some(conn) => {
                 let mut conn = conn.clone();
                 match conn.get::<_, Option<i64>>(key(user)).await {
                     Ok(v) => v,
                     Err(e) => {
+                        crate::metrics::redis_error("cache");
                         tracing::warn!(error = %e, "unread cache: Redis read failed; reading the database");
                         None
                     }
@@ -77,6 +84,7 @@ impl UnreadCache {
                 let r: redis::RedisResult<()> =
                     conn.set_ex(key(user), count, self.ttl.as_secs()).await;
                 if let Err(e) = r {
+                    crate::metrics::redis_error("cache");
                     tracing::warn!(error = %e, "unread cache: Redis write failed");
                 }
             }
@@ -98,6 +106,7 @@ impl UnreadCache {
                 let mut conn = conn.clone();
                 let r: redis::RedisResult<()> = conn.del(key(user)).await;
                 if let Err(e) = r {
+                    crate::metrics::redis_error("cache");
                     tracing::warn!(error = %e, "unread cache: Redis invalidation failed; the entry expires within its TTL");
                 }
             }

@@ -71,6 +71,19 @@ pub struct ServeArgs {
     #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value_t = 10_000)]
     pub shutdown_timeout: u64,
 
+    /// Milliseconds to keep serving after shutdown begins, with /api/health/ready already
+    /// 503, before connections are closed. Use about 5000 behind nginx or Kubernetes.
+    #[arg(long, env = "DRAIN_DELAY", default_value_t = 0)]
+    pub drain_delay: u64,
+
+    /// Milliseconds each dependency check of /api/health may take.
+    #[arg(long, env = "HEALTH_TIMEOUT", default_value_t = 1000)]
+    pub health_timeout: u64,
+
+    /// This node's id in metrics, health and cluster presence (default: hostname-pid).
+    #[arg(long, env = "NODE_ID")]
+    pub node_id: Option<String>,
+
     /// `development` generates missing secrets and prints them; `production` refuses to
     /// start without NEXTAUTH_SECRET and RT_SERVICE_TOKEN.
     #[arg(long = "env", env = "RT_ENV", default_value = "development", value_parser = ["development", "production"])]
@@ -156,6 +169,10 @@ pub struct Config {
     pub redis: RedisArgs,
     pub log_format: String,
     pub log_level: String,
+    /// This node's id (`--node-id`, default hostname-pid).
+    pub node_id: String,
+    /// Timeout of each dependency check in /api/health.
+    pub health_timeout: Duration,
 }
 
 /// A configured secret, or (development) a random one.
@@ -259,6 +276,17 @@ impl Config {
                 "name at least one namespace",
             ));
         }
+        if a.health_timeout == 0 {
+            return Err(invalid(
+                "health-timeout",
+                "HEALTH_TIMEOUT",
+                "must be at least 1 millisecond",
+            ));
+        }
+        let node_id = match &a.node_id {
+            Some(id) => validate_node_id(id)?,
+            None => default_node_id(),
+        };
         let mut transports = a.transports.clone();
         transports.dedup();
         let production = a.environment == "production";
@@ -300,10 +328,46 @@ impl Config {
                 },
                 connect_timeout: Duration::from_millis(a.connect_timeout),
                 shutdown_timeout: Duration::from_millis(a.shutdown_timeout),
+                drain_delay: Duration::from_millis(a.drain_delay),
             },
             log_format: a.log_format.clone(),
             log_level: a.log_level.clone(),
+            node_id,
+            health_timeout: Duration::from_millis(a.health_timeout),
         })
+    }
+}
+
+/// A node id goes into metric labels, Redis keys and logs: short, no spaces.
+fn validate_node_id(id: &str) -> Result<String, ConfigError> {
+    let id = id.trim();
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'));
+    if ok {
+        Ok(id.to_owned())
+    } else {
+        Err(invalid(
+            "node-id",
+            "NODE_ID",
+            format!("{id:?} must be 1-64 characters of A-Z a-z 0-9 - _ . :"),
+        ))
+    }
+}
+
+/// `hostname-pid` (the hostname is the pod name in Kubernetes), or a random short id
+/// when the hostname is unknown.
+fn default_node_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .and_then(|h| validate_node_id(&h).ok());
+    match host {
+        Some(h) => format!("{h}-{}", std::process::id()),
+        None => format!("node-{:08x}", rand::random::<u32>()),
     }
 }
 
@@ -389,6 +453,25 @@ mod tests {
             let err = parse(argv).unwrap_err();
             assert!(err.contains(needle), "{argv:?} -> {err}");
         }
+    }
+
+    #[test]
+    fn node_id_defaults_to_hostname_pid_and_is_validated() {
+        let c = parse(&[]).unwrap();
+        assert!(
+            c.node_id.ends_with(&format!("-{}", std::process::id()))
+                || c.node_id.starts_with("node-")
+        );
+        assert_eq!(parse(&["--node-id", "web-1"]).unwrap().node_id, "web-1");
+        assert!(parse(&["--node-id", "has space"])
+            .unwrap_err()
+            .contains("--node-id"));
+        assert!(parse(&["--health-timeout", "0"])
+            .unwrap_err()
+            .contains("--health-timeout"));
+        let c = parse(&["--drain-delay", "5000"]).unwrap();
+        assert_eq!(c.server.drain_delay, Duration::from_secs(5));
+        assert_eq!(c.health_timeout, Duration::from_secs(1));
     }
 
     #[test]

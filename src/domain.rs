@@ -112,11 +112,14 @@ pub fn reply(ack: Option<AckSender>, result: Result<Value, Failure>) {
 pub async fn check_rate(state: &AppState, event: &str, user: &str) -> Result<(), Failure> {
     match state.limiter.consume(event, user).await {
         Decision::Allowed { .. } => Ok(()),
-        Decision::Limited { retry_after } => Err(Failure {
-            code: "rate_limited",
-            message: format!("too many {event} requests; retry later"),
-            retry_after_ms: Some(retry_after.as_millis() as u64),
-        }),
+        Decision::Limited { retry_after } => {
+            crate::metrics::rate_limited(event);
+            Err(Failure {
+                code: "rate_limited",
+                message: format!("too many {event} requests; retry later"),
+                retry_after_ms: Some(retry_after.as_millis() as u64),
+            })
+        }
     }
 }
 

@@ -111,11 +111,14 @@ impl RateLimiter {
         if let Some(conn) = &self.redis {
             match consume_redis(conn.clone(), &full_key, rule).await {
                 Ok(d) => return d,
-                Err(e) => tracing::warn!(
-                    error = %e,
-                    event,
-                    "rate limit: Redis unavailable, using this node's in-process budget"
-                ),
+                Err(e) => {
+                    crate::metrics::redis_error("rate_limit");
+                    tracing::warn!(
+                        error = %e,
+                        event,
+                        "rate limit: Redis unavailable, using this node's in-process budget"
+                    )
+                }
             }
         }
         self.consume_local(&full_key, rule)

@@ -7,7 +7,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::time::Duration;
 
 /// Redis settings. Without any of them the server runs on in-process state (one node).
-#[derive(clap::Args, Debug, Clone, Default)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct RedisArgs {
     /// Redis URL (`redis://host:6379/0`); switches rate limits, caches, presence and the
     /// adapter to Redis.
@@ -25,6 +25,21 @@ pub struct RedisArgs {
     /// Milliseconds a Redis command may take before it counts as failed.
     #[arg(long, env = "REDIS_TIMEOUT", default_value_t = 1000)]
     pub redis_timeout: u64,
+
+    /// Channel prefix of the cluster adapter: the `key` option of Node's
+    /// @socket.io/redis-adapter and redis-emitter (nodes sharing a cluster must agree).
+    #[arg(long, env = "REDIS_ADAPTER_KEY", default_value = "socket.io")]
+    pub redis_adapter_key: String,
+
+    /// Milliseconds a cluster request (fetch_sockets, server_side_emit with acks, all
+    /// rooms) waits for every node's answer (the adapter's `requestsTimeout`).
+    #[arg(long, env = "REDIS_REQUESTS_TIMEOUT", default_value_t = 5000)]
+    pub redis_requests_timeout: u64,
+
+    /// Milliseconds between presence heartbeats; a node that dies without a word has its
+    /// users shown offline within twice this.
+    #[arg(long, env = "PRESENCE_HEARTBEAT", default_value_t = 10_000)]
+    pub presence_heartbeat: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +56,20 @@ pub enum RedisSetupError {
         target: String,
         source: redis::RedisError,
     },
+}
+
+impl Default for RedisArgs {
+    fn default() -> Self {
+        RedisArgs {
+            redis_url: None,
+            redis_host: None,
+            redis_port: 6379,
+            redis_timeout: 1000,
+            redis_adapter_key: "socket.io".into(),
+            redis_requests_timeout: 5000,
+            presence_heartbeat: 10_000,
+        }
+    }
 }
 
 impl RedisArgs {

@@ -31,6 +31,7 @@ impl ServeCommand {
             read_replica = app.state.store.has_replica(),
             redis = config.redis.url().is_some(),
             version = env!("CARGO_PKG_VERSION"),
+            node = %config.node_id,
             "realtime server listening"
         );
         crate::server::run_with_routes(app.io, Some(app.routes), listener, shutdown_signal()).await;

@@ -1,5 +1,6 @@
 //! Pure codecs: bytes in, enums out. Nothing in here may import tokio, hyper, redis or
 //! sqlx, so every wire rule is unit-testable and fuzzable without a socket.
 
+pub mod cluster;
 pub mod engineio;
 pub mod socketio;

@@ -1,124 +1,184 @@
-//! Emitting to many sockets: `to(room)`, `except(room)`, the whole namespace.
+//! Emitting to many sockets: `to(room)`, `except(room)`, the whole namespace — through the
+//! namespace's adapter, so the same call reaches every node of a cluster.
 
 use super::namespace::Namespace;
-use super::payload::{encode_frames, Payload};
+use super::payload::Payload;
 use super::Room;
-use crate::protocol::socketio::Packet;
+use crate::cluster::{AckEvent, AdapterError, BroadcastFlags, BroadcastOpts, RemoteSocket};
 use crate::sid::Sid;
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
+
+/// The default wait of [`BroadcastOperator::emit_with_ack`] without `.timeout()`.
+pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Chooses the receivers of an emit. Built by [`Namespace::to`] or
-/// [`super::Socket::to`]; [`BroadcastOperator::emit`] sends.
+/// [`super::Socket::to`]; [`BroadcastOperator::emit`] sends. Mirrors socket.io's
+/// `BroadcastOperator`: rooms, except-rooms and flags, handed to the adapter as-is.
 #[derive(Clone)]
 pub struct BroadcastOperator {
     ns: Arc<Namespace>,
-    rooms: Vec<Room>,
-    except: Vec<Room>,
-    except_socket: Option<Sid>,
+    opts: BroadcastOpts,
+}
+
+/// A broadcast with acknowledgements that did not get every answer in time.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("operation has timed out ({} answers arrived)", responses.len())]
+pub struct BroadcastAckTimeout {
+    /// The answers that did arrive.
+    pub responses: Vec<Payload>,
 }
 
 impl BroadcastOperator {
     pub(crate) fn new(ns: Arc<Namespace>) -> Self {
         BroadcastOperator {
             ns,
-            rooms: Vec::new(),
-            except: Vec::new(),
-            except_socket: None,
+            opts: BroadcastOpts {
+                rooms: Vec::new(),
+                except: Vec::new(),
+                flags: Some(BroadcastFlags::default()),
+            },
         }
+    }
+
+    fn flags(&mut self) -> &mut BroadcastFlags {
+        self.opts.flags.get_or_insert_with(BroadcastFlags::default)
     }
 
     /// Adds a target room (a socket id works as a room). No rooms means everyone.
     pub fn to(mut self, room: impl Into<Room>) -> Self {
-        self.rooms.push(room.into());
+        let room: Room = room.into();
+        if !self.opts.rooms.iter().any(|r| **r == *room) {
+            self.opts.rooms.push(room.to_string());
+        }
         self
     }
 
     /// Excludes the members of `room`.
     pub fn except(mut self, room: impl Into<Room>) -> Self {
-        self.except.push(room.into());
+        let room: Room = room.into();
+        if !self.opts.except.iter().any(|r| **r == *room) {
+            self.opts.except.push(room.to_string());
+        }
         self
     }
 
-    pub(crate) fn except_socket(mut self, sid: Sid) -> Self {
-        self.except_socket = Some(sid);
+    /// Only this node's sockets (Node's `.local`).
+    pub fn local(mut self) -> Self {
+        self.flags().local = Some(true);
         self
+    }
+
+    /// Node's `.volatile` flag (carried to other nodes; every send here is already
+    /// dropped rather than queued without bound for a slow client).
+    pub fn volatile(mut self) -> Self {
+        self.flags().volatile = Some(true);
+        self
+    }
+
+    /// How long [`BroadcastOperator::emit_with_ack`] waits.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.flags().timeout = Some(timeout.as_millis() as u64);
+        self
+    }
+
+    /// Excludes one socket: Node's `socket.to(room)` puts the socket's own-id room in
+    /// `except`, and so does the wire format.
+    pub(crate) fn except_socket(self, sid: Sid) -> Self {
+        self.except(sid.as_str())
+    }
+
+    /// What this operator targets, as the adapter receives it.
+    pub fn options(&self) -> &BroadcastOpts {
+        &self.opts
     }
 
     /// The socket ids this operator targets on this node.
     pub fn socket_ids(&self) -> HashSet<Sid> {
-        let mut excluded: HashSet<Sid> = self.except_socket.into_iter().collect();
-        for room in &self.except {
-            self.members_into(room, &mut excluded);
-        }
-        let mut targets = HashSet::new();
-        if self.rooms.is_empty() {
-            targets.extend(self.ns.socket_ids());
-        } else {
-            for room in &self.rooms {
-                self.members_into(room, &mut targets);
-            }
-        }
-        targets.retain(|s| !excluded.contains(s));
-        targets
+        self.ns.adapter().local().socket_ids(&self.opts)
     }
 
-    fn members_into(&self, room: &str, out: &mut HashSet<Sid>) {
-        let found = self
-            .ns
-            .rooms
-            .with_members(room, |m| m.map(|m| out.extend(m.iter().copied())).is_some());
-        // A socket id is a room holding just that socket.
-        if !found {
-            if let Some(sid) = Sid::parse(room).filter(|s| self.ns.has_socket(s)) {
-                out.insert(sid);
-            }
-        }
-    }
-
-    /// Sends the event to every target; returns how many sockets it was queued for.
-    /// The packet is encoded once, whatever the number of receivers.
+    /// Sends the event to every target, on every node; returns how many sockets of this
+    /// node it was queued for. The packet is encoded once, whatever the number of
+    /// receivers, and other nodes are told in the background (never waits for Redis).
     pub fn emit(&self, event: &str, payload: impl Into<Payload>) -> usize {
-        let p = payload.into();
-        let packet = Packet::event(&self.ns.name, event, p.args, p.binary.len());
-        let frames = encode_frames(&packet, &p.binary);
-        let targets = self.socket_ids();
-        let mut sent = 0;
-        for sid in targets {
-            if let Some(socket) = self.ns.get_socket(&sid) {
-                if socket.send_frames(&frames) {
-                    sent += 1;
+        let packet = crate::cluster::local_packet_of(&self.ns.name, event, payload.into());
+        self.ns
+            .metrics
+            .broadcast(self.ns.adapter().broadcast(packet, &self.opts))
+    }
+
+    /// Sends the event and waits for every targeted client's acknowledgement, on every
+    /// node (Node's `emitWithAck` on a broadcast). Each answer is the client's ack
+    /// arguments; answers from other nodes carry the first argument only, as Node's
+    /// adapter forwards it. Fails with the answers so far when `.timeout()` (default
+    /// 5 s) passes first.
+    pub async fn emit_with_ack(
+        &self,
+        event: &str,
+        payload: impl Into<Payload>,
+    ) -> Result<Vec<Payload>, BroadcastAckTimeout> {
+        let mut opts = self.opts.clone();
+        let timeout = match opts.flags.as_ref().and_then(|f| f.timeout) {
+            Some(ms) => Duration::from_millis(ms),
+            None => {
+                opts.flags.get_or_insert_with(Default::default).timeout =
+                    Some(DEFAULT_ACK_TIMEOUT.as_millis() as u64);
+                DEFAULT_ACK_TIMEOUT
+            }
+        };
+        let packet = crate::cluster::local_packet_of(&self.ns.name, event, payload.into());
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let adapter = self.ns.adapter().clone();
+        let local_only = opts.flags.as_ref().is_some_and(|f| f.is_local());
+        adapter.broadcast_with_ack(packet, &opts, timeout, tx);
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut responses = Vec::new();
+        let collect = async {
+            let expected_servers = if local_only {
+                1
+            } else {
+                adapter.server_count().await
+            };
+            let (mut servers, mut clients) = (0usize, 0usize);
+            loop {
+                if servers >= expected_servers && responses.len() >= clients {
+                    return;
+                }
+                match rx.recv().await {
+                    Some(AckEvent::ClientCount(n)) => {
+                        servers += 1;
+                        clients += n;
+                    }
+                    Some(AckEvent::Ack(p)) => responses.push(p),
+                    None => return,
                 }
             }
+        };
+        match tokio::time::timeout_at(deadline, collect).await {
+            Ok(()) => Ok(responses),
+            Err(_) => Err(BroadcastAckTimeout { responses }),
         }
-        sent
     }
 
-    /// Makes every targeted socket join `room`.
+    /// The targeted sockets on every node (Node's `fetchSockets`).
+    pub async fn fetch_sockets(&self) -> Result<Vec<RemoteSocket>, AdapterError> {
+        self.ns.adapter().fetch_sockets(&self.opts).await
+    }
+
+    /// Makes every targeted socket, on every node, join `room`.
     pub fn sockets_join(&self, room: impl Into<Room>) {
-        let room = room.into();
-        for sid in self.socket_ids() {
-            if let Some(s) = self.ns.get_socket(&sid) {
-                s.join(room.clone());
-            }
-        }
+        self.ns.adapter().add_sockets(&self.opts, &[room.into()]);
     }
 
-    /// Makes every targeted socket leave `room`.
-    pub fn sockets_leave(&self, room: &str) {
-        for sid in self.socket_ids() {
-            if let Some(s) = self.ns.get_socket(&sid) {
-                s.leave(room);
-            }
-        }
+    /// Makes every targeted socket, on every node, leave `room`.
+    pub fn sockets_leave(&self, room: impl Into<Room>) {
+        self.ns.adapter().del_sockets(&self.opts, &[room.into()]);
     }
 
-    /// Disconnects every targeted socket.
+    /// Disconnects every targeted socket, on every node.
     pub fn disconnect_sockets(&self, close: bool) {
-        for sid in self.socket_ids() {
-            if let Some(s) = self.ns.get_socket(&sid) {
-                s.disconnect(close);
-            }
-        }
+        self.ns.adapter().disconnect_sockets(&self.opts, close);
     }
 }

@@ -236,6 +236,7 @@ impl SocketIoHandler {
                 return refuse(&session, &socket, refusal);
             }
             socket.mark_connected();
+            socket.ns.metrics.connected(&socket.id, socket.transport());
         };
         super::namespace::run_inline_then_spawn(Box::pin(connecting));
     }

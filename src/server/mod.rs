@@ -27,6 +27,7 @@ pub use broadcast::BroadcastOperator;
 pub use client::{ClientData, SocketIoHandler};
 pub use namespace::{BoxFuture, ConnectRefusal, Namespace, NamespaceBuilder};
 pub use payload::{encode_frames, Event, Payload};
+pub use rooms::RoomIndex;
 pub use socket::{AckError, AckSender, DisconnectReason, Socket, SocketRef};
 
 use crate::transport::handshake::Body;
@@ -39,6 +40,7 @@ use hyper::body::Incoming;
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -53,6 +55,9 @@ pub struct ServerOptions {
     pub connect_timeout: Duration,
     /// How long a graceful shutdown may take before the process exits anyway.
     pub shutdown_timeout: Duration,
+    /// On shutdown, how long to keep serving after readiness turned 503 and before
+    /// closing connections, so load balancers stop sending new clients first.
+    pub drain_delay: Duration,
 }
 
 impl Default for ServerOptions {
@@ -61,6 +66,7 @@ impl Default for ServerOptions {
             engine: EngineConfig::default(),
             connect_timeout: Duration::from_millis(45_000),
             shutdown_timeout: Duration::from_millis(10_000),
+            drain_delay: Duration::ZERO,
         }
     }
 }
@@ -69,6 +75,7 @@ impl Default for ServerOptions {
 pub struct IoBuilder {
     options: ServerOptions,
     namespaces: HashMap<String, NamespaceBuilder>,
+    adapter: Arc<dyn crate::cluster::AdapterFactory>,
 }
 
 impl IoBuilder {
@@ -78,11 +85,25 @@ impl IoBuilder {
         self
     }
 
+    /// Sets how namespaces reach the cluster (default: [`crate::cluster::InProcess`]).
+    pub fn adapter(mut self, factory: Arc<dyn crate::cluster::AdapterFactory>) -> Self {
+        self.adapter = factory;
+        self
+    }
+
     pub fn build(self) -> Io {
+        let factory = self.adapter;
         let namespaces = self
             .namespaces
             .into_iter()
-            .map(|(name, b)| (name.clone(), Arc::new(b.build(name))))
+            .map(|(name, b)| {
+                // The adapter holds a weak reference back to its namespace.
+                let ns = Arc::new_cyclic(|weak| {
+                    let adapter = factory.create(weak.clone(), &name);
+                    b.build(name.clone(), adapter)
+                });
+                (name, ns)
+            })
             .collect();
         let handler = SocketIoHandler {
             namespaces,
@@ -92,6 +113,8 @@ impl IoBuilder {
         Io {
             engine: Engine::new(self.options.engine.clone(), handler),
             shutdown_timeout: self.options.shutdown_timeout,
+            drain_delay: self.options.drain_delay,
+            shutting_down: Arc::default(),
         }
     }
 }
@@ -101,6 +124,8 @@ impl IoBuilder {
 pub struct Io {
     engine: Arc<Engine<SocketIoHandler>>,
     shutdown_timeout: Duration,
+    drain_delay: Duration,
+    shutting_down: Arc<AtomicBool>,
 }
 
 impl Io {
@@ -108,6 +133,7 @@ impl Io {
         IoBuilder {
             options,
             namespaces: HashMap::new(),
+            adapter: Arc::new(crate::cluster::InProcess),
         }
     }
 
@@ -127,6 +153,12 @@ impl Io {
     /// Open Engine.IO sessions (connections) on this node.
     pub fn connection_count(&self) -> usize {
         self.engine.session_count()
+    }
+
+    /// True from the moment shutdown begins (readiness answers 503), before the drain
+    /// delay and the closing of connections.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
     }
 }
 
@@ -184,6 +216,18 @@ pub async fn run_with_routes(
         io: io.clone(),
         routes,
     });
+    // Readiness turns 503 first; we keep serving through the drain delay, then close.
+    let shutdown = async {
+        shutdown.await;
+        io.shutting_down.store(true, Ordering::Release);
+        if !io.drain_delay.is_zero() {
+            tracing::info!(
+                drain_delay_ms = io.drain_delay.as_millis() as u64,
+                "shutting down: readiness is 503; serving on until the drain delay ends"
+            );
+            tokio::time::sleep(io.drain_delay).await;
+        }
+    };
     let connections = accept_until(listener, app, shutdown).await;
     let open = io.connection_count();
     tracing::info!(

@@ -6,9 +6,9 @@
 
 use super::broadcast::BroadcastOperator;
 use super::payload::{Event, Payload};
-use super::rooms::RoomIndex;
 use super::socket::{AckSender, DisconnectReason, SocketRef};
 use super::Room;
+use crate::cluster::{Adapter, AdapterError, RemoteSocket, ServerAck};
 use crate::sid::Sid;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -43,6 +43,7 @@ impl ConnectRefusal {
 type ConnectFn = Arc<dyn Fn(SocketRef) -> BoxFuture<Result<(), ConnectRefusal>> + Send + Sync>;
 type EventFn = Arc<dyn Fn(SocketRef, Event, Option<AckSender>) -> BoxFuture<()> + Send + Sync>;
 type DisconnectFn = Arc<dyn Fn(SocketRef, DisconnectReason) + Send + Sync>;
+type ServerEventFn = Arc<dyn Fn(Vec<Value>, Option<ServerAck>) + Send + Sync>;
 
 /// Declares a namespace's behaviour; see [`super::IoBuilder::namespace`].
 #[derive(Default)]
@@ -52,6 +53,7 @@ pub struct NamespaceBuilder {
     events: HashMap<String, EventFn>,
     any: Option<EventFn>,
     disconnect: Vec<DisconnectFn>,
+    server_events: HashMap<String, ServerEventFn>,
 }
 
 impl NamespaceBuilder {
@@ -114,16 +116,29 @@ impl NamespaceBuilder {
         self
     }
 
-    pub(crate) fn build(self, name: String) -> Namespace {
+    /// Handles `event` emitted by another node with `server_side_emit` (Node's
+    /// `io.on(event)` for `serverSideEmit`). The handler gets the arguments and, when the
+    /// sender waits for answers, an acknowledgement to call once.
+    pub fn on_server_event<F>(&mut self, event: &str, f: F) -> &mut Self
+    where
+        F: Fn(Vec<Value>, Option<ServerAck>) + Send + Sync + 'static,
+    {
+        self.server_events.insert(event.to_owned(), Arc::new(f));
+        self
+    }
+
+    pub(crate) fn build(self, name: String, adapter: Arc<dyn Adapter>) -> Namespace {
         Namespace {
+            metrics: crate::metrics::NamespaceMetrics::new(&name),
             name,
             sockets: RwLock::default(),
-            rooms: RoomIndex::default(),
+            adapter,
             middleware: self.middleware,
             connect: self.connect,
             events: self.events,
             any: self.any,
             disconnect: self.disconnect,
+            server_events: self.server_events,
         }
     }
 }
@@ -131,13 +146,16 @@ impl NamespaceBuilder {
 /// A namespace on this node.
 pub struct Namespace {
     pub name: String,
+    /// This namespace's metric handles, resolved once (see [`crate::metrics`]).
+    pub(crate) metrics: crate::metrics::NamespaceMetrics,
     sockets: RwLock<HashMap<Sid, SocketRef>>,
-    pub(crate) rooms: RoomIndex,
+    adapter: Arc<dyn Adapter>,
     middleware: Vec<ConnectFn>,
     connect: Vec<ConnectFn>,
     events: HashMap<String, EventFn>,
     any: Option<EventFn>,
     disconnect: Vec<DisconnectFn>,
+    server_events: HashMap<String, ServerEventFn>,
 }
 
 impl Namespace {
@@ -180,12 +198,89 @@ impl Namespace {
 
     /// How many rooms have members (own-id rooms are not counted).
     pub fn room_count(&self) -> usize {
-        self.rooms.len()
+        self.adapter.local().room_count()
     }
 
-    /// Rooms with their member counts (own-id rooms are not listed).
+    /// Rooms with their member counts on this node (own-id rooms are not listed).
     pub fn rooms(&self) -> Vec<(Room, usize)> {
-        self.rooms.list()
+        self.adapter.local().rooms()
+    }
+
+    /// This namespace's adapter: the way to its sockets on this node and on the others.
+    pub fn adapter(&self) -> &Arc<dyn Adapter> {
+        &self.adapter
+    }
+
+    /// Every socket of the namespace, on every node (see [`BroadcastOperator::fetch_sockets`]).
+    pub async fn fetch_sockets(self: &Arc<Self>) -> Result<Vec<RemoteSocket>, AdapterError> {
+        BroadcastOperator::new(self.clone()).fetch_sockets().await
+    }
+
+    /// Makes every socket of the namespace, on every node, join `room`.
+    pub fn sockets_join(self: &Arc<Self>, room: impl Into<Room>) {
+        BroadcastOperator::new(self.clone()).sockets_join(room)
+    }
+
+    /// Makes every socket of the namespace, on every node, leave `room`.
+    pub fn sockets_leave(self: &Arc<Self>, room: impl Into<Room>) {
+        BroadcastOperator::new(self.clone()).sockets_leave(room)
+    }
+
+    /// Disconnects every socket of the namespace, on every node.
+    pub fn disconnect_sockets(self: &Arc<Self>, close: bool) {
+        BroadcastOperator::new(self.clone()).disconnect_sockets(close)
+    }
+
+    /// Targets only this node's sockets (Node's `.local`).
+    pub fn local(self: &Arc<Self>) -> BroadcastOperator {
+        BroadcastOperator::new(self.clone()).local()
+    }
+
+    /// Emits `event` to the server-side handlers ([`NamespaceBuilder::on_server_event`])
+    /// of every *other* node (Node's `serverSideEmit`).
+    pub fn server_side_emit(&self, event: &str, args: Vec<Value>) {
+        self.adapter
+            .server_side_emit(server_event_data(event, args))
+    }
+
+    /// Same, and waits for one answer per other node (or fails after the adapter's
+    /// request timeout, with the answers that arrived in the error's place).
+    pub async fn server_side_emit_with_ack(
+        &self,
+        event: &str,
+        args: Vec<Value>,
+    ) -> Result<Vec<Value>, AdapterError> {
+        self.adapter
+            .server_side_emit_with_ack(server_event_data(event, args))
+            .await
+    }
+
+    /// Every room, on every node (socket ids included, as in Node's `allRooms`).
+    pub async fn all_rooms(&self) -> Result<Vec<Room>, AdapterError> {
+        self.adapter.all_rooms().await
+    }
+
+    /// How many nodes serve this namespace.
+    pub async fn server_count(&self) -> usize {
+        self.adapter.server_count().await
+    }
+
+    /// Runs the handler of a server-side event from another node (`data` is
+    /// `[event, ...args]`).
+    pub fn dispatch_server_event(&self, mut data: Vec<Value>, ack: Option<ServerAck>) {
+        if data.is_empty() {
+            return;
+        }
+        let name = match data.remove(0) {
+            Value::String(s) => s,
+            other => other.to_string(),
+        };
+        match self.server_events.get(&name) {
+            Some(h) => h(data, ack),
+            None => {
+                tracing::trace!(nsp = %self.name, event = %name, "no handler for server-side event")
+            }
+        }
     }
 
     /// Targets `room` (chain `.to()`, `.except()`, then `.emit()`).
@@ -219,11 +314,12 @@ impl Namespace {
 
     /// Dispatches an event to its handler: the first poll inline, the rest spawned.
     pub(crate) fn dispatch_event(&self, socket: SocketRef, event: Event, ack: Option<AckSender>) {
+        self.metrics.event_received(&event.name);
         let Some(handler) = self.events.get(&event.name).or(self.any.as_ref()) else {
             tracing::trace!(nsp = %self.name, event = %event.name, "no handler for event");
             return;
         };
-        run_inline_then_spawn(handler(socket, event, ack));
+        run_inline_then_spawn(Box::pin(self.metrics.timed(handler(socket, event, ack))));
     }
 
     pub(crate) fn run_disconnect_handlers(&self, socket: &SocketRef, reason: DisconnectReason) {
@@ -243,4 +339,11 @@ pub(crate) fn run_inline_then_spawn(mut fut: BoxFuture<()>) {
         // The spawned task polls again at once, registering its real waker.
         tokio::spawn(fut);
     }
+}
+
+fn server_event_data(event: &str, args: Vec<Value>) -> Vec<Value> {
+    let mut data = Vec::with_capacity(args.len() + 1);
+    data.push(Value::String(event.to_owned()));
+    data.extend(args);
+    data
 }

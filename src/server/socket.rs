@@ -89,6 +89,8 @@ pub struct Socket {
     pub auth: Value,
     /// Per-socket data set by middleware (e.g. the authenticated user).
     pub extensions: Mutex<http::Extensions>,
+    /// Node's `socket.data`: JSON the whole cluster sees through `fetch_sockets`.
+    data: Mutex<Value>,
     connected: AtomicBool,
     disconnected: AtomicBool,
     ack_ids: AtomicU64,
@@ -103,6 +105,7 @@ impl Socket {
             session,
             auth,
             extensions: Mutex::default(),
+            data: Mutex::new(Value::Object(Default::default())),
             connected: AtomicBool::new(false),
             disconnected: AtomicBool::new(false),
             ack_ids: AtomicU64::new(0),
@@ -175,34 +178,106 @@ impl Socket {
     pub fn emit(&self, event: &str, payload: impl Into<Payload>) -> bool {
         let p = payload.into();
         let packet = Packet::event(&self.ns.name, event, p.args, p.binary.len());
+        self.ns.metrics.events_sent(1);
         self.send_packet(&packet, &p.binary)
     }
 
     /// Emits an event and waits for the client's acknowledgement.
     pub async fn emit_with_ack(
-        &self,
+        self: &Arc<Self>,
         event: &str,
         payload: impl Into<Payload>,
         timeout: Duration,
     ) -> Result<Payload, AckError> {
         let p = payload.into();
+        let packet = Packet::event(&self.ns.name, event, p.args, p.binary.len());
+        self.send_with_ack(packet.data.unwrap_or_default(), p.binary, timeout)
+            .await
+    }
+
+    /// Sends an EVENT whose `data` is `[name, ...args]` with a fresh ack id; the future
+    /// resolves with the answer. The packet is queued before this returns, so a caller
+    /// may spawn the future (broadcasts with acks do).
+    pub(crate) fn send_with_ack(
+        self: &Arc<Self>,
+        data: Value,
+        binary: Vec<bytes::Bytes>,
+        timeout: Duration,
+    ) -> impl std::future::Future<Output = Result<Payload, AckError>> + Send + 'static {
         let id = self.ack_ids.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.lock().acks.insert(id, tx);
-        let mut packet = Packet::event(&self.ns.name, event, p.args, p.binary.len());
-        packet.id = Some(id);
-        if !self.send_packet(&packet, &p.binary) {
-            self.lock().acks.remove(&id);
-            return Err(AckError::Disconnected);
-        }
-        match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(answer)) => Ok(answer),
-            Ok(Err(_)) => Err(AckError::Disconnected),
-            Err(_) => {
-                self.lock().acks.remove(&id);
-                Err(AckError::Timeout)
+        let kind = if binary.is_empty() {
+            crate::protocol::socketio::PacketKind::Event
+        } else {
+            crate::protocol::socketio::PacketKind::BinaryEvent
+        };
+        let packet = Packet {
+            kind,
+            nsp: self.ns.name.clone(),
+            id: Some(id),
+            data: Some(data),
+            attachments: binary.len(),
+        };
+        let sent = self.send_packet(&packet, &binary);
+        self.ns.metrics.events_sent(1);
+        let socket = self.clone();
+        async move {
+            if !sent {
+                socket.lock().acks.remove(&id);
+                return Err(AckError::Disconnected);
+            }
+            match tokio::time::timeout(timeout, rx).await {
+                Ok(Ok(answer)) => Ok(answer),
+                Ok(Err(_)) => Err(AckError::Disconnected),
+                Err(_) => {
+                    socket.lock().acks.remove(&id);
+                    socket.ns.metrics.ack_timeout();
+                    Err(AckError::Timeout)
+                }
             }
         }
+    }
+
+    /// Node's `socket.data`: JSON that other nodes see in `fetch_sockets`.
+    pub fn data(&self) -> Value {
+        self.data.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn set_data(&self, data: Value) {
+        *self.data.lock().unwrap_or_else(|e| e.into_inner()) = data;
+    }
+
+    /// Node's `socket.handshake` object, as `fetch_sockets` sends it to other nodes:
+    /// `{headers, time, address, xdomain, secure, issued, url, query, auth}`.
+    pub fn handshake_json(&self) -> Value {
+        let req = self.handshake();
+        let headers: serde_json::Map<String, Value> = req
+            .headers
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_owned(), Value::from(v.to_str().ok()?))))
+            .collect();
+        let query: serde_json::Map<String, Value> = req
+            .query
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
+            .collect();
+        let issued = req
+            .issued
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        serde_json::json!({
+            "headers": headers,
+            "time": chrono::DateTime::<chrono::Utc>::from(req.issued).to_rfc2822(),
+            "address": req.remote_addr.ip().to_string(),
+            "xdomain": req.headers.contains_key(http::header::ORIGIN),
+            "secure": false,
+            "issued": issued,
+            "url": "",
+            "query": query,
+            "auth": self.auth,
+        })
     }
 
     /// An ACK from the client. Unknown ids (late answers after a timeout) are ignored.
@@ -220,7 +295,7 @@ impl Socket {
         }
         st.rooms.push(room.clone());
         drop(st);
-        self.ns.rooms.add(room, self.id);
+        self.ns.adapter().add_all(self.id, &[room]);
     }
 
     pub fn leave(&self, room: &str) {
@@ -230,7 +305,7 @@ impl Socket {
         };
         let room = st.rooms.swap_remove(i);
         drop(st);
-        self.ns.rooms.remove(&room, self.id);
+        self.ns.adapter().del(self.id, &room);
     }
 
     /// The rooms this socket is in, including its own id room.
@@ -268,6 +343,14 @@ impl Socket {
     /// Runs once, whoever calls it first.
     pub(crate) fn on_disconnect(self: &Arc<Self>, reason: DisconnectReason) {
         if self.cleanup() {
+            let connected = self.connected.load(Ordering::Acquire);
+            self.ns.metrics.disconnected(
+                connected,
+                &self.id,
+                self.transport(),
+                reason.as_str(),
+                self.session.request.issued,
+            );
             self.ns.run_disconnect_handlers(self, reason);
         }
     }
@@ -290,7 +373,7 @@ impl Socket {
         };
         drop(acks); // dropping the senders wakes emit_with_ack with Disconnected
         for room in rooms {
-            self.ns.rooms.remove(&room, self.id);
+            self.ns.adapter().del(self.id, &room);
         }
         self.ns.remove_socket(self.id);
         self.session.data.remove_socket(&self.ns.name, self.id);

@@ -165,6 +165,15 @@ impl Store {
         self.replica.as_ref().unwrap_or(&self.primary)
     }
 
+    /// The pool label of [`Store::stale_reads`] in metrics.
+    fn stale_pool(&self) -> &'static str {
+        if self.replica.is_some() {
+            "replica"
+        } else {
+            "primary"
+        }
+    }
+
     // ---- users ----------------------------------------------------------------------
 
     /// Records a user, or refreshes the name and email we know (a `None` keeps the old
@@ -179,12 +188,16 @@ impl Store {
             return Err(StoreError::InvalidInput("empty user id"));
         }
         with_pool!(&self.primary, DB, pool => {
-            sqlx::query::<DB>(sql::UPSERT_USER)
-                .bind(id)
-                .bind(name)
-                .bind(email)
-                .execute(pool)
-                .await?;
+            crate::metrics::query(
+                "upsert_user",
+                "primary",
+                sqlx::query::<DB>(sql::UPSERT_USER)
+                    .bind(id)
+                    .bind(name)
+                    .bind(email)
+                    .execute(pool),
+            )
+            .await?;
         });
         Ok(())
     }
@@ -210,11 +223,15 @@ impl Store {
             return Ok(room);
         }
         let created = with_pool!(&self.primary, DB, pool => {
-            sqlx::query_as::<DB, ChatRoom>(sql::INSERT_ROOM)
-                .bind(user1)
-                .bind(user2)
-                .fetch_optional(pool)
-                .await?
+            crate::metrics::query(
+                "insert_room",
+                "primary",
+                sqlx::query_as::<DB, ChatRoom>(sql::INSERT_ROOM)
+                    .bind(user1)
+                    .bind(user2)
+                    .fetch_optional(pool),
+            )
+            .await?
         });
         match created {
             Some(room) => Ok(room),
@@ -228,21 +245,29 @@ impl Store {
 
     async fn room_by_pair(&self, user1: &str, user2: &str) -> Result<Option<ChatRoom>, StoreError> {
         Ok(with_pool!(&self.primary, DB, pool => {
-            sqlx::query_as::<DB, ChatRoom>(sql::ROOM_BY_PAIR)
-                .bind(user1)
-                .bind(user2)
-                .fetch_optional(pool)
-                .await?
+            crate::metrics::query(
+                "room_by_pair",
+                "primary",
+                sqlx::query_as::<DB, ChatRoom>(sql::ROOM_BY_PAIR)
+                    .bind(user1)
+                    .bind(user2)
+                    .fetch_optional(pool),
+            )
+            .await?
         }))
     }
 
     /// A room by id, from the primary (membership checks must see a room just created).
     pub async fn room(&self, id: i64) -> Result<Option<ChatRoom>, StoreError> {
         Ok(with_pool!(&self.primary, DB, pool => {
-            sqlx::query_as::<DB, ChatRoom>(sql::ROOM_BY_ID)
-                .bind(id)
-                .fetch_optional(pool)
-                .await?
+            crate::metrics::query(
+                "room",
+                "primary",
+                sqlx::query_as::<DB, ChatRoom>(sql::ROOM_BY_ID)
+                    .bind(id)
+                    .fetch_optional(pool),
+            )
+            .await?
         }))
     }
 
@@ -257,12 +282,16 @@ impl Store {
         body: &str,
     ) -> Result<Message, StoreError> {
         Ok(with_pool!(&self.primary, DB, pool => {
-            sqlx::query_as::<DB, Message>(sql::INSERT_MESSAGE)
-                .bind(room_id)
-                .bind(sender_id)
-                .bind(body)
-                .fetch_one(pool)
-                .await?
+            crate::metrics::query(
+                "insert_message",
+                "primary",
+                sqlx::query_as::<DB, Message>(sql::INSERT_MESSAGE)
+                    .bind(room_id)
+                    .bind(sender_id)
+                    .bind(body)
+                    .fetch_one(pool),
+            )
+            .await?
         }))
     }
 
@@ -277,19 +306,27 @@ impl Store {
         let limit = i64::from(limit);
         Ok(with_pool!(self.stale_reads(), DB, pool => match before {
             None => {
-                sqlx::query_as::<DB, Message>(sql::HISTORY_LATEST)
-                    .bind(room_id)
-                    .bind(limit)
-                    .fetch_all(pool)
-                    .await?
+                crate::metrics::query(
+                    "history",
+                    self.stale_pool(),
+                    sqlx::query_as::<DB, Message>(sql::HISTORY_LATEST)
+                        .bind(room_id)
+                        .bind(limit)
+                        .fetch_all(pool),
+                )
+                .await?
             }
             Some(before) => {
-                sqlx::query_as::<DB, Message>(sql::HISTORY_BEFORE)
-                    .bind(room_id)
-                    .bind(before)
-                    .bind(limit)
-                    .fetch_all(pool)
-                    .await?
+                crate::metrics::query(
+                    "history",
+                    self.stale_pool(),
+                    sqlx::query_as::<DB, Message>(sql::HISTORY_BEFORE)
+                        .bind(room_id)
+                        .bind(before)
+                        .bind(limit)
+                        .fetch_all(pool),
+                )
+                .await?
             }
         }))
     }
@@ -304,14 +341,18 @@ impl Store {
             return Err(StoreError::InvalidInput("empty user id"));
         }
         Ok(with_pool!(&self.primary, DB, pool => {
-            sqlx::query_as::<DB, Notification>(sql::INSERT_NOTIFICATION)
-                .bind(&new.user_id)
-                .bind(&new.kind)
-                .bind(&new.title)
-                .bind(&new.body)
-                .bind(Json(&new.data))
-                .fetch_one(pool)
-                .await?
+            crate::metrics::query(
+                "insert_notification",
+                "primary",
+                sqlx::query_as::<DB, Notification>(sql::INSERT_NOTIFICATION)
+                    .bind(&new.user_id)
+                    .bind(&new.kind)
+                    .bind(&new.title)
+                    .bind(&new.body)
+                    .bind(Json(&new.data))
+                    .fetch_one(pool),
+            )
+            .await?
         }))
     }
 
@@ -324,12 +365,16 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<Notification>, StoreError> {
         Ok(with_pool!(self.stale_reads(), DB, pool => {
-            sqlx::query_as::<DB, Notification>(sql::LIST_NOTIFICATIONS)
-                .bind(user_id)
-                .bind(cursor.unwrap_or(i64::MAX))
-                .bind(i64::from(limit))
-                .fetch_all(pool)
-                .await?
+            crate::metrics::query(
+                "list_notifications",
+                self.stale_pool(),
+                sqlx::query_as::<DB, Notification>(sql::LIST_NOTIFICATIONS)
+                    .bind(user_id)
+                    .bind(cursor.unwrap_or(i64::MAX))
+                    .bind(i64::from(limit))
+                    .fetch_all(pool),
+            )
+            .await?
         }))
     }
 
@@ -337,10 +382,14 @@ impl Store {
     /// right after a create or mark-read and must include it.
     pub async fn unread_count(&self, user_id: &str) -> Result<i64, StoreError> {
         Ok(with_pool!(&self.primary, DB, pool => {
-            sqlx::query_scalar::<DB, i64>(sql::UNREAD_COUNT)
-                .bind(user_id)
-                .fetch_one(pool)
-                .await?
+            crate::metrics::query(
+                "unread_count",
+                "primary",
+                sqlx::query_scalar::<DB, i64>(sql::UNREAD_COUNT)
+                    .bind(user_id)
+                    .fetch_one(pool),
+            )
+            .await?
         }))
     }
 
@@ -350,24 +399,36 @@ impl Store {
         let done = match (ids, &self.primary) {
             (Some([]), _) => return Ok(0),
             (None, db) => with_pool!(db, DB, pool => {
-                sqlx::query::<DB>(sql::MARK_ALL_READ)
-                    .bind(user_id)
-                    .execute(pool)
-                    .await?
+                crate::metrics::query(
+                    "mark_read",
+                    "primary",
+                    sqlx::query::<DB>(sql::MARK_ALL_READ)
+                        .bind(user_id)
+                        .execute(pool),
+                )
+                .await?
                     .rows_affected()
             }),
-            (Some(ids), Db::Postgres(pool)) => sqlx::query(sql::MARK_READ_IDS_POSTGRES)
-                .bind(user_id)
-                .bind(ids)
-                .execute(pool)
-                .await?
-                .rows_affected(),
-            (Some(ids), Db::Sqlite(pool)) => sqlx::query(sql::MARK_READ_IDS_SQLITE)
-                .bind(user_id)
-                .bind(Json(ids))
-                .execute(pool)
-                .await?
-                .rows_affected(),
+            (Some(ids), Db::Postgres(pool)) => crate::metrics::query(
+                "mark_read",
+                "primary",
+                sqlx::query(sql::MARK_READ_IDS_POSTGRES)
+                    .bind(user_id)
+                    .bind(ids)
+                    .execute(pool),
+            )
+            .await?
+            .rows_affected(),
+            (Some(ids), Db::Sqlite(pool)) => crate::metrics::query(
+                "mark_read",
+                "primary",
+                sqlx::query(sql::MARK_READ_IDS_SQLITE)
+                    .bind(user_id)
+                    .bind(Json(ids))
+                    .execute(pool),
+            )
+            .await?
+            .rows_affected(),
         };
         Ok(done)
     }

@@ -147,10 +147,10 @@ impl<H: EngineHandler> Engine<H> {
         let mut res = if cors.allows(&req_headers) {
             match self.route(req, remote).await {
                 Ok(res) => res,
-                Err(e) => e.response(),
+                Err(e) => crate::metrics::engine_error(e).response(),
             }
         } else {
-            EngineError::Forbidden.response()
+            crate::metrics::engine_error(EngineError::Forbidden).response()
         };
         cors.apply(&req_headers, &mut res);
         res

@@ -8,7 +8,7 @@
 use super::handshake::{Body, EngineError, RequestInfo};
 use super::session::Drain;
 use super::{CloseReason, Engine, EngineHandler, Frame, Session};
-use crate::protocol::engineio::{self, Data, Packet};
+use crate::protocol::engineio::{self, Data, Packet, TransportKind};
 use futures_util::{SinkExt, StreamExt};
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -171,6 +171,7 @@ async fn run<H: EngineHandler>(engine: &Engine<H>, session: &Arc<Session<H::Data
             Drain::Frames(frames) => {
                 let mut result = Ok(());
                 for f in frames {
+                    crate::metrics::bytes_sent(TransportKind::Websocket, f.len());
                     result = ws.feed(to_message(f)).await;
                     if result.is_err() {
                         break;
@@ -204,6 +205,9 @@ fn on_message<H: EngineHandler>(
     session: &Arc<Session<H::Data>>,
     msg: Option<Result<Message, WsError>>,
 ) {
+    if let Some(Ok(m @ (Message::Text(_) | Message::Binary(_)))) = &msg {
+        crate::metrics::bytes_received(TransportKind::Websocket, m.len());
+    }
     match msg {
         Some(Ok(Message::Text(t))) => match engineio::decode_text(t.as_str()) {
             Ok(packet) => engine.on_packet(session, packet),

@@ -2,6 +2,7 @@
 //! 127.0.0.1:0 and stops it; external peers (node, socket.io-client) are real processes.
 
 mod auth;
+mod cluster;
 mod common;
 mod domain;
 mod engine;
@@ -9,5 +10,6 @@ mod fuzz;
 mod gen;
 mod interop;
 mod limits;
+mod observability;
 mod socketio;
 mod store;

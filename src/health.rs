@@ -1,0 +1,288 @@
+//! `GET /api/health`, `/api/health/live`, `/api/health/ready` and `GET /metrics`.
+//!
+//! - **live**: the process answers HTTP. Nothing else is checked: a liveness probe that
+//!   fails because the *database* is down makes Kubernetes restart every node at once,
+//!   which cures nothing.
+//! - **ready**: the dependencies answer and the node is not draining. Load balancers and
+//!   Kubernetes send new clients only to ready nodes. On shutdown readiness turns 503
+//!   first and the node keeps serving for `--drain-delay`, so nginx / the endpoints
+//!   controller notice before connections are closed (see `server::run_with_routes`).
+//! - **health**: the full report a person or `rtctl health` reads: each dependency with
+//!   its latency, or what failed and why.
+//!
+//! Every dependency check has its own timeout (`--health-timeout`) and they run in
+//! parallel, so a saturated pool or a dead Redis answers "down" within the timeout
+//! instead of hanging the probe. A dependency that is not configured (the embedded
+//! default has no Redis) is reported as `not_configured`, which is healthy.
+
+use crate::server::Io;
+use crate::store::{Store, StoreError};
+use crate::transport::Body;
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Response, StatusCode};
+use http_body_util::Full;
+use redis::aio::ConnectionManager;
+use serde_json::{json, Map, Value};
+use std::time::{Duration, Instant};
+
+/// The result of checking one dependency.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Check {
+    Up(Duration),
+    Down(String),
+    NotConfigured,
+}
+
+impl Check {
+    pub fn is_ok(&self) -> bool {
+        !matches!(self, Check::Down(_))
+    }
+
+    fn to_json(&self) -> Value {
+        match self {
+            Check::Up(latency) => json!({
+                "status": "up",
+                "latency_ms": (latency.as_secs_f64() * 1e6).round() / 1e3,
+            }),
+            Check::Down(error) => json!({ "status": "down", "error": error }),
+            Check::NotConfigured => json!({ "status": "not_configured" }),
+        }
+    }
+}
+
+/// The observability endpoints of one server.
+pub struct Endpoints {
+    io: Io,
+    store: Store,
+    redis: Option<ConnectionManager>,
+    node: String,
+    started: Instant,
+    timeout: Duration,
+}
+
+impl Endpoints {
+    pub fn new(
+        io: Io,
+        store: Store,
+        redis: Option<ConnectionManager>,
+        node: String,
+        timeout: Duration,
+    ) -> Self {
+        Endpoints {
+            io,
+            store,
+            redis,
+            node,
+            started: Instant::now(),
+            timeout,
+        }
+    }
+
+    /// Answers `/metrics` and `/api/health*`; `None` for any other path.
+    pub async fn handle(&self, method: &Method, path: &str) -> Option<Response<Body>> {
+        let known = matches!(
+            path,
+            "/metrics" | "/api/health" | "/api/health/live" | "/api/health/ready"
+        );
+        if !known {
+            return None;
+        }
+        if method != Method::GET && method != Method::HEAD {
+            let body = json!({ "error": "method_not_allowed", "message": "use GET" });
+            return Some(json_response(StatusCode::METHOD_NOT_ALLOWED, &body));
+        }
+        Some(match path {
+            "/metrics" => self.metrics(),
+            "/api/health/live" => json_response(
+                StatusCode::OK,
+                &json!({ "status": "alive", "node": self.node, "uptime_s": self.uptime_s() }),
+            ),
+            "/api/health/ready" => self.ready().await,
+            _ => self.health().await,
+        })
+    }
+
+    fn uptime_s(&self) -> u64 {
+        self.started.elapsed().as_secs()
+    }
+
+    /// The Prometheus scrape.
+    pub fn metrics(&self) -> Response<Body> {
+        let text = crate::metrics::render(&self.snapshot());
+        let mut res = Response::new(Full::new(Bytes::from(text)));
+        res.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+        );
+        res
+    }
+
+    /// What this server has now, for the scrape.
+    pub fn snapshot(&self) -> crate::metrics::Snapshot {
+        use crate::protocol::engineio::TransportKind;
+        let kinds = [TransportKind::Polling, TransportKind::Websocket];
+        let mut snap = crate::metrics::Snapshot {
+            node: self.node.clone(),
+            ..Default::default()
+        };
+        let mut names: Vec<_> = self.io.namespaces();
+        names.sort_by(|a, b| a.name.cmp(&b.name));
+        for ns in names {
+            let mut by_transport = [0i64; 2];
+            for s in ns.sockets() {
+                by_transport[(s.transport() == TransportKind::Websocket) as usize] += 1;
+            }
+            for (t, n) in kinds.iter().zip(by_transport) {
+                snap.connections.push((ns.name.clone(), *t, n));
+            }
+            snap.rooms.push((ns.name.clone(), ns.room_count() as i64));
+        }
+        let mut sessions = [0i64; 2];
+        for s in self.io.engine().sessions() {
+            sessions[(s.transport() == TransportKind::Websocket) as usize] += 1;
+        }
+        snap.sessions = kinds.into_iter().zip(sessions).collect();
+        let stats = self.store.pool_stats();
+        let pools = std::iter::once(("primary", stats.primary))
+            .chain(stats.replica.map(|r| ("replica", r)));
+        for (pool, p) in pools {
+            let idle = p.idle as i64;
+            let size = i64::from(p.size);
+            snap.pools
+                .push((pool, (size - idle).max(0), idle, i64::from(p.max)));
+        }
+        snap
+    }
+
+    /// Checks every dependency in parallel, each within the timeout.
+    pub async fn check(&self) -> Vec<(&'static str, Check)> {
+        let timeout = self.timeout;
+        let primary = async {
+            match self.store.ping_primary(timeout).await {
+                Ok(d) => Check::Up(d),
+                Err(e) => Check::Down(store_failure(&e, timeout)),
+            }
+        };
+        let replica = async {
+            match self.store.ping_replica(timeout).await {
+                Ok(Some(d)) => Check::Up(d),
+                Ok(None) => Check::NotConfigured,
+                Err(e) => Check::Down(store_failure(&e, timeout)),
+            }
+        };
+        let redis = async {
+            let Some(conn) = &self.redis else {
+                return Check::NotConfigured;
+            };
+            let mut conn = conn.clone();
+            let started = Instant::now();
+            let cmd = redis::cmd("PING");
+            let ping = cmd.query_async::<String>(&mut conn);
+            let check = match tokio::time::timeout(timeout, ping).await {
+                Ok(Ok(_)) => return Check::Up(started.elapsed()),
+                Ok(Err(e)) => Check::Down(format!("redis error: {e}")),
+                Err(_) => Check::Down(format!("no answer within {} ms", timeout.as_millis())),
+            };
+            crate::metrics::redis_error("health");
+            check
+        };
+        let (primary, replica, redis) = tokio::join!(primary, replica, redis);
+        let mut checks = vec![("database", primary)];
+        if replica != Check::NotConfigured {
+            checks.push(("database_replica", replica));
+        }
+        checks.push(("redis", redis));
+        checks
+    }
+
+    /// `GET /api/health`: 200 healthy, or 503 naming what failed (or that it drains).
+    pub async fn health(&self) -> Response<Body> {
+        let checks = self.check().await;
+        let failed: Vec<&str> = checks
+            .iter()
+            .filter(|(_, c)| !c.is_ok())
+            .map(|(name, _)| *name)
+            .collect();
+        let draining = self.io.is_shutting_down();
+        let status = if !failed.is_empty() {
+            "unhealthy"
+        } else if draining {
+            "draining"
+        } else {
+            "healthy"
+        };
+        let services: Map<String, Value> = checks
+            .iter()
+            .map(|(name, c)| (name.to_string(), c.to_json()))
+            .collect();
+        let mut body = json!({
+            "status": status,
+            "node": self.node,
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_s": self.uptime_s(),
+            "connections": self.io.connection_count(),
+            "draining": draining,
+            "services": services,
+        });
+        if !failed.is_empty() {
+            body["failed"] = json!(failed);
+            tracing::warn!(failed = ?failed, "health check: dependencies down");
+        }
+        let code = if status == "healthy" {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        json_response(code, &body)
+    }
+
+    /// `GET /api/health/ready`: 200 when dependencies answer and the node is not draining.
+    pub async fn ready(&self) -> Response<Body> {
+        if self.io.is_shutting_down() {
+            return json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({ "status": "not_ready", "reason": "draining", "node": self.node }),
+            );
+        }
+        let checks = self.check().await;
+        let failed: Map<String, Value> = checks
+            .iter()
+            .filter_map(|(name, c)| match c {
+                Check::Down(e) => Some((name.to_string(), json!(e))),
+                _ => None,
+            })
+            .collect();
+        if failed.is_empty() {
+            json_response(
+                StatusCode::OK,
+                &json!({ "status": "ready", "node": self.node }),
+            )
+        } else {
+            json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({ "status": "not_ready", "reason": "dependencies", "failed": failed, "node": self.node }),
+            )
+        }
+    }
+}
+
+/// Why the database check failed, in words safe to show (no SQL, no URL).
+fn store_failure(e: &StoreError, timeout: Duration) -> String {
+    use std::error::Error as _;
+    match e {
+        StoreError::Unavailable(None) => {
+            format!("no answer within {} ms", timeout.as_millis())
+        }
+        e => match e.source() {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        },
+    }
+}
+
+fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
+    let mut res = crate::api::json_response(status, value);
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}

@@ -1,0 +1,611 @@
+//! The Redis adapter against real processes: a real `redis-server`, several of our nodes
+//! (in-process servers, each with its own Redis connections, so everything between them
+//! goes through Redis), a real Node socket.io 4.8 server with @socket.io/redis-adapter,
+//! and @socket.io/redis-emitter — all from tests/interop.
+
+use crate::common::raw::{quiet_options, wait_until, Ws, QUICK};
+use crate::common::redis::RedisServer;
+use crate::common::{test_namespace, TestServer};
+use realtime::cluster::driver::{LiveDriver, RedisDriver};
+use realtime::cluster::redis::{RedisAdapterFactory, RedisAdapterOptions};
+use realtime::server::{Io, Payload};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio_tungstenite::tungstenite::Message;
+
+/// One of our nodes: `/` and `/chat` with the shared test handlers, on the Redis adapter.
+struct Node {
+    server: TestServer,
+    driver: Arc<LiveDriver>,
+}
+
+async fn rust_node(redis: &str) -> Node {
+    let driver = LiveDriver::connect(redis, Duration::from_millis(500))
+        .await
+        .expect("connect the adapter to redis");
+    let factory = RedisAdapterFactory::new(
+        driver.clone(),
+        RedisAdapterOptions {
+            requests_timeout: Duration::from_secs(3),
+            ..Default::default()
+        },
+    );
+    let io = Io::builder(quiet_options())
+        .adapter(Arc::new(factory))
+        .namespace("/", |ns| {
+            test_namespace(ns);
+            ns.on_server_event("ping", |args, ack| {
+                if let Some(ack) = ack {
+                    ack(json!({ "from": "rust", "args": args }));
+                }
+            });
+        })
+        .namespace("/chat", test_namespace)
+        .build();
+    let server = TestServer::start_io(io, "127.0.0.1:0".parse().unwrap()).await;
+    Node { server, driver }
+}
+
+/// A raw Socket.IO client connected to `/` on `addr` (ours or Node's).
+struct Client {
+    ws: Ws,
+    sid: String,
+    next_ack: u64,
+}
+
+impl Client {
+    async fn connect(addr: std::net::SocketAddr) -> Client {
+        let (mut ws, _) = Ws::open(addr).await;
+        ws.send_text("40").await;
+        let reply = ws.recv_text(QUICK).await;
+        let v: Value = serde_json::from_str(reply.strip_prefix("40").expect("CONNECT reply"))
+            .unwrap_or_else(|e| panic!("{reply:?}: {e}"));
+        Client {
+            ws,
+            sid: v["sid"].as_str().unwrap().to_owned(),
+            next_ack: 1,
+        }
+    }
+
+    /// Emits `[event, ...args]` with an ack id and returns the ack's arguments.
+    async fn call(&mut self, event: &str, args: Vec<Value>) -> Vec<Value> {
+        let id = self.next_ack;
+        self.next_ack += 1;
+        let mut data = vec![json!(event)];
+        data.extend(args);
+        self.ws
+            .send_text(&format!("42{id}{}", Value::Array(data)))
+            .await;
+        let prefix = format!("43{id}");
+        let text = self.next_text(|t| t.starts_with(&prefix)).await;
+        serde_json::from_str(&text[prefix.len()..]).unwrap()
+    }
+
+    /// The next text frame that satisfies `want`; pings are answered, others skipped.
+    async fn next_text(&mut self, want: impl Fn(&str) -> bool) -> String {
+        loop {
+            match self.ws.recv(Duration::from_secs(8)).await {
+                Some(Message::Text(t)) if t.as_str() == "2" => self.ws.send_text("3").await,
+                Some(Message::Text(t)) if want(t.as_str()) => return t.as_str().to_owned(),
+                Some(_) => {}
+                None => panic!("connection closed while waiting"),
+            }
+        }
+    }
+
+    /// Waits for the event `name` and returns its arguments (and ack id, if any).
+    async fn event(&mut self, name: &str) -> (Vec<Value>, Option<u64>) {
+        let needle = format!("[\"{name}\"");
+        let text = self.next_text(|t| t.contains(&needle)).await;
+        let start = text.find('[').unwrap();
+        // `4` + `2<id>` or `5<n>-<id>` (namespace `/`: no `nsp,`).
+        let head = &text[1..start];
+        let rest = match head.strip_prefix('5') {
+            Some(binary) => binary.split_once('-').map_or("", |(_, id)| id),
+            None => head.get(1..).unwrap_or(""),
+        };
+        let id = rest.parse().ok();
+        let mut data: Vec<Value> = serde_json::from_str(&text[start..]).unwrap();
+        data.remove(0);
+        (data, id)
+    }
+
+    /// Waits for the binary event `name`: its arguments and the attachments.
+    async fn binary_event(&mut self, name: &str, attachments: usize) -> (Vec<Value>, Vec<Vec<u8>>) {
+        let (args, _) = self.event(name).await;
+        let mut bins = Vec::new();
+        while bins.len() < attachments {
+            match self.ws.recv(QUICK).await {
+                Some(Message::Binary(b)) => bins.push(b.to_vec()),
+                other => panic!("expected an attachment, got {other:?}"),
+            }
+        }
+        (args, bins)
+    }
+
+    async fn expect_no_event(&mut self, name: &str, d: Duration) {
+        let needle = format!("[\"{name}\"");
+        let deadline = tokio::time::Instant::now() + d;
+        while let Ok(next) = tokio::time::timeout_at(deadline, self.ws.recv(d * 2)).await {
+            if let Some(Message::Text(t)) = next {
+                assert!(!t.as_str().contains(&needle), "unexpected {t}");
+            }
+        }
+    }
+}
+
+fn ph(n: usize) -> Value {
+    json!({"_placeholder": true, "num": n})
+}
+
+/// Waits until every node listens on the request channel of `/` (NUMSUB), so no message
+/// is published before everyone subscribed.
+async fn wait_subscribed(driver: &dyn RedisDriver, nodes: usize) {
+    for _ in 0..300 {
+        let n = driver
+            .num_sub("socket.io-request#/#".into())
+            .await
+            .unwrap_or(0);
+        if n >= nodes {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{nodes} nodes never subscribed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_nodes_are_one_server() {
+    let redis = RedisServer::start();
+    let a = rust_node(&redis.url()).await;
+    let b = rust_node(&redis.url()).await;
+    let c = rust_node(&redis.url()).await;
+    wait_subscribed(&*a.driver, 3).await;
+
+    let mut on_a = Client::connect(a.server.addr).await;
+    let mut on_c = Client::connect(c.server.addr).await;
+    assert_eq!(on_a.call("join", vec![json!("R")]).await, vec![json!(true)]);
+
+    // A client on node C sends to room R; the client on node A receives it.
+    on_c.call("to-room", vec![json!("R"), json!("hello"), json!({"n": 1})])
+        .await;
+    let (args, _) = on_a.event("hello").await;
+    assert_eq!(args, vec![json!({"n": 1})]);
+
+    // Binary crosses nodes as an attachment.
+    let text = format!(r#"451-1["to-room","R","bin",{}]"#, ph(0));
+    on_c.ws.send_text(&text).await;
+    on_c.ws.send_binary(&[0xde, 0xad, 0xbe, 0xef]).await;
+    let (args, bins) = on_a.binary_event("bin", 1).await;
+    assert_eq!(args, vec![ph(0)]);
+    assert_eq!(bins, vec![vec![0xde, 0xad, 0xbe, 0xef]]);
+
+    // fetch_sockets from node B sees the sockets of A and C, with their rooms.
+    let ns_b = b.server.io.of("/").unwrap();
+    let sockets = ns_b.fetch_sockets().await.unwrap();
+    let mut ids: Vec<&str> = sockets.iter().map(|s| s.id.as_str()).collect();
+    ids.sort();
+    let mut want = vec![on_a.sid.as_str(), on_c.sid.as_str()];
+    want.sort();
+    assert_eq!(ids, want);
+    let in_r = ns_b.to("R").fetch_sockets().await.unwrap();
+    assert_eq!(in_r.len(), 1);
+    assert_eq!(in_r[0].id, on_a.sid);
+    assert!(in_r[0].rooms.iter().any(|r| &**r == "R"));
+
+    // A broadcast with acks from node B: the client on A answers, B gets it.
+    let ask = tokio::spawn({
+        let ns_b = ns_b.clone();
+        async move {
+            ns_b.to("R")
+                .timeout(Duration::from_secs(3))
+                .emit_with_ack("question", json!(42))
+                .await
+        }
+    });
+    let (args, id) = on_a.event("question").await;
+    assert_eq!(args, vec![json!(42)]);
+    let id = id.expect("the broadcast asks for an ack");
+    on_a.ws.send_text(&format!(r#"43{id}["answer"]"#)).await;
+    let answers = ask.await.unwrap().expect("every ack arrives");
+    assert_eq!(answers, vec![Payload::new(vec![json!("answer")])]);
+
+    // server_side_emit with acks: both other nodes answer.
+    let mut answers = a
+        .server
+        .io
+        .of("/")
+        .unwrap()
+        .server_side_emit_with_ack("ping", vec![json!("x")])
+        .await
+        .unwrap();
+    answers.sort_by_key(|v| v.to_string());
+    assert_eq!(answers.len(), 2);
+    assert_eq!(answers[0], json!({"from": "rust", "args": ["x"]}));
+
+    // sockets_join from node B moves the socket on node C; disconnect_sockets from A.
+    ns_b.to(on_c.sid.clone()).sockets_join("joined-remotely");
+    let c_ns = c.server.io.of("/").unwrap();
+    let sid_c = realtime::sid::Sid::parse(&on_c.sid).unwrap();
+    wait_until(QUICK, "remote join", || {
+        c_ns.get_socket(&sid_c)
+            .is_some_and(|s| s.rooms().iter().any(|r| &**r == "joined-remotely"))
+    })
+    .await;
+    a.server
+        .io
+        .of("/")
+        .unwrap()
+        .to("joined-remotely")
+        .disconnect_sockets(false);
+    on_c.next_text(|t| t == "41").await;
+    assert_eq!(a.driver.stats().publish_failures, 0);
+}
+
+/// Spawns `node tests/interop/<script> args…` with stdin kept open (the script exits
+/// when it closes), and waits for a stdout line starting with `ready`.
+async fn node_process(script: &str, args: &[&str], ready: &str) -> (Child, Vec<String>) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop");
+    assert!(
+        dir.join("node_modules/@socket.io/redis-adapter").is_dir(),
+        "run `npm ci --prefix tests/interop` (scripts/test does this)"
+    );
+    let mut child = Command::new("node")
+        .arg(dir.join(script))
+        .args(args)
+        .current_dir(&dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn node (install Node.js 18+)");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    let found = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let hit = line.starts_with(ready);
+            seen.push(line);
+            if hit {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert!(
+        matches!(found, Ok(true)),
+        "node {script} never printed {ready:?}: {seen:?}"
+    );
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, seen)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_socket_io_server_and_ours_are_one_cluster() {
+    let redis = RedisServer::start();
+    let ours = rust_node(&redis.url()).await;
+    let port = free_port();
+    let (_node, _) = node_process(
+        "cluster-node.mjs",
+        &[&port.to_string(), &redis.url()],
+        "listening",
+    )
+    .await;
+    wait_subscribed(&*ours.driver, 2).await;
+    let node_addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+
+    let mut r = Client::connect(ours.server.addr).await;
+    let mut n = Client::connect(node_addr).await;
+    assert_eq!(r.call("join", vec![json!("R")]).await, vec![json!(true)]);
+    assert_eq!(n.call("join", vec![json!("R")]).await, vec![json!(true)]);
+
+    // Broadcasts both ways, binary included.
+    n.call(
+        "to-room",
+        vec![json!("R"), json!("from-node"), json!({"a": [1, "x"]})],
+    )
+    .await;
+    assert_eq!(r.event("from-node").await.0, vec![json!({"a": [1, "x"]})]);
+    r.call("to-room", vec![json!("R"), json!("from-rust"), json!("hi")])
+        .await;
+    assert_eq!(n.event("from-rust").await.0, vec![json!("hi")]);
+    r.ws.send_text(&format!(r#"451-9["to-room","R","bin",{}]"#, ph(0)))
+        .await;
+    r.ws.send_binary(b"\x00\x01").await;
+    let (args, bins) = n.binary_event("bin", 1).await;
+    assert_eq!((args, bins), (vec![ph(0)], vec![b"\x00\x01".to_vec()]));
+
+    // socketsJoin both ways: ours moves Node's socket, Node's moves ours.
+    let ns = ours.server.io.of("/").unwrap();
+    ns.to(n.sid.clone()).sockets_join("J");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let rooms = n.call("admin", vec![json!("rooms"), json!(n.sid)]).await;
+    assert!(
+        rooms[0]["rooms"].as_array().unwrap().contains(&json!("J")),
+        "{rooms:?}"
+    );
+    ns.to("J").emit("via-j", json!(1));
+    assert_eq!(n.event("via-j").await.0, vec![json!(1)]);
+    n.call(
+        "admin",
+        vec![json!("socketsJoin"), json!("K"), json!(r.sid)],
+    )
+    .await;
+    let sid_r = realtime::sid::Sid::parse(&r.sid).unwrap();
+    wait_until(QUICK, "join requested by node", || {
+        ns.get_socket(&sid_r)
+            .is_some_and(|s| s.rooms().iter().any(|room| &**room == "K"))
+    })
+    .await;
+
+    // fetchSockets both ways.
+    let fetched = n.call("admin", vec![json!("fetchSockets")]).await;
+    let ids: Vec<&str> = fetched[0]["sockets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert!(
+        ids.contains(&r.sid.as_str()) && ids.contains(&n.sid.as_str()),
+        "{fetched:?}"
+    );
+    let ours_view = ns.fetch_sockets().await.unwrap();
+    let remote = ours_view
+        .iter()
+        .find(|s| s.id == n.sid)
+        .expect("node's socket");
+    assert_eq!(remote.data, json!({"runtime": "node"}));
+    assert!(remote.local.is_none());
+
+    // serverSideEmit both ways, with acks.
+    let answers = ns
+        .server_side_emit_with_ack("ping", vec![json!("q")])
+        .await
+        .unwrap();
+    assert_eq!(answers, vec![json!({"from": "node", "args": ["q"]})]);
+    let from_node = n
+        .call(
+            "admin",
+            vec![json!("serverSideEmit"), json!("ping"), json!(7)],
+        )
+        .await;
+    assert_eq!(
+        from_node[0]["responses"],
+        json!([{"from": "rust", "args": [7]}]),
+        "{from_node:?}"
+    );
+
+    // disconnectSockets both ways.
+    assert_eq!(r.call("join", vec![json!("dR")]).await, vec![json!(true)]);
+    assert_eq!(n.call("join", vec![json!("dN")]).await, vec![json!(true)]);
+    n.call("admin", vec![json!("disconnectSockets"), json!("dR")])
+        .await;
+    r.next_text(|t| t == "41").await;
+    ns.to("dN").disconnect_sockets(false);
+    n.next_text(|t| t == "41").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_node_emitter_reaches_our_clients() {
+    let redis = RedisServer::start();
+    let ours = rust_node(&redis.url()).await;
+    wait_subscribed(&*ours.driver, 1).await;
+    let mut u1 = Client::connect(ours.server.addr).await;
+    let mut u2 = Client::connect(ours.server.addr).await;
+    assert_eq!(
+        u1.call("join", vec![json!("user:u1")]).await,
+        vec![json!(true)]
+    );
+    assert_eq!(
+        u1.call("join", vec![json!("room:1")]).await,
+        vec![json!(true)]
+    );
+    assert_eq!(
+        u2.call("join", vec![json!("room:1")]).await,
+        vec![json!(true)]
+    );
+    assert_eq!(
+        u2.call("join", vec![json!("muted")]).await,
+        vec![json!(true)]
+    );
+
+    let steps = json!([
+        {"to": ["room:1"], "event": "to-room", "args": [{"x": 1}]},
+        {"to": ["user:u1"], "event": "to-user", "args": ["hi", {"$binary": [1, 2, 3]}]},
+        {"to": ["room:1"], "except": ["muted"], "event": "except", "args": []},
+        {"event": "everyone", "args": [true]}
+    ]);
+    let (mut child, _) = node_process(
+        "cluster-emit.mjs",
+        &[&redis.url(), "/", &steps.to_string()],
+        "emitted everyone",
+    )
+    .await;
+    assert_eq!(u1.event("to-room").await.0, vec![json!({"x": 1})]);
+    assert_eq!(u2.event("to-room").await.0, vec![json!({"x": 1})]);
+    let (args, bins) = u1.binary_event("to-user", 1).await;
+    assert_eq!(
+        (args, bins),
+        (vec![json!("hi"), ph(0)], vec![vec![1, 2, 3]])
+    );
+    u1.event("except").await;
+    assert_eq!(u1.event("everyone").await.0, vec![json!(true)]);
+    assert_eq!(u2.event("everyone").await.0, vec![json!(true)]);
+    u2.expect_no_event("except", Duration::from_millis(100))
+        .await;
+    let _ = child.kill().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nodes_recover_when_redis_restarts() {
+    let mut redis = RedisServer::start();
+    let port = redis.port;
+    let a = rust_node(&redis.url()).await;
+    let b = rust_node(&redis.url()).await;
+    wait_subscribed(&*a.driver, 2).await;
+    let mut on_a = Client::connect(a.server.addr).await;
+    let mut on_a2 = Client::connect(a.server.addr).await;
+    let mut on_b = Client::connect(b.server.addr).await;
+    for c in [&mut on_a, &mut on_a2, &mut on_b] {
+        assert_eq!(c.call("join", vec![json!("R")]).await, vec![json!(true)]);
+    }
+
+    redis.stop();
+    // Local delivery goes on, and the emit does not wait for Redis.
+    let started = std::time::Instant::now();
+    on_a.call("to-room", vec![json!("R"), json!("during"), json!(1)])
+        .await;
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_eq!(on_a2.event("during").await.0, vec![json!(1)]);
+
+    let _redis = RedisServer::start_on(port);
+    wait_subscribed(&*a.driver, 2).await;
+    // Broadcasts flow again once both subscribers are back.
+    let mut n = 0;
+    loop {
+        n += 1;
+        on_a.call("to-room", vec![json!("R"), json!("after"), json!(n)])
+            .await;
+        let got = tokio::time::timeout(Duration::from_millis(500), on_b.event("after")).await;
+        if got.is_ok() {
+            break;
+        }
+        assert!(n < 30, "broadcasts never flowed again after the restart");
+    }
+    assert!(a.driver.stats().reconnects >= 1);
+}
+
+// ---------------------------------------------------------------------------------------
+// Presence in Redis
+// ---------------------------------------------------------------------------------------
+
+use realtime::presence::{Presence, RedisPresence};
+
+async fn presence_node(redis: &RedisServer, id: &str, heartbeat: Duration) -> Arc<Presence> {
+    let conn = realtime::redis_client::RedisArgs {
+        redis_url: Some(redis.url()),
+        ..Default::default()
+    }
+    .connect()
+    .await
+    .unwrap()
+    .unwrap();
+    let store = RedisPresence::new(conn, "test:presence", heartbeat);
+    Presence::new(Arc::new(store), id, "127.0.0.1:0", heartbeat)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_counts_users_not_tabs_across_nodes() {
+    let redis = RedisServer::start();
+    let hb = Duration::from_secs(5);
+    let n1 = presence_node(&redis, "n1", hb).await;
+    let n2 = presence_node(&redis, "n2", hb).await;
+    assert!(n1.connected("u1", "s1").await.unwrap(), "first tab");
+    assert!(
+        !n2.connected("u1", "s2").await.unwrap(),
+        "second tab, other node"
+    );
+    assert!(n1.connected("u2", "s3").await.unwrap());
+    assert!(n2.is_online("u1").await.unwrap());
+    assert_eq!(n2.online_count().await.unwrap(), 2);
+    let mut sockets = n1.sockets_of("u1").await.unwrap();
+    sockets.sort_by(|a, b| a.sid.cmp(&b.sid));
+    let pairs: Vec<(&str, &str)> = sockets
+        .iter()
+        .map(|s| (s.sid.as_str(), s.node.as_str()))
+        .collect();
+    assert_eq!(pairs, [("s1", "n1"), ("s2", "n2")]);
+    let page = n1.online_users(0, 1).await.unwrap();
+    assert_eq!(page.users.len(), 1);
+    let rest = n1
+        .online_users(page.next_cursor.unwrap(), 10)
+        .await
+        .unwrap();
+    assert_eq!(rest.users.len(), 1);
+    assert_eq!(rest.next_cursor, None);
+    assert!(!n1.disconnected("u1", "s1").await.unwrap(), "one tab left");
+    assert!(n2.disconnected("u1", "s2").await.unwrap(), "last tab");
+    assert!(!n1.is_online("u1").await.unwrap());
+    assert_eq!(n1.online_count().await.unwrap(), 1);
+
+    // Many connects and disconnects from two nodes at once keep the count exact.
+    let mut tasks = Vec::new();
+    for i in 0..1000u32 {
+        let p = if i % 2 == 0 { n1.clone() } else { n2.clone() };
+        tasks.push(tokio::spawn(async move {
+            let (user, sid) = (format!("m{}", i % 50), format!("x{i}"));
+            p.connected(&user, &sid).await.unwrap();
+            if i % 3 != 0 {
+                p.disconnected(&user, &sid).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    // Users m0..m49 keep a socket exactly when some i ≡ user (mod 50) has i % 3 == 0.
+    let expected = (0..50u32)
+        .filter(|u| (0..1000u32).any(|i| i % 50 == *u && i % 3 == 0))
+        .count()
+        + 1; // u2
+    assert_eq!(n1.online_count().await.unwrap(), expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_node_s_users_vanish_within_two_heartbeats() {
+    let redis = RedisServer::start();
+    let hb = Duration::from_millis(300);
+    let survivor = presence_node(&redis, "alive", hb).await;
+    survivor.attach(Io::builder(quiet_options()).build());
+    let doomed = presence_node(&redis, "doomed", hb).await;
+    doomed.attach(Io::builder(quiet_options()).build());
+    doomed.connected("gone", "s1").await.unwrap();
+    survivor.connected("stays", "s2").await.unwrap();
+    tokio::time::sleep(hb * 3).await; // heartbeats keep both alive past the first TTL
+    assert!(survivor.is_online("gone").await.unwrap());
+    let mut ids: Vec<String> = survivor
+        .nodes()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.id)
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["alive", "doomed"]);
+
+    // kill -9: the node stops without a word (its heartbeat task ends with it).
+    drop(doomed);
+    let died = std::time::Instant::now();
+    while survivor.is_online("gone").await.unwrap() {
+        assert!(
+            died.elapsed() < hb * 2 + Duration::from_millis(200),
+            "still online"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(survivor.is_online("stays").await.unwrap());
+    let ids: Vec<String> = survivor
+        .nodes()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.id)
+        .collect();
+    assert_eq!(ids, ["alive"]);
+    assert_eq!(survivor.online_count().await.unwrap(), 1);
+}
