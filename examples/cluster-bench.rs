@@ -160,9 +160,10 @@ async fn main() {
     }
     let s = db.stats();
     println!(
-        "throughput: {sent} emitted in 1 s, {} published by one connection ({} dropped, {} failed), {received} delivered across nodes",
+        "throughput: {sent} emitted in 1 s, {} published by one connection ({} dropped, {} failed), {received} delivered across nodes; subscriber reconnects: {}",
         s.published - before,
         s.dropped,
-        s.publish_failures
+        s.publish_failures,
+        s.reconnects
     );
 }

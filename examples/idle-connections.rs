@@ -55,8 +55,23 @@ fn rss_kib(pid: u32) -> u64 {
         .expect("VmRSS in /proc status")
 }
 
+/// The secret the measured server verifies tokens with (every namespace authenticates).
+const SECRET: &str = "idle-connections-benchmark-secret";
+
+/// A session token for user `n`, as the Next.js app would issue (HS256 here: cheapest to mint).
+fn token(n: usize) -> String {
+    let claims = realtime::auth::session_claims(
+        &format!("user-{n}"),
+        None,
+        None,
+        std::time::SystemTime::now(),
+        Duration::from_secs(3600),
+    );
+    realtime::auth::mint(SECRET, realtime::auth::TokenFormat::Hs256, &claims)
+}
+
 /// One idle client: connect, join the namespace, then answer pings until told to stop.
-async fn client(port: u16, namespace: String, ready: tokio::sync::mpsc::Sender<()>) {
+async fn client(port: u16, namespace: String, n: usize, ready: tokio::sync::mpsc::Sender<()>) {
     let url = format!("ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket");
     let stream = TcpStream::connect(("127.0.0.1", port))
         .await
@@ -64,10 +79,11 @@ async fn client(port: u16, namespace: String, ready: tokio::sync::mpsc::Sender<(
     let (mut ws, _) = tokio_tungstenite::client_async(url, stream)
         .await
         .expect("websocket handshake");
+    let auth = serde_json::json!({ "token": token(n) });
     let connect = if namespace == "/" {
-        "40".to_owned()
+        format!("40{auth}")
     } else {
-        format!("40{namespace},")
+        format!("40{namespace},{auth}")
     };
     let mut connected = false;
     while let Some(Ok(msg)) = ws.next().await {
@@ -79,6 +95,7 @@ async fn client(port: u16, namespace: String, ready: tokio::sync::mpsc::Sender<(
                 connected = true;
                 let _ = ready.send(()).await;
             }
+            s if s.starts_with("44") => panic!("connection refused by the server: {s}"),
             _ => {}
         }
     }
@@ -88,7 +105,8 @@ async fn client(port: u16, namespace: String, ready: tokio::sync::mpsc::Sender<(
 async fn main() {
     let args = parse_args();
     let mut server = tokio::process::Command::new(&args.server_bin)
-        .args(["--listen", &format!("127.0.0.1:{}", args.port)])
+        .args(["--listen", &format!("127.0.0.1:{}", args.port), "--auth-secret", SECRET])
+        .env("DATABASE_URL", "sqlite::memory:")
         .env("LOG_LEVEL", "warn")
         .stdout(Stdio::null())
         .kill_on_drop(true)
@@ -109,7 +127,7 @@ async fn main() {
     // Warm up allocator and runtime with a few connections, so the baseline is fair.
     let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
     for _ in 0..10 {
-        tokio::spawn(client(args.port, args.namespace.clone(), tx.clone()));
+        tokio::spawn(client(args.port, args.namespace.clone(), usize::MAX, tx.clone()));
     }
     for _ in 0..10 {
         rx.recv().await;
@@ -120,7 +138,7 @@ async fn main() {
     let started = Instant::now();
     let mut ready = 0;
     for i in 0..args.clients {
-        tokio::spawn(client(args.port, args.namespace.clone(), tx.clone()));
+        tokio::spawn(client(args.port, args.namespace.clone(), i, tx.clone()));
         // Keep the listen backlog from overflowing.
         if i % 500 == 499 {
             while ready < i + 1 - 250 {

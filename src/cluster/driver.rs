@@ -277,7 +277,7 @@ async fn subscriber(
                                 None => return,
                             },
                             _ = ping.tick() => {
-                                let alive = tokio::time::timeout(timeout, sink.ping::<String>()).await;
+                                let alive = tokio::time::timeout(timeout, sink.ping::<redis::Value>()).await;
                                 if !matches!(alive, Ok(Ok(_))) {
                                     break;
                                 }
