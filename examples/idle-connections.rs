@@ -105,7 +105,12 @@ async fn client(port: u16, namespace: String, n: usize, ready: tokio::sync::mpsc
 async fn main() {
     let args = parse_args();
     let mut server = tokio::process::Command::new(&args.server_bin)
-        .args(["--listen", &format!("127.0.0.1:{}", args.port), "--auth-secret", SECRET])
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{}", args.port),
+            "--auth-secret",
+            SECRET,
+        ])
         .env("DATABASE_URL", "sqlite::memory:")
         .env("LOG_LEVEL", "warn")
         .stdout(Stdio::null())
@@ -127,7 +132,12 @@ async fn main() {
     // Warm up allocator and runtime with a few connections, so the baseline is fair.
     let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
     for _ in 0..10 {
-        tokio::spawn(client(args.port, args.namespace.clone(), usize::MAX, tx.clone()));
+        tokio::spawn(client(
+            args.port,
+            args.namespace.clone(),
+            usize::MAX,
+            tx.clone(),
+        ));
     }
     for _ in 0..10 {
         rx.recv().await;

@@ -18,6 +18,26 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         "migrations/prisma.sql.j2",
         include_str!("../templates/migrations/prisma.sql.j2"),
     ),
+    (
+        "grafana/dashboard.json.j2",
+        include_str!("../templates/grafana/dashboard.json.j2"),
+    ),
+    (
+        "grafana/datasource.yaml.j2",
+        include_str!("../templates/grafana/datasource.yaml.j2"),
+    ),
+    (
+        "grafana/dashboards.yaml.j2",
+        include_str!("../templates/grafana/dashboards.yaml.j2"),
+    ),
+    (
+        "prometheus/prometheus.yml.j2",
+        include_str!("../templates/prometheus/prometheus.yml.j2"),
+    ),
+    (
+        "prometheus/realtime.rules.yml.j2",
+        include_str!("../templates/prometheus/realtime.rules.yml.j2"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]

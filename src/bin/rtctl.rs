@@ -3,11 +3,5 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = realtime::commands::Cli::parse();
-    match cli.run().await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::from(2)
-        }
-    }
+    realtime::commands::exit_code(cli.run().await)
 }

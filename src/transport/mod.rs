@@ -56,7 +56,7 @@ impl Default for EngineConfig {
             transports: vec![TransportKind::Polling, TransportKind::Websocket],
             cors: Cors::Any,
             max_queued_bytes: 16 << 20,
-            ws_read_buffer: 1024,
+            ws_read_buffer: 512,
         }
     }
 }

@@ -1,7 +1,9 @@
 //! `rtctl gen …`: configuration files generated from templates (see [`crate::templates`]).
 
+pub mod grafana;
 pub mod migrations;
 pub mod nginx;
+pub mod prometheus;
 
 use std::path::PathBuf;
 
@@ -23,6 +25,12 @@ pub enum Gen {
     Nginx(nginx::NginxArgs),
     /// The SR-2 index migrations, one CREATE INDEX CONCURRENTLY per migration (sqlx or Prisma).
     Migrations(migrations::MigrationsArgs),
+    /// A Grafana dashboard for the cluster (datasource chosen through a `${datasource}`
+    /// variable) plus datasource and dashboard provisioning files.
+    Grafana(grafana::GrafanaArgs),
+    /// prometheus.yml scraping the nodes, and alert rules (node down, p99 over the phase
+    /// target, Redis errors, pool saturation, rate-limit spikes).
+    Prometheus(prometheus::PrometheusArgs),
 }
 
 impl GenCommand {
@@ -31,6 +39,8 @@ impl GenCommand {
         match self.what {
             Gen::Nginx(args) => args.run(&templates),
             Gen::Migrations(args) => args.run(&templates),
+            Gen::Grafana(args) => args.run(&templates),
+            Gen::Prometheus(args) => args.run(&templates),
         }
     }
 }
