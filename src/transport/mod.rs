@@ -243,7 +243,17 @@ impl<H: EngineHandler> Engine<H> {
     }
 
     /// Creates and registers a session, starts its supervisor, and tells the handler.
-    fn create_session(self: &Arc<Self>, info: RequestInfo) -> Arc<Session<H::Data>> {
+    ///
+    /// Returns the session and its supervisor, which the caller must run: polling spawns
+    /// it as a task; a WebSocket runs it inside its own connection task, which saves a
+    /// task per connection.
+    fn create_session(
+        self: &Arc<Self>,
+        info: RequestInfo,
+    ) -> (
+        Arc<Session<H::Data>>,
+        impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
         let opened = tokio::time::Instant::now();
         let sid = Sid::new();
         let transport = info.transport;
@@ -255,13 +265,14 @@ impl<H: EngineHandler> Engine<H> {
         ));
         session.send(Frame::text(self.handshake_for(sid, transport)));
         self.write_sessions().insert(sid, session.clone());
-        tokio::spawn(supervisor::run(self.clone(), session.clone(), opened));
+        let supervisor = supervisor::run(self.clone(), session.clone(), opened);
         self.handler.on_open(&session);
-        session
+        (session, supervisor)
     }
 
     fn open_polling(self: &Arc<Self>, info: RequestInfo) -> Response<Body> {
-        let session = self.create_session(info);
+        let (session, supervisor) = self.create_session(info);
+        tokio::spawn(supervisor);
         // The handshake is answered at once, not held like a poll.
         match session.drain(true) {
             session::Drain::Frames(frames) => polling::payload_response(&frames),

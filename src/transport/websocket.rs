@@ -95,17 +95,19 @@ pub(super) fn accept<H: EngineHandler>(
             Some(ws_config(&engine)),
         )
         .await;
-        let session = match existing {
-            None => engine.create_session(info),
+        match existing {
+            None => {
+                let (session, supervisor) = engine.create_session(info);
+                tokio::join!(run(&engine, &session, ws), supervisor);
+            }
             Some(session) => {
                 if !probe(&engine, &session, &mut ws).await {
                     let _ = ws.close(None).await;
                     return;
                 }
-                session
+                run(&engine, &session, ws).await;
             }
-        };
-        run(&engine, &session, ws).await;
+        }
     });
     Ok(res)
 }
