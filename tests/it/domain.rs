@@ -15,22 +15,18 @@
 //! Needs `node`, `npm ci --prefix tests/interop`, redis-server and PostgreSQL 15; a missing
 //! one panics with an install hint, never a silent skip.
 
+use crate::common::app::{parse_config, random, Served, TempDir};
 use crate::common::postgres::{fresh_database, PgServer};
 use crate::common::raw::{self, Ws};
 use crate::common::redis::RedisServer;
-use clap::Parser;
 use realtime::auth::{mint, session_claims, TokenFormat};
-use realtime::config::{Config, ServeArgs};
-use realtime::domain::State;
+use realtime::config::Config;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 
 /// Upper bound for one chat-flow run; the script times itself out after 15 s.
@@ -75,41 +71,6 @@ fn require_node_and_libraries() {
     }
 }
 
-/// A temp dir for the SQLite file, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "rt-domain-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// `realtime-server`'s flags, parsed the way the binary parses them.
-#[derive(Parser)]
-struct Cli {
-    #[command(flatten)]
-    args: ServeArgs,
-}
-
-/// A random secret (per test: nothing is shared between runs).
-fn random_secret(prefix: &str) -> String {
-    format!("{prefix}-{:032x}", rand::random::<u128>())
-}
-
 /// The secrets a test server runs with.
 struct Secrets {
     auth: String,
@@ -119,8 +80,8 @@ struct Secrets {
 impl Secrets {
     fn new() -> Secrets {
         Secrets {
-            auth: random_secret("nextauth"),
-            service: random_secret("service"),
+            auth: random("nextauth"),
+            service: random("service"),
         }
     }
 }
@@ -151,74 +112,10 @@ fn config(secrets: &Secrets, extra: &[&str], with_redis: bool) -> Config {
         "warn",
     ];
     argv.extend_from_slice(extra);
-    let mut cli = Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
-    if !with_redis {
-        cli.args.redis.redis_url = None;
-        cli.args.redis.redis_host = None;
-    }
-    let config = Config::from_args(&cli.args).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+    let config = parse_config(&argv, with_redis);
     assert!(!config.auth_secret.generated && !config.service_token.generated);
     assert_eq!(config.redis.url().is_some(), with_redis, "Redis configured");
     config
-}
-
-/// The application built by `app::build` and served on a loopback port.
-struct Served {
-    addr: SocketAddr,
-    state: State,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
-}
-
-impl Served {
-    async fn start(config: &Config) -> Served {
-        let app = realtime::app::build(config)
-            .await
-            .unwrap_or_else(|e| panic!("app::build: {e:#}"));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind 127.0.0.1:0");
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let state = app.state.clone();
-        let task = tokio::spawn(realtime::server::run_with_routes(
-            app.io,
-            Some(app.routes),
-            listener,
-            async {
-                let _ = stopped.await;
-            },
-        ));
-        Served {
-            addr,
-            state,
-            stop: Some(stop),
-            task: Some(task),
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// Graceful shutdown, then the pools are closed (as `serve` does).
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
-        }
-        self.state.store.close().await;
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
 }
 
 /// Runs `node chat-flow.mjs <url> <secret> <service token> <transport>`; requires exit
@@ -260,7 +157,7 @@ async fn chat_flow(server: &Served, secrets: &Secrets, transport: &str) {
 
 /// The embedded default: a SQLite file in a temp dir, no Redis, migrated at start.
 async fn sqlite(transport: &str) {
-    let dir = TempDir::new();
+    let dir = TempDir::new("domain");
     let file = dir.0.join("realtime.db");
     let url = format!("sqlite://{}?mode=rwc", file.display());
     let secrets = Secrets::new();

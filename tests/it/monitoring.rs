@@ -15,56 +15,22 @@
 //! Needs `promtool` (Debian `prometheus`) and redis-server: a missing one panics with an
 //! install hint, never a silent skip.
 
+use crate::common::app::{parse_config, random, Served, TempDir};
 use crate::common::raw::{self, Ws};
 use crate::common::redis::RedisServer;
-use clap::Parser;
 use realtime::auth::{mint, session_claims, TokenFormat};
-use realtime::config::{Config, ServeArgs};
+use realtime::config::Config;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::process::Output;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 
 const PROMTOOL_HINT: &str =
     "install promtool with `apt-get install -y prometheus` (scripts/test does this)";
 
 // ---- harness ---------------------------------------------------------------------------
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "rt-mon-{tag}-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-
-    fn sqlite_url(&self) -> String {
-        format!("sqlite://{}/rt.db?mode=rwc", self.0.display())
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 async fn rtctl(args: &[&str]) -> Output {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_rtctl"))
@@ -85,16 +51,6 @@ fn text(out: &[u8]) -> String {
     String::from_utf8_lossy(out).into_owned()
 }
 
-#[derive(Parser)]
-struct Cli {
-    #[command(flatten)]
-    args: ServeArgs,
-}
-
-fn random(prefix: &str) -> String {
-    format!("{prefix}-{:016x}", rand::random::<u64>())
-}
-
 /// `realtime-server` flags with random secrets, then `extra`. Redis only when `extra`
 /// names it (whatever the environment says).
 fn config(secret: &str, extra: &[&str]) -> Config {
@@ -111,66 +67,10 @@ fn config(secret: &str, extra: &[&str]) -> Config {
         "warn",
     ];
     argv.extend_from_slice(extra);
-    let mut cli = Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
-    if !extra.contains(&"--redis-url") {
-        cli.args.redis.redis_url = None;
-        cli.args.redis.redis_host = None;
-    }
-    Config::from_args(&cli.args).unwrap_or_else(|e| panic!("{argv:?}: {e}"))
+    parse_config(&argv, extra.contains(&"--redis-url"))
 }
 
 /// The application on a loopback port, as `realtime-server` serves it.
-struct Served {
-    addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
-}
-
-impl Served {
-    async fn start(config: &Config) -> Served {
-        let app = realtime::app::build(config)
-            .await
-            .unwrap_or_else(|e| panic!("app::build: {e:#}"));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(realtime::server::run_with_routes(
-            app.io,
-            Some(app.routes),
-            listener,
-            async {
-                let _ = stopped.await;
-            },
-        ));
-        Served {
-            addr,
-            stop: Some(stop),
-            task: Some(task),
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
-        }
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
-}
-
 /// A raw Socket.IO client on one namespace over WebSocket, signed in as `user`.
 struct Chat {
     ws: Ws,

@@ -15,64 +15,24 @@
 //! are asserted exactly. Needs `promtool` (Debian `prometheus`), redis-server and
 //! PostgreSQL 15: a missing one panics with an install hint, never a silent skip.
 
+use crate::common::app::{parse_config, random, Served, TempDir};
 use crate::common::postgres::PgServer;
 use crate::common::raw::{self, Ws};
 use crate::common::redis::RedisServer;
-use clap::Parser;
 use realtime::auth::{mint, session_claims, TokenFormat};
-use realtime::config::{Config, ServeArgs};
+use realtime::config::Config;
 use serde_json::{json, Value};
 use std::io::Write as _;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::io::AsyncBufReadExt as _;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 
 const PROMTOOL_HINT: &str =
     "install promtool with `apt-get install -y prometheus` (scripts/test does this)";
 
 // ---- harness ---------------------------------------------------------------------------
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "rt-obs-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn sqlite_url(&self) -> String {
-        format!("sqlite://{}/rt.db?mode=rwc", self.0.display())
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-#[derive(Parser)]
-struct Cli {
-    #[command(flatten)]
-    args: ServeArgs,
-}
-
-fn random(prefix: &str) -> String {
-    format!("{prefix}-{:016x}", rand::random::<u64>())
-}
 
 /// `realtime-server` flags: random secrets, fast heartbeats, then `extra`. Redis only
 /// when `extra` names it (whatever the environment says).
@@ -94,65 +54,10 @@ fn config(secret: &str, extra: &[&str]) -> Config {
         "warn",
     ];
     argv.extend_from_slice(extra);
-    let mut cli = Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
-    if !extra.contains(&"--redis-url") {
-        cli.args.redis.redis_url = None;
-        cli.args.redis.redis_host = None;
-    }
-    Config::from_args(&cli.args).unwrap_or_else(|e| panic!("{argv:?}: {e}"))
+    parse_config(&argv, extra.contains(&"--redis-url"))
 }
 
 /// The application served on a loopback port, as `realtime-server` serves it.
-struct Served {
-    addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
-}
-
-impl Served {
-    async fn start(config: &Config) -> Served {
-        let app = realtime::app::build(config)
-            .await
-            .unwrap_or_else(|e| panic!("app::build: {e:#}"));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(realtime::server::run_with_routes(
-            app.io,
-            Some(app.routes),
-            listener,
-            async {
-                let _ = stopped.await;
-            },
-        ));
-        Served {
-            addr,
-            stop: Some(stop),
-            task: Some(task),
-        }
-    }
-
-    /// Starts the graceful shutdown without waiting for it.
-    fn begin_stop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
-
-    async fn stop(mut self) {
-        self.begin_stop();
-        if let Some(task) = self.task.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
-        }
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        self.begin_stop();
-    }
-}
-
 /// A NextAuth v4 session cookie for `user`.
 fn session_cookie(secret: &str, user: &str) -> (String, String) {
     let claims = session_claims(
@@ -295,7 +200,7 @@ fn promtool_check(scrape: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_follow_real_traffic_and_pass_promtool() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("obs");
     let secret = random("nextauth");
     let node = random("obs-node");
     let url = dir.sqlite_url();
@@ -427,7 +332,7 @@ async fn metrics_follow_real_traffic_and_pass_promtool() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_default_is_healthy_without_redis() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("obs");
     let url = dir.sqlite_url();
     let config = config(
         &random("s"),
@@ -584,7 +489,7 @@ async fn health_reflects_redis_and_postgres_outages() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_turns_503_during_the_drain_before_connections_close() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("obs");
     let url = dir.sqlite_url();
     let secret = random("s");
     let delay = Duration::from_millis(1500);
@@ -647,7 +552,7 @@ async fn readiness_turns_503_during_the_drain_before_connections_close() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_logs_are_one_object_per_line_and_never_carry_tokens() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("obs");
     let secret = random("nextauth");
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_realtime-server"))
         .args(["--listen", "127.0.0.1:0", "--log-format", "json"])

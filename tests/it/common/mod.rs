@@ -181,6 +181,7 @@ impl Drop for TestServer {
         }
     }
 }
+pub mod app;
 pub mod postgres;
 pub mod raw;
 pub mod redis;

@@ -1,0 +1,131 @@
+//! The real application (`app::build` + `run_with_routes`) on a loopback port, configured
+//! by parsing `realtime-server` flags: what the domain, observability and monitoring tests
+//! start.
+
+use clap::Parser;
+use realtime::config::{Config, ServeArgs};
+use realtime::domain::State;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// `realtime-server`'s flags, parsed the way the binary parses them.
+#[derive(Parser)]
+struct Cli {
+    #[command(flatten)]
+    args: ServeArgs,
+}
+
+/// Parses a full `realtime-server` argv. Without `with_redis`, any Redis setting the
+/// environment adds (REDIS_URL, REDIS_HOST) is dropped, so a test without Redis really
+/// runs without it.
+pub fn parse_config(argv: &[&str], with_redis: bool) -> Config {
+    let mut cli = Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+    if !with_redis {
+        cli.args.redis.redis_url = None;
+        cli.args.redis.redis_host = None;
+    }
+    Config::from_args(&cli.args).unwrap_or_else(|e| panic!("{argv:?}: {e}"))
+}
+
+/// A random secret or id, unique per call.
+pub fn random(prefix: &str) -> String {
+    format!("{prefix}-{:032x}", rand::random::<u128>())
+}
+
+/// The application built by `app::build` and served on a loopback port.
+pub struct Served {
+    pub addr: SocketAddr,
+    pub state: State,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Served {
+    pub async fn start(config: &Config) -> Served {
+        let app = realtime::app::build(config)
+            .await
+            .unwrap_or_else(|e| panic!("app::build: {e:#}"));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let state = app.state.clone();
+        let task = tokio::spawn(realtime::server::run_with_routes(
+            app.io,
+            Some(app.routes),
+            listener,
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        Served {
+            addr,
+            state,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Starts the graceful shutdown without waiting for it.
+    pub fn begin_stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
+    /// Graceful shutdown, then the pools are closed (as `serve` does).
+    pub async fn stop(mut self) {
+        self.begin_stop();
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        }
+        self.state.store.close().await;
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.begin_stop();
+    }
+}
+
+/// A temporary directory (for SQLite files), removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "rt-{tag}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+
+    pub fn sqlite_url(&self) -> String {
+        format!("sqlite://{}/rt.db?mode=rwc", self.0.display())
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
