@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 /// Upper bound for one script; the scripts time themselves out earlier (15–20 s) with a message.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(25);
 
-fn interop_dir() -> PathBuf {
+pub(crate) fn interop_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests")
         .join("interop")
@@ -30,7 +30,7 @@ const CLIENT_HINT: &str =
     "socket.io-client is not installed: run `npm ci --prefix tests/interop` (scripts/test does this)";
 
 /// Panics with a fix-it hint unless `node` runs and socket.io-client is installed.
-fn require_node_and_client() {
+pub(crate) fn require_node_and_client() {
     static READY: OnceLock<Result<(), String>> = OnceLock::new();
     let ready = READY.get_or_init(|| {
         match std::process::Command::new("node").arg("--version").output() {
@@ -66,12 +66,23 @@ pub(crate) struct NodeClient {
 
 impl NodeClient {
     pub(crate) fn spawn(script: &str, url: &str, transport: &str) -> Self {
+        Self::spawn_with_env(script, url, transport, &[])
+    }
+
+    /// [`NodeClient::spawn`] with extra environment variables (tokens stay out of argv).
+    pub(crate) fn spawn_with_env(
+        script: &str,
+        url: &str,
+        transport: &str,
+        env: &[(&str, &str)],
+    ) -> Self {
         require_node_and_client();
         let dir = interop_dir();
         let mut child = Command::new("node")
             .arg(dir.join(script))
             .arg(url)
             .arg(transport)
+            .envs(env.iter().copied())
             .current_dir(&dir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

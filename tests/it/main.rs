@@ -12,5 +12,6 @@ mod interop;
 mod limits;
 mod monitoring;
 mod observability;
+mod reference_server;
 mod socketio;
 mod store;
