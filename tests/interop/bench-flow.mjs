@@ -125,6 +125,13 @@ run(async ({ url, transport }) => {
   expectEqual(wrong.status, 401, "a wrong service token → 401");
   expectEqual((await wrong.json()).error, "unauthorized", "401 body names the error");
 
+  const incomplete = await fetch(api, {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: `Bearer ${serviceToken}` },
+    body: JSON.stringify({ type: "bench", title: "no user" }),
+  });
+  expectEqual([incomplete.status, (await incomplete.json()).error], [400, "invalid_input"], "no userId → 400 invalid_input");
+
   const pushed = next(inbox, "notification:new");
   const res = await post({ authorization: `Bearer ${serviceToken}` });
   expectEqual(res.status, 201, "POST /api/notifications → 201");

@@ -16,7 +16,8 @@
 // - `/notifications`: the socket is in room `user:<sub>`;
 // - `POST /api/notifications` (Bearer --service-token, JSON {userId, type, title, body, data})
 //   → 201 {id, createdAt, delivered} and `notification:new` {id, userId, type, title, body,
-//   data, status: "unread", createdAt} to `user:<userId>`;
+//   data, status: "unread", createdAt} to `user:<userId>`; errors {error, message} with the
+//   codes of src/api.rs (401 unauthorized, 400 invalid_input, 413 payload_too_large);
 // - `GET /api/health` (and /api/health/live, /api/health/ready) → 200;
 // - `GET /metrics` → `process_resident_memory_bytes` and `process_cpu_seconds_total`, the two
 //   lines the loadtest reads from every server (prom-client is not installed; written by hand).
@@ -238,10 +239,10 @@ async function readJson(req) {
   try {
     value = JSON.parse(Buffer.concat(chunks).toString("utf8"));
   } catch (err) {
-    return { failure: [400, "invalid", `the body is not valid JSON: ${err.message}`] };
+    return { failure: [400, "invalid_input", `the body is not valid JSON: ${err.message}`] };
   }
   if (value === null || typeof value !== "object" || Array.isArray(value)) {
-    return { failure: [400, "invalid", "the body must be a JSON object"] };
+    return { failure: [400, "invalid_input", "the body must be a JSON object"] };
   }
   return { value };
 }
@@ -251,11 +252,11 @@ let nextNotificationId = 1;
 function createNotification(body) {
   for (const field of ["userId", "type", "title"]) {
     if (typeof body[field] !== "string" || !body[field]) {
-      return [400, { error: "invalid", message: `${field} must be a non-empty string` }];
+      return [400, { error: "invalid_input", message: `${field} must be a non-empty string` }];
     }
   }
   if (body.body != null && typeof body.body !== "string") {
-    return [400, { error: "invalid", message: "body must be a string" }];
+    return [400, { error: "invalid_input", message: "body must be a string" }];
   }
   const notification = {
     id: nextNotificationId++,
