@@ -410,3 +410,160 @@ fn gen_migrations_writes_sqlx_and_prisma_layouts() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A connection to a new database in the shared PostgreSQL that already holds the base
+/// schema (`migrations/postgres/0001_create_tables.sql`, applied as plain SQL).
+async fn database_with_base_schema() -> sqlx::PgConnection {
+    use sqlx::Connection as _;
+    let url = fresh_database().await;
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    let base = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("migrations/postgres/0001_create_tables.sql"),
+    )
+    .unwrap();
+    sqlx::raw_sql(&base).execute(&mut conn).await.unwrap();
+    conn
+}
+
+/// Every SR-2 index exists on its table, with its columns and uniqueness, and is valid
+/// (`indisvalid`: a failed `CREATE INDEX CONCURRENTLY` leaves an invalid index behind).
+async fn assert_sr2_indexes(conn: &mut sqlx::PgConnection, how: &str) {
+    use realtime::commands::gen::migrations::SR2_INDEXES;
+    let names: Vec<&str> = SR2_INDEXES.iter().map(|i| i.name).collect();
+    assert_eq!(
+        names,
+        [
+            "idx_notifications_user_status",
+            "idx_messages_room_created",
+            "idx_chat_rooms_users"
+        ]
+    );
+    for spec in SR2_INDEXES {
+        let row: Option<(String, String, bool, bool, bool)> = sqlx::query_as(
+            "SELECT x.tablename::text, x.indexdef, i.indisvalid, i.indisready, i.indisunique
+             FROM pg_indexes x
+             JOIN pg_class c ON c.relname = x.indexname
+             JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = x.schemaname
+             JOIN pg_index i ON i.indexrelid = c.oid
+             WHERE x.schemaname = current_schema() AND x.indexname = $1",
+        )
+        .bind(spec.name)
+        .fetch_optional(&mut *conn)
+        .await
+        .unwrap();
+        let (table, def, valid, ready, unique) =
+            row.unwrap_or_else(|| panic!("{how}: index {} was not created", spec.name));
+        assert_eq!(table, spec.table, "{how}: {def}");
+        assert!(
+            valid && ready,
+            "{how}: index {} is INVALID: {def}",
+            spec.name
+        );
+        assert_eq!(unique, spec.unique, "{how}: {def}");
+        let expected = format!("USING btree ({})", spec.columns);
+        assert!(
+            def.ends_with(&expected),
+            "{how}: {def} is not on ({expected})"
+        );
+    }
+}
+
+/// `rtctl gen migrations --format sqlx` next to a user's existing first migration, run by
+/// sqlx's own `Migrator` (what `sqlx migrate run` does: `-- no-transaction` honoured,
+/// checksums recorded), twice: the second run has nothing to do.
+#[tokio::test]
+async fn generated_sqlx_migrations_apply_to_postgres() {
+    let dir = tmpdir("migrations-sqlx-pg");
+    let out = rtctl(&[
+        "gen",
+        "migrations",
+        "--format",
+        "sqlx",
+        "-o",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The user's existing migrations: the base schema as version 1.
+    std::fs::copy(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("migrations/postgres/0001_create_tables.sql"),
+        dir.join("0001_create_tables.sql"),
+    )
+    .unwrap();
+    let url = fresh_database().await;
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let migrator = sqlx::migrate::Migrator::new(dir.as_path()).await.unwrap();
+    let kinds: Vec<(i64, bool)> = migrator.iter().map(|m| (m.version, m.no_tx)).collect();
+    assert_eq!(
+        kinds,
+        [(1, false), (2, true), (3, true), (4, true)],
+        "versions and no-transaction flags as sqlx reads them"
+    );
+    migrator
+        .run(&pool)
+        .await
+        .unwrap_or_else(|e| panic!("sqlx migrate: {e}"));
+    migrator
+        .run(&pool)
+        .await
+        .unwrap_or_else(|e| panic!("sqlx migrate, second run: {e}"));
+    let applied: Vec<(i64, bool)> =
+        sqlx::query_as("SELECT version, success FROM _sqlx_migrations ORDER BY version")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(applied, [(1, true), (2, true), (3, true), (4, true)]);
+    let mut conn = pool.acquire().await.unwrap();
+    assert_sr2_indexes(&mut conn, "sqlx").await;
+    drop(conn);
+    pool.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `rtctl gen migrations --format prisma` applied as `prisma migrate deploy` applies a
+/// migration: each `prisma/migrations/<timestamp>_<name>/migration.sql`, in directory
+/// order, sent whole as one simple-protocol script outside any explicit transaction.
+/// (Prisma's own bookkeeping table is not involved: only what the SQL does is tested.)
+#[tokio::test]
+async fn generated_prisma_migrations_apply_to_postgres() {
+    let dir = tmpdir("migrations-prisma-pg");
+    let out = rtctl(&[
+        "gen",
+        "migrations",
+        "--format",
+        "prisma",
+        "-o",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut migrations: Vec<PathBuf> = std::fs::read_dir(dir.join("prisma/migrations"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    migrations.sort();
+    assert_eq!(migrations.len(), 3, "{migrations:?}");
+    let mut conn = database_with_base_schema().await;
+    for m in &migrations {
+        let sql = std::fs::read_to_string(m.join("migration.sql")).unwrap();
+        sqlx::raw_sql(&sql)
+            .execute(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}\n{sql}", m.display()));
+    }
+    assert_sr2_indexes(&mut conn, "prisma").await;
+    // A second deploy of the same files (e.g. after a failed run) is harmless.
+    for m in &migrations {
+        let sql = std::fs::read_to_string(m.join("migration.sql")).unwrap();
+        sqlx::raw_sql(&sql).execute(&mut conn).await.unwrap();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
