@@ -182,6 +182,7 @@ impl Drop for TestServer {
     }
 }
 pub mod app;
+pub mod node;
 pub mod postgres;
 pub mod raw;
 pub mod redis;

@@ -1,0 +1,109 @@
+//! A real `realtime-server` process (the binary cargo built for this test run) on a free
+//! loopback port, as an operator runs it: what the end-to-end tests put behind nginx or
+//! under Prometheus. Its log goes to a file in a temp dir, shown when it fails to start.
+//! Killed when dropped.
+
+#![allow(dead_code)]
+
+use super::app::TempDir;
+use super::raw::HttpConn;
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct NodeProcess {
+    pub id: String,
+    pub addr: SocketAddr,
+    child: Child,
+    dir: TempDir,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl NodeProcess {
+    /// Starts `realtime-server --listen 127.0.0.1:<free> --node-id <id> <args>` with
+    /// `envs`, and waits (20 s at most) until `/api/health/ready` answers 200.
+    pub async fn start(id: &str, args: &[&str], envs: &[(&str, &str)]) -> NodeProcess {
+        let dir = TempDir::new(&format!("node-{id}"));
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_realtime-server"))
+            .args(["--listen", &addr.to_string(), "--node-id", id])
+            .args(["--log-format", "json"])
+            .args(args)
+            .envs(envs.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn realtime-server");
+        let mut node = NodeProcess {
+            id: id.to_owned(),
+            addr,
+            child,
+            dir,
+        };
+        node.wait_ready(Duration::from_secs(20)).await;
+        node
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// What the server logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    async fn wait_ready(&mut self, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "realtime-server {} exited ({status}) before it was ready:\n{}",
+                    self.id,
+                    self.log()
+                );
+            }
+            if ready(self.addr).await {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "realtime-server {} not ready on {} within {within:?}:\n{}",
+                self.id,
+                self.addr,
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// `GET /api/health/ready` answered 200 (any failure to connect is "not yet").
+async fn ready(addr: SocketAddr) -> bool {
+    let attempt = async {
+        let mut conn = HttpConn::open(addr).await.ok()?;
+        conn.send("GET", "/api/health/ready", &[], b"").await.ok()?;
+        conn.read_response().await.ok()
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), attempt).await,
+        Ok(Some(res)) if res.status == 200
+    )
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
