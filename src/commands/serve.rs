@@ -13,9 +13,7 @@ impl ServeCommand {
     pub async fn run(self) -> anyhow::Result<()> {
         let config = Config::from_args(&self.args)?;
         crate::telemetry::init_logging(&config.log_format, &config.log_level);
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .with_context(|| {
+        let listener = crate::transport::listener::bind(config.listen).with_context(|| {
                 format!(
                     "cannot listen on {} (is another server using it? choose another with --listen or LISTEN_ADDR)",
                     config.listen

@@ -16,6 +16,25 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
+/// The accept queue a node asks the kernel for. Rust's and mio's `bind` use 128, which a
+/// reconnect storm (a node died, its clients arrive at the survivors within seconds)
+/// overflows: the kernel then drops SYNs and those clients wait 1 s, 3 s, ... to retry.
+/// The kernel caps it at `net.core.somaxconn` (4096 on current kernels).
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds `addr` with [`LISTEN_BACKLOG`] and `SO_REUSEADDR` (a restarted node can listen
+/// again while its old connections sit in TIME_WAIT).
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Something that answers HTTP requests: the engine plus whatever routes sit beside it.
 pub trait App: Send + Sync + 'static {
     fn call(
