@@ -18,7 +18,8 @@ Gates fix the workload and criteria (explicit flags may only make it heavier):
   phase2: 10,000 clients, 1,000 msg/s, 50 API req/s, p99 < 50 ms, API p99 < 200 ms
   phase3: 100,000 clients, 2,000 msg/s, 100 API req/s, p99 < 20 ms, API p99 < 100 ms
   and for all: >= 99.9% of clients held to the end, no message or notification lost.
-Exit codes: 0 all criteria hold (or no gate), 1 a criterion failed, 2 the run could not be made.")]
+Without --gate a run is judged on held clients and loss, plus --max-p99 / --max-api-p99.
+Exit codes: 0 all criteria hold, 1 a criterion failed, 2 the run could not be made.")]
 pub struct LoadtestCommand {
     /// Nodes to connect to, comma-separated (http://host:port).
     #[arg(long, value_delimiter = ',', value_name = "URL")]
@@ -91,6 +92,14 @@ pub struct LoadtestCommand {
     /// Redis for spawned nodes (default: a local redis-server when M > 1).
     #[arg(long, env = "REDIS_URL", value_name = "URL")]
     pub redis_url: Option<String>,
+
+    /// Without --gate: fail (exit 1) when the message latency p99 is not below MS.
+    #[arg(long, value_name = "MS", conflicts_with = "gate")]
+    pub max_p99: Option<f64>,
+
+    /// Without --gate: fail (exit 1) when the API response p99 is not below MS.
+    #[arg(long, value_name = "MS", conflicts_with = "gate")]
+    pub max_api_p99: Option<f64>,
 
     /// Seconds one client may take to connect and join.
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
@@ -207,6 +216,8 @@ impl LoadtestCommand {
             workers: self.workers,
             redis_url: self.redis_url.clone().filter(|s| !s.is_empty()),
             connect_timeout: Duration::from_secs(self.connect_timeout.max(1)),
+            max_p99_ms: self.max_p99,
+            max_api_p99_ms: self.max_api_p99,
         })
     }
 

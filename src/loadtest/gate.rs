@@ -3,6 +3,7 @@
 //! heavier, never lighter.
 
 use super::stats::{Counters, Histograms, H};
+use super::Scenario;
 use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -21,9 +22,9 @@ pub struct Criteria {
     pub messages_per_s: f64,
     pub api_per_s: f64,
     /// Message latency p99 must be below this (ms).
-    pub message_p99_ms: f64,
+    pub message_p99_ms: Option<f64>,
     /// API (HTTP response) p99 must be below this (ms).
-    pub api_p99_ms: f64,
+    pub api_p99_ms: Option<f64>,
 }
 
 /// The share of clients that must be held.
@@ -40,8 +41,8 @@ impl Gate {
             clients,
             messages_per_s,
             api_per_s,
-            message_p99_ms,
-            api_p99_ms,
+            message_p99_ms: Some(message_p99_ms),
+            api_p99_ms: Some(api_p99_ms),
         }
     }
 
@@ -68,8 +69,15 @@ pub fn p99_ms(h: &hdrhistogram::Histogram<u64>) -> Option<f64> {
     (!h.is_empty()).then(|| h.value_at_quantile(0.99) as f64 / 1000.0)
 }
 
-/// Evaluates every criterion; the run passes when all pass.
-pub fn evaluate(criteria: &Criteria, c: &Counters, h: &Histograms) -> Vec<Check> {
+/// Evaluates every criterion that applies to the scenario (message criteria for rooms,
+/// notification criteria for the API); the run passes when all pass. Every run is judged
+/// on held clients and loss; the p99 limits apply when given (a gate always gives them).
+pub fn evaluate(
+    criteria: &Criteria,
+    scenario: Scenario,
+    c: &Counters,
+    h: &Histograms,
+) -> Vec<Check> {
     let need = (criteria.clients as f64 * HELD_RATIO).ceil() as u64;
     let latency = |hist: H, limit: f64, name: &'static str| match p99_ms(h.get(hist)) {
         Some(v) => Check {
@@ -85,19 +93,27 @@ pub fn evaluate(criteria: &Criteria, c: &Counters, h: &Histograms) -> Vec<Check>
             pass: false,
         },
     };
-    vec![
-        Check {
-            name: "clients held",
-            target: format!(">= {need} of {}", criteria.clients),
-            actual: format!(
-                "{} connected, {} held of {}",
-                c.connected, c.held, c.clients
-            ),
-            pass: c.connected >= need && c.held >= need,
-        },
-        latency(H::Latency, criteria.message_p99_ms, "message p99"),
-        latency(H::Api, criteria.api_p99_ms, "API p99"),
-        Check {
+    let mut checks = vec![Check {
+        name: "clients held",
+        target: format!(">= {need} of {}", criteria.clients),
+        actual: format!(
+            "{} connected, {} held of {}",
+            c.connected, c.held, c.clients
+        ),
+        pass: c.connected >= need && c.held >= need,
+    }];
+    if scenario.rooms() {
+        if let Some(limit) = criteria.message_p99_ms {
+            checks.push(latency(H::Latency, limit, "message p99"));
+        }
+    }
+    if scenario.notifications() {
+        if let Some(limit) = criteria.api_p99_ms {
+            checks.push(latency(H::Api, limit, "API p99"));
+        }
+    }
+    if scenario.rooms() {
+        checks.push(Check {
             name: "message loss",
             target: "0 lost, 0 duplicated".into(),
             actual: format!(
@@ -107,8 +123,10 @@ pub fn evaluate(criteria: &Criteria, c: &Counters, h: &Histograms) -> Vec<Check>
                 c.expected
             ),
             pass: c.expected > 0 && c.lost() == 0 && c.duplicates == 0,
-        },
-        Check {
+        });
+    }
+    if scenario.notifications() {
+        checks.push(Check {
             name: "notification loss",
             target: "0 lost, 0 duplicated, 0 API errors".into(),
             actual: format!(
@@ -122,8 +140,9 @@ pub fn evaluate(criteria: &Criteria, c: &Counters, h: &Histograms) -> Vec<Check>
                 && c.notifications_lost() == 0
                 && c.notifications_duplicated == 0
                 && c.api_errors == 0,
-        },
-    ]
+        });
+    }
+    checks
 }
 
 #[cfg(test)]
@@ -158,7 +177,7 @@ mod tests {
     #[test]
     fn a_clean_run_passes_every_criterion() {
         let (c, h) = passing();
-        let checks = evaluate(&Gate::Phase1.criteria(), &c, &h);
+        let checks = evaluate(&Gate::Phase1.criteria(), Scenario::Mixed, &c, &h);
         assert_eq!(failed(&checks), Vec::<&str>::new());
     }
 
@@ -169,38 +188,89 @@ mod tests {
 
         let mut c = c0.clone();
         c.held = 998; // 99.8 % < 99.9 %
-        assert_eq!(failed(&evaluate(&crit, &c, &h0)), ["clients held"]);
+        assert_eq!(
+            failed(&evaluate(&crit, Scenario::Mixed, &c, &h0)),
+            ["clients held"]
+        );
 
         let mut h = h0.clone();
         for _ in 0..10 {
             h.record(H::Latency, 150.0);
         }
-        assert_eq!(failed(&evaluate(&crit, &c0, &h)), ["message p99"]);
+        assert_eq!(
+            failed(&evaluate(&crit, Scenario::Mixed, &c0, &h)),
+            ["message p99"]
+        );
 
         let mut h = h0.clone();
         for _ in 0..10 {
             h.record(H::Api, 900.0);
         }
-        assert_eq!(failed(&evaluate(&crit, &c0, &h)), ["API p99"]);
+        assert_eq!(
+            failed(&evaluate(&crit, Scenario::Mixed, &c0, &h)),
+            ["API p99"]
+        );
 
         let mut c = c0.clone();
         c.received -= 1;
-        assert_eq!(failed(&evaluate(&crit, &c, &h0)), ["message loss"]);
+        assert_eq!(
+            failed(&evaluate(&crit, Scenario::Mixed, &c, &h0)),
+            ["message loss"]
+        );
         let mut c = c0.clone();
         c.duplicates = 1;
-        assert_eq!(failed(&evaluate(&crit, &c, &h0)), ["message loss"]);
+        assert_eq!(
+            failed(&evaluate(&crit, Scenario::Mixed, &c, &h0)),
+            ["message loss"]
+        );
 
         let mut c = c0.clone();
         c.notifications_received -= 1;
-        assert_eq!(failed(&evaluate(&crit, &c, &h0)), ["notification loss"]);
+        assert_eq!(
+            failed(&evaluate(&crit, Scenario::Mixed, &c, &h0)),
+            ["notification loss"]
+        );
 
         // No samples is not a pass.
         let empty = Histograms::default();
         assert_eq!(
-            failed(&evaluate(&crit, &c0, &empty)),
+            failed(&evaluate(&crit, Scenario::Mixed, &c0, &empty)),
             ["message p99", "API p99"]
         );
         // 1,000 held clients are far from phase 3's 100,000.
-        assert!(failed(&evaluate(&Gate::Phase3.criteria(), &c0, &h0)).contains(&"clients held"));
+        assert!(failed(&evaluate(
+            &Gate::Phase3.criteria(),
+            Scenario::Mixed,
+            &c0,
+            &h0
+        ))
+        .contains(&"clients held"));
+    }
+
+    #[test]
+    fn without_limits_a_run_is_judged_on_held_clients_and_loss_of_its_scenario() {
+        let (mut c, h) = passing();
+        let crit = Criteria {
+            clients: 1000,
+            messages_per_s: 100.0,
+            api_per_s: 0.0,
+            message_p99_ms: None,
+            api_p99_ms: None,
+        };
+        let names: Vec<_> = evaluate(&crit, Scenario::Rooms, &c, &h)
+            .iter()
+            .map(|c| c.name)
+            .collect();
+        assert_eq!(names, ["clients held", "message loss"]);
+        c.received -= 3;
+        assert_eq!(
+            failed(&evaluate(&crit, Scenario::Rooms, &c, &h)),
+            ["message loss"]
+        );
+        // The notifications scenario does not look at room messages.
+        assert_eq!(
+            failed(&evaluate(&crit, Scenario::Notifications, &c, &h)),
+            Vec::<&str>::new()
+        );
     }
 }

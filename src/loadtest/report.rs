@@ -59,9 +59,9 @@ pub struct Report {
     pub client_cpu_seconds: f64,
     pub client_memory_per_connection_bytes: Option<f64>,
     pub nodes: Vec<NodeUsage>,
-    pub gate: Option<Value>,
+    pub gate: Value,
     pub checks: Vec<Check>,
-    pub pass: Option<bool>,
+    pub pass: bool,
     pub limits: Vec<String>,
     pub errors: Vec<String>,
 }
