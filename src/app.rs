@@ -67,6 +67,14 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
             track_presence(ns, presence.clone());
         });
     }
+    if let Some(knobs) = &config.loadtest {
+        // No presence tracking: /bench measures fan-out alone (each client is also on
+        // /notifications, which tracks it).
+        builder = builder.namespace(crate::loadtest_namespace::NAMESPACE, |ns| {
+            authenticate(ns, verifier.clone());
+            crate::loadtest_namespace::register(ns, knobs.clone());
+        });
+    }
     let io = builder.build();
     presence.attach(io.clone());
     let api = Arc::new(Api::new(

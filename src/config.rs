@@ -115,6 +115,20 @@ pub struct ServeArgs {
     /// Log level or filter (`info`, `realtime=debug`); RUST_LOG overrides it.
     #[arg(long, env = "LOG_LEVEL", default_value = "info")]
     pub log_level: String,
+
+    /// Serve the `/bench` namespace `rtctl loadtest` drives (pure fan-out through rooms
+    /// and the cluster adapter, no database). Off in production unless asked for.
+    #[arg(long, env = "LOADTEST_NAMESPACE")]
+    pub loadtest_namespace: bool,
+
+    /// Test-only: skip the broadcast of every Nth `/bench` publish on this node (still
+    /// acked), so the loadtest's loss accounting can be shown to work.
+    #[arg(long, env = "LOADTEST_DROP_EVERY", value_name = "N")]
+    pub loadtest_drop_every: Option<u64>,
+
+    /// Test-only: delay each `/bench` broadcast by this many milliseconds.
+    #[arg(long, env = "LOADTEST_DELAY_MS", value_name = "MS")]
+    pub loadtest_delay_ms: Option<u64>,
 }
 
 /// A setting that parsed but makes no sense.
@@ -173,6 +187,17 @@ pub struct Config {
     pub node_id: String,
     /// Timeout of each dependency check in /api/health.
     pub health_timeout: Duration,
+    /// The `/bench` namespace for `rtctl loadtest`, when enabled.
+    pub loadtest: Option<LoadtestNamespace>,
+}
+
+/// `/bench` settings: on/off plus the test-only fault knobs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadtestNamespace {
+    /// Skip the broadcast of every Nth publish (N >= 1).
+    pub drop_every: Option<u64>,
+    /// Delay each broadcast by this much.
+    pub delay: Option<Duration>,
 }
 
 /// A configured secret, or (development) a random one.
@@ -287,6 +312,7 @@ impl Config {
             Some(id) => validate_node_id(id)?,
             None => default_node_id(),
         };
+        let loadtest = loadtest_namespace(a)?;
         let mut transports = a.transports.clone();
         transports.dedup();
         let production = a.environment == "production";
@@ -334,8 +360,52 @@ impl Config {
             log_level: a.log_level.clone(),
             node_id,
             health_timeout: Duration::from_millis(a.health_timeout),
+            loadtest,
         })
     }
+}
+
+/// The `/bench` settings, or `None` when off. The fault knobs only make sense with the
+/// namespace on, so asking for them without it is an error rather than silently unused.
+fn loadtest_namespace(a: &ServeArgs) -> Result<Option<LoadtestNamespace>, ConfigError> {
+    if !a.loadtest_namespace {
+        if a.loadtest_drop_every.is_some() {
+            return Err(invalid(
+                "loadtest-drop-every",
+                "LOADTEST_DROP_EVERY",
+                "requires --loadtest-namespace (LOADTEST_NAMESPACE=true)",
+            ));
+        }
+        if a.loadtest_delay_ms.is_some() {
+            return Err(invalid(
+                "loadtest-delay-ms",
+                "LOADTEST_DELAY_MS",
+                "requires --loadtest-namespace (LOADTEST_NAMESPACE=true)",
+            ));
+        }
+        return Ok(None);
+    }
+    if a.loadtest_drop_every == Some(0) {
+        return Err(invalid(
+            "loadtest-drop-every",
+            "LOADTEST_DROP_EVERY",
+            "must be at least 1 (1 drops every broadcast)",
+        ));
+    }
+    if a.loadtest_delay_ms.is_some_and(|d| d > 60_000) {
+        return Err(invalid(
+            "loadtest-delay-ms",
+            "LOADTEST_DELAY_MS",
+            "must be at most 60000 milliseconds",
+        ));
+    }
+    Ok(Some(LoadtestNamespace {
+        drop_every: a.loadtest_drop_every,
+        delay: a
+            .loadtest_delay_ms
+            .filter(|d| *d > 0)
+            .map(Duration::from_millis),
+    }))
 }
 
 /// A node id goes into metric labels, Redis keys and logs: short, no spaces.
@@ -472,6 +542,39 @@ mod tests {
         let c = parse(&["--drain-delay", "5000"]).unwrap();
         assert_eq!(c.server.drain_delay, Duration::from_secs(5));
         assert_eq!(c.health_timeout, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn loadtest_namespace_is_off_by_default_and_its_knobs_need_it() {
+        assert_eq!(parse(&[]).unwrap().loadtest, None);
+        let c = parse(&["--loadtest-namespace"]).unwrap();
+        assert_eq!(c.loadtest, Some(LoadtestNamespace::default()));
+        let c = parse(&[
+            "--loadtest-namespace",
+            "--loadtest-drop-every",
+            "5",
+            "--loadtest-delay-ms",
+            "20",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.loadtest,
+            Some(LoadtestNamespace {
+                drop_every: Some(5),
+                delay: Some(Duration::from_millis(20)),
+            })
+        );
+        for (argv, needle) in [
+            (&["--loadtest-drop-every", "5"][..], "--loadtest-drop-every"),
+            (&["--loadtest-delay-ms", "5"][..], "--loadtest-delay-ms"),
+            (
+                &["--loadtest-namespace", "--loadtest-drop-every", "0"][..],
+                "at least 1",
+            ),
+        ] {
+            let err = parse(argv).unwrap_err();
+            assert!(err.contains(needle), "{argv:?} -> {err}");
+        }
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 pub mod gen;
 pub mod health;
+pub mod loadtest;
 pub mod migrate;
 pub mod serve;
 pub mod token;
@@ -31,6 +32,11 @@ pub enum Command {
     Migrate(migrate::MigrateCommand),
     /// Ask each node's /api/health and show them in one table (or JSON).
     Health(health::HealthCommand),
+    /// Load-test nodes with many Socket.IO clients; judge the phase 1-3 criteria (--gate).
+    Loadtest(Box<loadtest::LoadtestCommand>),
+    /// One worker process of `rtctl loadtest` (started by it; JSON lines on stdin/stdout).
+    #[command(hide = true, name = "loadtest-worker")]
+    LoadtestWorker(loadtest::LoadtestWorkerCommand),
 }
 
 impl Cli {
@@ -41,6 +47,8 @@ impl Cli {
             Command::Token(cmd) => cmd.run().await,
             Command::Migrate(cmd) => cmd.run().await,
             Command::Health(cmd) => cmd.run().await,
+            Command::Loadtest(cmd) => cmd.run().await,
+            Command::LoadtestWorker(cmd) => cmd.run().await,
         }
     }
 }

@@ -10,6 +10,7 @@ mod fuzz;
 mod gen;
 mod interop;
 mod limits;
+mod loadtest;
 mod monitoring;
 mod observability;
 mod reference_server;

@@ -1,0 +1,299 @@
+//! `rtctl loadtest`: drive one or more nodes with many Socket.IO clients and judge the
+//! phase 1–3 success criteria (the logic is in [`crate::loadtest`]).
+
+use crate::client::Transport;
+use crate::commands::Exit;
+use crate::loadtest::gate::Gate;
+use crate::loadtest::run::Options;
+use crate::loadtest::Scenario;
+use std::time::Duration;
+
+#[derive(clap::Args, Debug)]
+#[command(after_help = "\
+Each message carries its intended send time; latency is measured from it to every receiver
+(open model: no coordinated omission). Clients are sharded over worker processes (this
+executable, re-run) of at most 18,000 sockets each; the report merges their histograms.
+Gates fix the workload and criteria (explicit flags may only make it heavier):
+  phase1: 1,000 clients, 100 msg/s, 20 API req/s, message p99 < 100 ms, API p99 < 500 ms
+  phase2: 10,000 clients, 1,000 msg/s, 50 API req/s, p99 < 50 ms, API p99 < 200 ms
+  phase3: 100,000 clients, 2,000 msg/s, 100 API req/s, p99 < 20 ms, API p99 < 100 ms
+  and for all: >= 99.9% of clients held to the end, no message or notification lost.
+Without --gate a run is judged on held clients and loss, plus --max-p99 / --max-api-p99.
+Exit codes: 0 all criteria hold, 1 a criterion failed, 2 the run could not be made.")]
+pub struct LoadtestCommand {
+    /// Nodes to connect to, comma-separated (http://host:port).
+    #[arg(long, value_delimiter = ',', value_name = "URL")]
+    pub url: Vec<String>,
+
+    /// Start M local nodes (and redis-server when M > 1 and no REDIS_URL) for the run.
+    #[arg(long, value_name = "M", default_value_t = 0)]
+    pub spawn_nodes: usize,
+
+    /// Concurrent clients [default: 1000, or the gate's].
+    #[arg(long, value_name = "N")]
+    pub clients: Option<u64>,
+
+    /// Clients connected per second (`500` or `500/s`).
+    #[arg(long, value_name = "R/s", default_value = "1000", value_parser = parse_rate)]
+    pub ramp: f64,
+
+    /// How long the message schedule runs once all are connected (`30s`, `2m`).
+    #[arg(long, value_name = "D", default_value = "30s", value_parser = parse_duration)]
+    pub duration: Duration,
+
+    #[arg(long, value_enum, default_value_t = Scenario::Mixed)]
+    pub scenario: Scenario,
+
+    /// Members per /bench room.
+    #[arg(long, value_name = "K", default_value_t = 10)]
+    pub room_size: u64,
+
+    /// Room messages per second, all rooms together [default: 100, or the gate's].
+    #[arg(long, value_name = "MSGS/s", value_parser = parse_rate)]
+    pub rate: Option<f64>,
+
+    /// POST /api/notifications per second [default: 20, or the gate's].
+    #[arg(long, value_name = "REQ/s", value_parser = parse_rate)]
+    pub api_rate: Option<f64>,
+
+    #[arg(long, value_enum, default_value_t = TransportArg::Websocket)]
+    pub transport: TransportArg,
+
+    /// The servers' NEXTAUTH_SECRET, to mint client tokens (generated with --spawn-nodes).
+    #[arg(
+        long,
+        env = "NEXTAUTH_SECRET",
+        hide_env_values = true,
+        value_name = "S"
+    )]
+    pub token_secret: Option<String>,
+
+    /// The servers' RT_SERVICE_TOKEN, for the API (generated with --spawn-nodes).
+    #[arg(
+        long,
+        env = "RT_SERVICE_TOKEN",
+        hide_env_values = true,
+        value_name = "T"
+    )]
+    pub service_token: Option<String>,
+
+    /// Fix the workload and criteria of a phase and judge them.
+    #[arg(long, value_enum)]
+    pub gate: Option<Gate>,
+
+    /// Write the report as JSON to this file.
+    #[arg(long, value_name = "FILE.json")]
+    pub report: Option<std::path::PathBuf>,
+
+    /// Worker processes [default: as few as the open-files limit allows].
+    #[arg(long, value_name = "W")]
+    pub workers: Option<usize>,
+
+    /// Redis for spawned nodes (default: a local redis-server when M > 1).
+    #[arg(long, env = "REDIS_URL", value_name = "URL")]
+    pub redis_url: Option<String>,
+
+    /// Without --gate: fail (exit 1) when the message latency p99 is not below MS.
+    #[arg(long, value_name = "MS", conflicts_with = "gate")]
+    pub max_p99: Option<f64>,
+
+    /// Without --gate: fail (exit 1) when the API response p99 is not below MS.
+    #[arg(long, value_name = "MS", conflicts_with = "gate")]
+    pub max_api_p99: Option<f64>,
+
+    /// Seconds one client may take to connect and join.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    pub connect_timeout: u64,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransportArg {
+    Websocket,
+    Polling,
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    let n = s.trim().trim_end_matches("/s");
+    match n.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!("{s:?} is not a rate (e.g. 100 or 100/s)")),
+    }
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(i) => (&s[..i], &s[i..]),
+        None => (s, "s"),
+    };
+    let v: f64 = num
+        .parse()
+        .ok()
+        .filter(|v: &f64| v.is_finite() && *v > 0.0)
+        .ok_or_else(|| format!("{s:?} is not a duration (e.g. 30s, 2m, 500ms)"))?;
+    let secs = match unit {
+        "ms" => v / 1000.0,
+        "s" => v,
+        "m" => v * 60.0,
+        "h" => v * 3600.0,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (ms, s, m, h)")),
+    };
+    Ok(Duration::from_secs_f64(secs))
+}
+
+impl LoadtestCommand {
+    /// The run's settings: the gate's workload, made heavier (never lighter) by flags.
+    pub fn options(&self) -> Result<Options, Exit> {
+        let usage = |m: String| Exit::new(2, m);
+        if self.room_size < 2 {
+            return Err(usage(
+                "--room-size must be at least 2 (a room needs a receiver)".into(),
+            ));
+        }
+        let (mut clients, mut rate, mut api_rate) = (1000, 100.0, 20.0);
+        if let Some(g) = self.gate {
+            let c = g.criteria();
+            let weaker = |what: &str, given: f64, need: f64| -> Result<(), Exit> {
+                if given < need {
+                    Err(usage(format!(
+                        "--gate {} needs {what} >= {need}, got {given}: flags may not weaken a gate",
+                        g.as_str()
+                    )))
+                } else {
+                    Ok(())
+                }
+            };
+            weaker(
+                "--clients",
+                self.clients.unwrap_or(c.clients) as f64,
+                c.clients as f64,
+            )?;
+            weaker(
+                "--rate",
+                self.rate.unwrap_or(c.messages_per_s),
+                c.messages_per_s,
+            )?;
+            weaker(
+                "--api-rate",
+                self.api_rate.unwrap_or(c.api_per_s),
+                c.api_per_s,
+            )?;
+            weaker("--room-size", self.room_size as f64, 10.0)?;
+            if self.scenario != Scenario::Mixed {
+                return Err(usage(format!(
+                    "--gate {} runs the mixed scenario (rooms + notifications), not {}",
+                    g.as_str(),
+                    self.scenario.as_str()
+                )));
+            }
+            (clients, rate, api_rate) = (c.clients, c.messages_per_s, c.api_per_s);
+        }
+        let clients = self.clients.unwrap_or(clients);
+        if clients == 0 {
+            return Err(usage("--clients must be at least 1".into()));
+        }
+        if self.spawn_nodes == 0 && self.url.is_empty() {
+            return Err(usage("pass --url URL[,URL…] or --spawn-nodes M".into()));
+        }
+        Ok(Options {
+            urls: self.url.clone(),
+            spawn_nodes: self.spawn_nodes,
+            clients,
+            ramp: self.ramp.max(1.0),
+            duration: self.duration,
+            scenario: self.scenario,
+            room_size: self.room_size,
+            rate: self.rate.unwrap_or(rate),
+            api_rate: self.api_rate.unwrap_or(api_rate),
+            transport: match self.transport {
+                TransportArg::Websocket => Transport::Websocket,
+                TransportArg::Polling => Transport::Polling,
+            },
+            token_secret: self.token_secret.clone().filter(|s| !s.is_empty()),
+            service_token: self.service_token.clone().filter(|s| !s.is_empty()),
+            gate: self.gate,
+            report: self.report.clone(),
+            workers: self.workers,
+            redis_url: self.redis_url.clone().filter(|s| !s.is_empty()),
+            connect_timeout: Duration::from_secs(self.connect_timeout.max(1)),
+            max_p99_ms: self.max_p99,
+            max_api_p99_ms: self.max_api_p99,
+        })
+    }
+
+    pub async fn run(self) -> anyhow::Result<()> {
+        let opts = self.options()?;
+        crate::loadtest::run::run(opts).await
+    }
+}
+
+/// The hidden `rtctl loadtest-worker`: one worker process of a load test (JSON lines on
+/// stdin/stdout; started by `rtctl loadtest`, not by people).
+#[derive(clap::Args, Debug)]
+pub struct LoadtestWorkerCommand {}
+
+impl LoadtestWorkerCommand {
+    pub async fn run(self) -> anyhow::Result<()> {
+        crate::loadtest::worker::main().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        cmd: LoadtestCommand,
+    }
+
+    fn options(argv: &[&str]) -> Result<Options, String> {
+        let cli = Cli::try_parse_from(std::iter::once("t").chain(argv.iter().copied()))
+            .map_err(|e| e.to_string())?;
+        cli.cmd.options().map_err(|e| e.message)
+    }
+
+    #[test]
+    fn a_gate_sets_the_workload_and_flags_cannot_weaken_it() {
+        let o = options(&["--spawn-nodes", "2", "--gate", "phase2"]).unwrap();
+        assert_eq!((o.clients, o.rate, o.api_rate), (10_000, 1000.0, 50.0));
+        let o = options(&[
+            "--spawn-nodes",
+            "2",
+            "--gate",
+            "phase1",
+            "--clients",
+            "2000",
+        ])
+        .unwrap();
+        assert_eq!(o.clients, 2000);
+        for (argv, needle) in [
+            (&["--gate", "phase1", "--clients", "500"][..], "--clients"),
+            (&["--gate", "phase1", "--rate", "10/s"][..], "--rate"),
+            (&["--gate", "phase1", "--api-rate", "1"][..], "--api-rate"),
+            (&["--gate", "phase1", "--room-size", "5"][..], "--room-size"),
+            (&["--gate", "phase1", "--scenario", "rooms"][..], "mixed"),
+        ] {
+            let mut a = vec!["--spawn-nodes", "1"];
+            a.extend_from_slice(argv);
+            let err = options(&a).unwrap_err();
+            assert!(err.contains(needle), "{argv:?} -> {err}");
+        }
+        assert!(options(&["--clients", "10"]).unwrap_err().contains("--url"));
+    }
+
+    #[test]
+    fn rates_and_durations_parse() {
+        assert_eq!(parse_rate("100/s"), Ok(100.0));
+        assert_eq!(parse_rate("2.5"), Ok(2.5));
+        assert!(parse_rate("fast").is_err());
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
+        assert!(parse_duration("1y").is_err());
+        assert!(parse_duration("0s").is_err());
+    }
+}

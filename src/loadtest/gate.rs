@@ -1,0 +1,276 @@
+//! The success criteria of phases 1–3 (requirements: 1k / 10k / 100k connections). A
+//! gate fixes the workload and the criteria; explicit flags may make the workload
+//! heavier, never lighter.
+
+use super::stats::{Counters, Histograms, H};
+use super::Scenario;
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Gate {
+    Phase1,
+    Phase2,
+    Phase3,
+}
+
+/// A gate's workload and thresholds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Criteria {
+    /// Clients that must be held (≥ 99.9 % connected and still connected at the end).
+    pub clients: u64,
+    pub messages_per_s: f64,
+    pub api_per_s: f64,
+    /// Message latency p99 must be below this (ms).
+    pub message_p99_ms: Option<f64>,
+    /// API (HTTP response) p99 must be below this (ms).
+    pub api_p99_ms: Option<f64>,
+}
+
+/// The share of clients that must be held.
+pub const HELD_RATIO: f64 = 0.999;
+
+impl Gate {
+    pub fn criteria(self) -> Criteria {
+        let (clients, messages_per_s, api_per_s, message_p99_ms, api_p99_ms) = match self {
+            Gate::Phase1 => (1_000, 100.0, 20.0, 100.0, 500.0),
+            Gate::Phase2 => (10_000, 1_000.0, 50.0, 50.0, 200.0),
+            Gate::Phase3 => (100_000, 2_000.0, 100.0, 20.0, 100.0),
+        };
+        Criteria {
+            clients,
+            messages_per_s,
+            api_per_s,
+            message_p99_ms: Some(message_p99_ms),
+            api_p99_ms: Some(api_p99_ms),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Gate::Phase1 => "phase1",
+            Gate::Phase2 => "phase2",
+            Gate::Phase3 => "phase3",
+        }
+    }
+}
+
+/// One criterion, evaluated.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Check {
+    pub name: &'static str,
+    pub target: String,
+    pub actual: String,
+    pub pass: bool,
+}
+
+/// The p99 of a histogram in ms, or `None` without samples.
+pub fn p99_ms(h: &hdrhistogram::Histogram<u64>) -> Option<f64> {
+    (!h.is_empty()).then(|| h.value_at_quantile(0.99) as f64 / 1000.0)
+}
+
+/// Evaluates every criterion that applies to the scenario (message criteria for rooms,
+/// notification criteria for the API); the run passes when all pass. Every run is judged
+/// on held clients and loss; the p99 limits apply when given (a gate always gives them).
+pub fn evaluate(
+    criteria: &Criteria,
+    scenario: Scenario,
+    c: &Counters,
+    h: &Histograms,
+) -> Vec<Check> {
+    let need = (criteria.clients as f64 * HELD_RATIO).ceil() as u64;
+    let latency = |hist: H, limit: f64, name: &'static str| match p99_ms(h.get(hist)) {
+        Some(v) => Check {
+            name,
+            target: format!("< {limit} ms"),
+            actual: format!("{v:.2} ms"),
+            pass: v < limit,
+        },
+        None => Check {
+            name,
+            target: format!("< {limit} ms"),
+            actual: "no samples".into(),
+            pass: false,
+        },
+    };
+    let mut checks = vec![Check {
+        name: "clients held",
+        target: format!(">= {need} of {}", criteria.clients),
+        actual: format!(
+            "{} connected, {} held of {}",
+            c.connected, c.held, c.clients
+        ),
+        pass: c.connected >= need && c.held >= need,
+    }];
+    if scenario.rooms() {
+        if let Some(limit) = criteria.message_p99_ms {
+            checks.push(latency(H::Latency, limit, "message p99"));
+        }
+    }
+    if scenario.notifications() {
+        if let Some(limit) = criteria.api_p99_ms {
+            checks.push(latency(H::Api, limit, "API p99"));
+        }
+    }
+    if scenario.rooms() {
+        checks.push(Check {
+            name: "message loss",
+            target: "0 lost, 0 duplicated".into(),
+            actual: format!(
+                "{} lost, {} duplicated of {} expected",
+                c.lost(),
+                c.duplicates,
+                c.expected
+            ),
+            pass: c.expected > 0 && c.lost() == 0 && c.duplicates == 0,
+        });
+    }
+    if scenario.notifications() {
+        checks.push(Check {
+            name: "notification loss",
+            target: "0 lost, 0 duplicated, 0 API errors".into(),
+            actual: format!(
+                "{} lost, {} duplicated, {} API errors of {} sent",
+                c.notifications_lost(),
+                c.notifications_duplicated,
+                c.api_errors,
+                c.api_sent
+            ),
+            pass: c.api_sent > 0
+                && c.notifications_lost() == 0
+                && c.notifications_duplicated == 0
+                && c.api_errors == 0,
+        });
+    }
+    checks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn passing() -> (Counters, Histograms) {
+        let c = Counters {
+            clients: 1000,
+            connected: 1000,
+            held: 1000,
+            expected: 27_000,
+            received: 27_000,
+            api_sent: 600,
+            api_ok: 600,
+            notifications_expected: 600,
+            notifications_received: 600,
+            ..Default::default()
+        };
+        let mut h = Histograms::default();
+        for _ in 0..100 {
+            h.record(H::Latency, 5.0);
+            h.record(H::Api, 20.0);
+        }
+        (c, h)
+    }
+
+    fn failed(checks: &[Check]) -> Vec<&'static str> {
+        checks.iter().filter(|c| !c.pass).map(|c| c.name).collect()
+    }
+
+    #[test]
+    fn a_clean_run_passes_every_criterion() {
+        let (c, h) = passing();
+        let checks = evaluate(&Gate::Phase1.criteria(), Scenario::Mixed, &c, &h);
+        assert_eq!(failed(&checks), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn each_failing_criterion_fails_the_gate() {
+        let crit = Gate::Phase1.criteria();
+        let (c0, h0) = passing();
+
+        let mut c = c0.clone();
+        c.held = 998; // 99.8 % < 99.9 %
+        assert_eq!(
+            failed(&evaluate(&crit, Scenario::Mixed, &c, &h0)),
+            ["clients held"]
+        );
+
+        let mut h = h0.clone();
+        for _ in 0..10 {
+            h.record(H::Latency, 150.0);
+        }
+        assert_eq!(
+            failed(&evaluate(&crit, Scenario::Mixed, &c0, &h)),
+            ["message p99"]
+        );
+
+        let mut h = h0.clone();
+        for _ in 0..10 {
+            h.record(H::Api, 900.0);
+        }
+        assert_eq!(
+            failed(&evaluate(&crit, Scenario::Mixed, &c0, &h)),
+            ["API p99"]
+        );
+
+        let mut c = c0.clone();
+        c.received -= 1;
+        assert_eq!(
+            failed(&evaluate(&crit, Scenario::Mixed, &c, &h0)),
+            ["message loss"]
+        );
+        let mut c = c0.clone();
+        c.duplicates = 1;
+        assert_eq!(
+            failed(&evaluate(&crit, Scenario::Mixed, &c, &h0)),
+            ["message loss"]
+        );
+
+        let mut c = c0.clone();
+        c.notifications_received -= 1;
+        assert_eq!(
+            failed(&evaluate(&crit, Scenario::Mixed, &c, &h0)),
+            ["notification loss"]
+        );
+
+        // No samples is not a pass.
+        let empty = Histograms::default();
+        assert_eq!(
+            failed(&evaluate(&crit, Scenario::Mixed, &c0, &empty)),
+            ["message p99", "API p99"]
+        );
+        // 1,000 held clients are far from phase 3's 100,000.
+        assert!(failed(&evaluate(
+            &Gate::Phase3.criteria(),
+            Scenario::Mixed,
+            &c0,
+            &h0
+        ))
+        .contains(&"clients held"));
+    }
+
+    #[test]
+    fn without_limits_a_run_is_judged_on_held_clients_and_loss_of_its_scenario() {
+        let (mut c, h) = passing();
+        let crit = Criteria {
+            clients: 1000,
+            messages_per_s: 100.0,
+            api_per_s: 0.0,
+            message_p99_ms: None,
+            api_p99_ms: None,
+        };
+        let names: Vec<_> = evaluate(&crit, Scenario::Rooms, &c, &h)
+            .iter()
+            .map(|c| c.name)
+            .collect();
+        assert_eq!(names, ["clients held", "message loss"]);
+        c.received -= 3;
+        assert_eq!(
+            failed(&evaluate(&crit, Scenario::Rooms, &c, &h)),
+            ["message loss"]
+        );
+        // The notifications scenario does not look at room messages.
+        assert_eq!(
+            failed(&evaluate(&crit, Scenario::Notifications, &c, &h)),
+            Vec::<&str>::new()
+        );
+    }
+}

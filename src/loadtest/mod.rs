@@ -1,0 +1,108 @@
+//! `rtctl loadtest`: many Socket.IO clients ([`crate::client`]) against one or more
+//! nodes, an open-model message schedule, exact loss/duplicate accounting, HdrHistograms
+//! merged over worker processes, and the phase 1–3 success criteria as a gate.
+//!
+//! - [`plan`]: who connects where — clients sharded over worker processes by room;
+//! - [`schedule`]: when each message is due;
+//! - [`worker`]: one process's clients, schedule and measurements;
+//! - [`stats`]: histograms and counters, their wire format and merge;
+//! - [`gate`]: the phase criteria; [`report`]: table and JSON;
+//! - [`spawn`]: local nodes (and Redis) for `--spawn-nodes`; [`run`]: the coordinator.
+//!
+//! ## What counts as lost
+//! A room message is *expected* by each other member of its room that was connected
+//! (joined) at the moment its sender wrote the publish. Every client joins before the
+//! schedule starts, and a client that is not connected by then is *failed* and takes no
+//! part, so the expected set of a message is known when it is sent. A receiver counts a
+//! message once (a second copy is a *duplicate*); *lost* = expected − distinct received.
+//! A receiver that drops after a message was sent to it and before it arrived counts that
+//! message as lost (it is also counted as a *dropped* client). A notification is expected
+//! when the API answered 201 for a connected target.
+
+pub mod gate;
+pub mod plan;
+pub mod report;
+pub mod run;
+pub mod schedule;
+pub mod spawn;
+pub mod stats;
+pub mod worker;
+
+use serde::{Deserialize, Serialize};
+
+/// What the clients do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Scenario {
+    /// /bench rooms of K members: pure fan-out, no database.
+    Rooms,
+    /// POST /api/notifications → notification:new on the target's socket.
+    Notifications,
+    /// rooms + notifications (the gates' workload).
+    Mixed,
+}
+
+impl Scenario {
+    pub fn rooms(self) -> bool {
+        matches!(self, Scenario::Rooms | Scenario::Mixed)
+    }
+    pub fn notifications(self) -> bool {
+        matches!(self, Scenario::Notifications | Scenario::Mixed)
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scenario::Rooms => "rooms",
+            Scenario::Notifications => "notifications",
+            Scenario::Mixed => "mixed",
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch, as the wire carries `sentAt`.
+pub fn unix_ms(t: std::time::SystemTime) -> f64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
+        * 1000.0
+}
+
+/// A monotonic clock read as Unix milliseconds: the wall clock read once, then advanced
+/// by `Instant`, so a clock step during a run cannot distort latencies.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    base: std::time::Instant,
+    base_ms: f64,
+}
+
+impl Clock {
+    pub fn new() -> Clock {
+        Clock {
+            base: std::time::Instant::now(),
+            base_ms: unix_ms(std::time::SystemTime::now()),
+        }
+    }
+    pub fn now_ms(&self) -> f64 {
+        self.at_ms(std::time::Instant::now())
+    }
+    pub fn at_ms(&self, t: std::time::Instant) -> f64 {
+        self.base_ms + t.saturating_duration_since(self.base).as_secs_f64() * 1000.0
+            - self.base.saturating_duration_since(t).as_secs_f64() * 1000.0
+    }
+    /// The instant of a Unix time in milliseconds.
+    pub fn instant(&self, ms: f64) -> std::time::Instant {
+        let d = ms - self.base_ms;
+        if d >= 0.0 {
+            self.base + std::time::Duration::from_secs_f64(d / 1000.0)
+        } else {
+            self.base
+                .checked_sub(std::time::Duration::from_secs_f64(-d / 1000.0))
+                .unwrap_or(self.base)
+        }
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock::new()
+    }
+}

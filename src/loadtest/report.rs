@@ -1,0 +1,203 @@
+//! The run's report: one [`Report`], shown as comfy-tables and written as JSON.
+
+use super::gate::Check;
+use super::stats::{Counters, Histograms, HISTOGRAMS};
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, Color, Table};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+/// Percentiles of one histogram, in milliseconds.
+#[derive(Debug, Clone, Serialize)]
+pub struct Percentiles {
+    pub name: &'static str,
+    pub count: u64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+}
+
+pub fn percentiles(h: &Histograms) -> Vec<Percentiles> {
+    HISTOGRAMS
+        .iter()
+        .zip(&h.0)
+        .map(|(name, h)| {
+            let q = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+            Percentiles {
+                name,
+                count: h.len(),
+                p50: q(0.5),
+                p90: q(0.9),
+                p99: q(0.99),
+                p999: q(0.999),
+                max: h.max() as f64 / 1000.0,
+            }
+        })
+        .collect()
+}
+
+/// A server node's resources, from its /metrics.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeUsage {
+    pub node: String,
+    pub rss_bytes: Option<f64>,
+    /// CPU seconds used during the schedule (difference of process_cpu_seconds_total).
+    pub cpu_seconds: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub settings: Value,
+    pub counters: Counters,
+    pub lost: u64,
+    pub notifications_lost: u64,
+    pub deliveries_per_s: f64,
+    pub run_seconds: f64,
+    pub histograms_ms: Vec<Percentiles>,
+    pub workers: usize,
+    pub client_cpu_seconds: f64,
+    pub client_memory_per_connection_bytes: Option<f64>,
+    pub nodes: Vec<NodeUsage>,
+    pub gate: Value,
+    pub checks: Vec<Check>,
+    pub pass: bool,
+    pub limits: Vec<String>,
+    pub errors: Vec<String>,
+}
+
+fn num(v: u64) -> String {
+    let s = v.to_string();
+    let mut out = String::new();
+    for (i, ch) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+impl Report {
+    pub fn to_json(&self) -> Value {
+        serde_json::to_value(self).unwrap_or_else(|e| json!({ "error": e.to_string() }))
+    }
+
+    /// The human summary: counts, latencies, resources, and the gate's verdict.
+    pub fn render(&self) -> String {
+        let c = &self.counters;
+        let mut t = Table::new();
+        t.load_preset(UTF8_FULL_CONDENSED);
+        t.set_header(vec!["clients / deliveries", "value"]);
+        let rows: Vec<(&str, String)> = vec![
+            ("clients asked", num(c.clients)),
+            ("connected", num(c.connected)),
+            ("failed", num(c.failed)),
+            ("dropped", num(c.dropped)),
+            ("held to the end", num(c.held)),
+            ("messages sent", num(c.messages_sent)),
+            ("messages skipped (sender down)", num(c.messages_skipped)),
+            ("deliveries expected", num(c.expected)),
+            ("deliveries received", num(c.received)),
+            ("lost", num(self.lost)),
+            ("duplicated", num(c.duplicates)),
+            ("deliveries/s", format!("{:.0}", self.deliveries_per_s)),
+            (
+                "API requests (ok / errors)",
+                format!("{} / {}", num(c.api_ok), num(c.api_errors)),
+            ),
+            (
+                "notifications expected / received",
+                format!(
+                    "{} / {}",
+                    num(c.notifications_expected),
+                    num(c.notifications_received)
+                ),
+            ),
+            ("notifications lost", num(self.notifications_lost)),
+            ("notifications duplicated", num(c.notifications_duplicated)),
+            ("client workers", self.workers.to_string()),
+            ("client CPU (s)", format!("{:.1}", self.client_cpu_seconds)),
+            (
+                "client memory per connection",
+                self.client_memory_per_connection_bytes
+                    .map_or("-".into(), |b| format!("{:.0} B", b)),
+            ),
+        ];
+        for (k, v) in rows {
+            t.add_row(vec![k.to_owned(), v]);
+        }
+        let mut h = Table::new();
+        h.load_preset(UTF8_FULL_CONDENSED);
+        h.set_header(vec![
+            "latency (ms)",
+            "count",
+            "p50",
+            "p90",
+            "p99",
+            "p99.9",
+            "max",
+        ]);
+        for p in &self.histograms_ms {
+            h.add_row(vec![
+                p.name.to_owned(),
+                num(p.count),
+                format!("{:.2}", p.p50),
+                format!("{:.2}", p.p90),
+                format!("{:.2}", p.p99),
+                format!("{:.2}", p.p999),
+                format!("{:.2}", p.max),
+            ]);
+        }
+        let mut n = Table::new();
+        n.load_preset(UTF8_FULL_CONDENSED);
+        n.set_header(vec!["node", "RSS (MiB)", "CPU during run (s)"]);
+        for node in &self.nodes {
+            n.add_row(vec![
+                node.node.clone(),
+                node.rss_bytes
+                    .map_or("-".into(), |b| format!("{:.1}", b / 1_048_576.0)),
+                node.cpu_seconds.map_or("-".into(), |s| format!("{s:.1}")),
+            ]);
+        }
+        let mut out = format!("{t}\n{h}\n{n}\n");
+        if !self.checks.is_empty() {
+            let mut g = Table::new();
+            g.load_preset(UTF8_FULL_CONDENSED);
+            g.set_header(vec!["criterion", "target", "actual", "result"]);
+            for check in &self.checks {
+                g.add_row(vec![
+                    Cell::new(check.name),
+                    Cell::new(&check.target),
+                    Cell::new(&check.actual),
+                    if check.pass {
+                        Cell::new("PASS").fg(Color::Green)
+                    } else {
+                        Cell::new("FAIL").fg(Color::Red)
+                    },
+                ]);
+            }
+            out.push_str(&format!("{g}\n"));
+        }
+        for l in &self.limits {
+            out.push_str(&format!("limit: {l}\n"));
+        }
+        for e in &self.errors {
+            out.push_str(&format!("error seen: {e}\n"));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_are_separated() {
+        assert_eq!(num(0), "0");
+        assert_eq!(num(999), "999");
+        assert_eq!(num(1000), "1,000");
+        assert_eq!(num(1234567), "1,234,567");
+    }
+}

@@ -1,0 +1,190 @@
+//! `--spawn-nodes M`: M local nodes (this executable's `serve`, with the `/bench`
+//! namespace) on free loopback ports, plus a local `redis-server` to join them when
+//! M > 1 and no Redis URL is given. The nodes share one fresh SQLite file (WAL: several
+//! processes may write it; the first node creates the schema before the others start).
+//! Everything is stopped when the run ends, on error or Ctrl-C ([`Cluster`]'s drop kills
+//! what a graceful stop did not reach).
+
+use crate::client::http::HttpConn;
+use anyhow::{bail, Context as _};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::process::{Child, Command};
+
+pub struct Cluster {
+    pub nodes: Vec<SocketAddr>,
+    pub redis_url: Option<String>,
+    children: Vec<(String, Child)>,
+    dir: PathBuf,
+}
+
+/// A free loopback port (bound then released: another process could take it in between,
+/// which start-up would then report).
+fn free_port() -> anyhow::Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").context("binding a free port")?;
+    Ok(l.local_addr()?.port())
+}
+
+/// Starts `count` nodes (and Redis when needed).
+pub async fn start(
+    count: usize,
+    secret: &str,
+    service_token: &str,
+    redis_url: Option<String>,
+) -> anyhow::Result<Cluster> {
+    let dir = std::env::temp_dir().join(format!(
+        "rtctl-loadtest-{}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut cluster = Cluster {
+        nodes: Vec::new(),
+        redis_url,
+        children: Vec::new(),
+        dir,
+    };
+    if count > 1 && cluster.redis_url.is_none() {
+        let port = free_port()?;
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--maxclients",
+                "10000",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("cannot start redis-server (install it: apt-get install redis-server), or pass REDIS_URL")?;
+        cluster.children.push(("redis-server".into(), child));
+        wait_tcp(([127, 0, 0, 1], port).into(), Duration::from_secs(10))
+            .await
+            .context("redis-server did not start listening")?;
+        cluster.redis_url = Some(format!("redis://127.0.0.1:{port}"));
+    }
+    let exe = std::env::current_exe().context("cannot find this executable to run nodes")?;
+    let db = cluster.dir.join("loadtest.db");
+    for i in 0..count {
+        let port = free_port()?;
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let mut cmd = Command::new(&exe);
+        cmd.arg("serve")
+            .args(["--listen", &addr.to_string()])
+            .arg("--loadtest-namespace")
+            .args(["--auth-secret", secret, "--service-token", service_token])
+            .args([
+                "--database-url",
+                &format!("sqlite://{}?mode=rwc", db.display()),
+            ])
+            .args(["--node-id", &format!("loadtest-{i}")])
+            .args(["--log-level", "warn"])
+            // The loadtest's chat senders are not people: no per-user rate limit.
+            .args(["--rate-limit", "message:send=1000000000/1"])
+            .env_remove("REDIS_URL")
+            .env_remove("REDIS_HOST")
+            .env_remove("DATABASE_URL")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        if let Some(url) = &cluster.redis_url {
+            cmd.args(["--redis-url", url]);
+        }
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start node {i} ({})", exe.display()))?;
+        cluster.children.push((format!("node {i}"), child));
+        // One at a time: the first creates the SQLite schema, the others find it.
+        wait_http(addr, Duration::from_secs(30))
+            .await
+            .with_context(|| format!("node {i} on {addr} did not become ready"))?;
+        cluster.nodes.push(addr);
+    }
+    Ok(cluster)
+}
+
+async fn wait_tcp(addr: SocketAddr, timeout: Duration) -> anyhow::Result<()> {
+    let until = Instant::now() + timeout;
+    while Instant::now() < until {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("nothing listening on {addr} after {timeout:?}")
+}
+
+/// Waits until `GET /api/health/ready` answers 200.
+async fn wait_http(addr: SocketAddr, timeout: Duration) -> anyhow::Result<()> {
+    let until = Instant::now() + timeout;
+    let mut last = String::from("not listening");
+    while Instant::now() < until {
+        if let Ok(mut conn) = HttpConn::open(addr, None, &addr.to_string()).await {
+            match conn
+                .request(
+                    http::Method::GET,
+                    "/api/health/ready",
+                    &[],
+                    bytes::Bytes::new(),
+                )
+                .await
+            {
+                Ok(r) if r.status == 200 => return Ok(()),
+                Ok(r) => last = format!("HTTP {}", r.status),
+                Err(e) => last = e.to_string(),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("not ready after {timeout:?} ({last})")
+}
+
+impl Cluster {
+    /// Stops the nodes (SIGTERM, then SIGKILL after 10 s), then Redis, and removes the
+    /// temporary database.
+    pub async fn stop(mut self) {
+        let (redis, nodes): (Vec<_>, Vec<_>) = std::mem::take(&mut self.children)
+            .into_iter()
+            .partition(|(name, _)| name == "redis-server");
+        // Nodes first (they talk to Redis while draining), Redis last.
+        terminate(nodes).await;
+        terminate(redis).await;
+    }
+}
+
+/// SIGTERM to all, then wait for each (SIGKILL after 10 s).
+async fn terminate(mut children: Vec<(String, Child)>) {
+    for (_, child) in &children {
+        if let Some(pid) = child.id() {
+            // SAFETY: signalling a child process we started and have not yet reaped.
+            unsafe {
+                libc::kill(pid as libc::pid_t, libc::SIGTERM);
+            }
+        }
+    }
+    for (name, child) in &mut children {
+        if tokio::time::timeout(Duration::from_secs(10), child.wait())
+            .await
+            .is_err()
+        {
+            eprintln!("warning: {name} did not stop within 10 s; killing it");
+            let _ = child.kill().await;
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // Children left here are killed by `kill_on_drop`.
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

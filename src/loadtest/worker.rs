@@ -1,0 +1,853 @@
+//! One worker process: its share of the clients (whole rooms), its share of the message
+//! and API schedules, and its measurements — reported to the coordinator as JSON lines.
+//!
+//! Memory per client is kept small on purpose: a [`Member`] (state, the writing half of
+//! its connection) shared with the scheduler, and one task that reads the connection and
+//! owns the receiver's bookkeeping (a bitmap of the room sequence numbers seen).
+
+use super::plan::WorkerConfig;
+use super::schedule::Schedule;
+use super::stats::{Counters, Histograms, H};
+use super::Clock;
+use crate::client::frames::{self, Incoming};
+use crate::client::http::HttpPool;
+use crate::client::{self, Target, Writer};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+
+/// The namespaces.
+const BENCH: &str = "/bench";
+const NOTIFICATIONS: &str = "/notifications";
+
+/// A line from the coordinator.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Command {
+    /// Start the schedule at this Unix time (ms), the same for every worker.
+    Start { at_unix_ms: f64 },
+    /// Stop now (the run is aborted).
+    Stop,
+}
+
+/// A line to the coordinator.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    Progress(Progress),
+    /// Every client is connected or has failed: ready for `start`.
+    Ready(Progress),
+    Result(Box<WorkerResult>),
+    Error {
+        message: String,
+    },
+}
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct Progress {
+    pub connected: u64,
+    pub failed: u64,
+    pub dropped: u64,
+    pub received: u64,
+    pub sent: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkerResult {
+    pub worker: u32,
+    pub counters: Counters,
+    pub histograms: Vec<String>,
+    /// Resident memory before the first client and once all were connected.
+    pub rss_before: u64,
+    pub rss_connected: u64,
+    /// CPU seconds this process used during the schedule, and in all.
+    pub cpu_run_seconds: f64,
+    pub cpu_total_seconds: f64,
+    pub run_seconds: f64,
+    /// The open-files limit the worker runs with.
+    pub nofile_limit: u64,
+    /// The first few distinct errors, for the report.
+    pub errors: Vec<String>,
+}
+
+const CONNECTING: u8 = 0;
+const READY: u8 = 1;
+const FAILED: u8 = 2;
+const DROPPED: u8 = 3;
+const CLOSED: u8 = 4;
+
+/// One client as the scheduler sees it.
+struct Member {
+    state: AtomicU8,
+    writer: tokio::sync::Mutex<Option<Writer>>,
+}
+
+/// A message on its way to its receivers.
+struct Fanout {
+    remaining: u64,
+    sent_ms: f64,
+}
+
+/// A notification on its way.
+struct Pending {
+    answered_ok: bool,
+}
+
+#[derive(Default)]
+struct Measured {
+    h: Histograms,
+    c: Counters,
+    fanout: HashMap<u64, Fanout>,
+    notifications: HashMap<u64, Pending>,
+    notifications_seen: HashSet<u64>,
+    errors: Vec<String>,
+}
+
+impl Measured {
+    fn error(&mut self, e: String) {
+        if self.errors.len() < 5 && !self.errors.contains(&e) {
+            self.errors.push(e);
+        }
+    }
+}
+
+struct Shared {
+    cfg: WorkerConfig,
+    clock: Clock,
+    members: Box<[Member]>,
+    m: Mutex<Measured>,
+    /// Set when the schedule starts: a client not connected by then has failed.
+    started: AtomicBool,
+    stopping: AtomicBool,
+    schedule: Schedule,
+    schedule_start: Mutex<Option<Instant>>,
+}
+
+impl Shared {
+    fn m(&self) -> std::sync::MutexGuard<'_, Measured> {
+        self.m.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    fn state(&self, i: u64) -> u8 {
+        self.members[i as usize].state.load(Ordering::Acquire)
+    }
+    fn room_of(&self, i: u64) -> u64 {
+        i / self.cfg.room_size
+    }
+    fn progress(&self) -> Progress {
+        let mut p = Progress::default();
+        for m in self.members.iter() {
+            match m.state.load(Ordering::Relaxed) {
+                READY => p.connected += 1,
+                FAILED => p.failed += 1,
+                DROPPED => p.dropped += 1,
+                _ => {}
+            }
+        }
+        let m = self.m();
+        p.received = m.c.received + m.c.notifications_received;
+        p.sent = m.c.messages_sent + m.c.api_sent;
+        p
+    }
+}
+
+/// Resident memory of this process in bytes.
+pub fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .map_or(0, |kib| kib * 1024)
+}
+
+/// CPU seconds (user + system) this process has used.
+pub fn cpu_seconds() -> f64 {
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage fills the struct we own.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return 0.0;
+    }
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// Runs a worker: config from the first stdin line, commands after it, events to stdout.
+pub async fn main() -> anyhow::Result<()> {
+    let stdin = tokio::io::BufReader::new(tokio::io::stdin());
+    let mut lines = stdin.lines();
+    let first = lines
+        .next_line()
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no worker configuration on stdin"))?;
+    let cfg: WorkerConfig = serde_json::from_str(&first)?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
+    let writer = tokio::spawn(async move {
+        let mut out = tokio::io::stdout();
+        while let Some(ev) = rx.recv().await {
+            let mut line = serde_json::to_string(&ev).expect("events serialize");
+            line.push('\n');
+            if out.write_all(line.as_bytes()).await.is_err() {
+                break;
+            }
+            let _ = out.flush().await;
+        }
+    });
+    let (cmd_tx, cmd_rx) = tokio::sync::mpsc::unbounded_channel::<Command>();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Ok(cmd) = serde_json::from_str::<Command>(&line) {
+                if cmd_tx.send(cmd).is_err() {
+                    break;
+                }
+            }
+        }
+        // The coordinator is gone: stop.
+        let _ = cmd_tx.send(Command::Stop);
+    });
+    if let Err(e) = run(cfg, tx.clone(), cmd_rx).await {
+        let _ = tx.send(Event::Error {
+            message: format!("{e:#}"),
+        });
+    }
+    drop(tx);
+    let _ = writer.await;
+    Ok(())
+}
+
+async fn run(
+    cfg: WorkerConfig,
+    events: tokio::sync::mpsc::UnboundedSender<Event>,
+    mut commands: tokio::sync::mpsc::UnboundedReceiver<Command>,
+) -> anyhow::Result<()> {
+    let nofile = match client::net::raise_nofile_limit() {
+        Ok((soft, _)) => soft,
+        Err(_) => 0,
+    };
+    if nofile > 0 && cfg.clients + 200 > nofile {
+        anyhow::bail!(
+            "worker {} would hold {} sockets but may open only {nofile} files (RLIMIT_NOFILE hard limit); use more workers",
+            cfg.worker,
+            cfg.clients
+        );
+    }
+    let members: Box<[Member]> = (0..cfg.clients)
+        .map(|_| Member {
+            state: AtomicU8::new(CONNECTING),
+            writer: tokio::sync::Mutex::new(None),
+        })
+        .collect();
+    let rooms = cfg.rooms();
+    let shared = Arc::new(Shared {
+        schedule: Schedule {
+            rate: cfg.message_rate,
+            rooms,
+        },
+        cfg,
+        clock: Clock::new(),
+        members,
+        m: Mutex::new(Measured::default()),
+        started: AtomicBool::new(false),
+        stopping: AtomicBool::new(false),
+        schedule_start: Mutex::new(None),
+    });
+    let cfg = &shared.cfg;
+    let cpu_start = cpu_seconds();
+    let rss_before = rss_bytes();
+
+    // Ramp: clients at `ramp` per second.
+    let ramp_start = Instant::now();
+    let ramp = cfg.ramp.max(1.0);
+    let spawner = {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            for i in 0..shared.cfg.clients {
+                tokio::time::sleep_until(
+                    (ramp_start + Duration::from_secs_f64(i as f64 / ramp)).into(),
+                )
+                .await;
+                if shared.stopping.load(Ordering::Relaxed) {
+                    break;
+                }
+                tokio::spawn(client_task(shared.clone(), i));
+            }
+        })
+    };
+    let ramp_deadline = ramp_start
+        + Duration::from_secs_f64(cfg.clients as f64 / ramp)
+        + Duration::from_millis(cfg.connect_timeout_ms + 1000);
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tick.tick().await;
+        let p = shared.progress();
+        let settled = p.connected + p.failed + p.dropped >= cfg.clients;
+        if settled || Instant::now() > ramp_deadline {
+            break;
+        }
+        let _ = events.send(Event::Progress(p));
+        if let Ok(Command::Stop) = commands.try_recv() {
+            shared.stopping.store(true, Ordering::Relaxed);
+            close_all(&shared).await;
+            anyhow::bail!("stopped by the coordinator during the ramp");
+        }
+    }
+    let _ = spawner.await;
+    let rss_connected = rss_bytes();
+    let _ = events.send(Event::Ready(shared.progress()));
+
+    let Some(Command::Start { at_unix_ms: at }) = commands.recv().await else {
+        shared.stopping.store(true, Ordering::Relaxed);
+        close_all(&shared).await;
+        anyhow::bail!("stopped by the coordinator before the start");
+    };
+    let start = shared.clock.instant(at);
+    tokio::time::sleep_until(start.into()).await;
+    shared.started.store(true, Ordering::Release);
+    // A client still connecting now takes no part (see the module docs of `loadtest`).
+    for m in shared.members.iter() {
+        let _ = m
+            .state
+            .compare_exchange(CONNECTING, FAILED, Ordering::AcqRel, Ordering::Acquire);
+    }
+    *shared
+        .schedule_start
+        .lock()
+        .unwrap_or_else(|e| e.into_inner()) = Some(start);
+    let cpu_run_start = cpu_seconds();
+    let duration = Duration::from_millis(cfg.duration_ms);
+    let end = start + duration;
+    let messages = tokio::spawn(message_schedule(shared.clone(), start, end));
+    let api = tokio::spawn(api_schedule(shared.clone(), start, end));
+    let mut stopped = false;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(end.into()) => break,
+            _ = tick.tick() => { let _ = events.send(Event::Progress(shared.progress())); }
+            cmd = commands.recv() => {
+                if matches!(cmd, Some(Command::Stop) | None) { stopped = true; break; }
+            }
+        }
+    }
+    messages.abort();
+    api.abort();
+    // Drain: what was sent has up to 5 s more to arrive.
+    let drain_until = Instant::now() + Duration::from_secs(5);
+    while !stopped && Instant::now() < drain_until {
+        let done = {
+            let m = shared.m();
+            m.fanout.is_empty() && !m.notifications.values().any(|p| p.answered_ok)
+        };
+        if done {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let run_seconds = start.elapsed().as_secs_f64();
+    let cpu_run_seconds = cpu_seconds() - cpu_run_start;
+    shared.stopping.store(true, Ordering::Release);
+    let result = {
+        let mut c = shared.m().c.clone();
+        c.clients = cfg.clients;
+        for m in shared.members.iter() {
+            match m.state.load(Ordering::Acquire) {
+                READY => {
+                    c.connected += 1;
+                    c.held += 1;
+                }
+                DROPPED => {
+                    c.connected += 1;
+                    c.dropped += 1;
+                }
+                _ => c.failed += 1,
+            }
+        }
+        let m = shared.m();
+        c.notifications_expected = c.notifications_received
+            + m.notifications.values().filter(|p| p.answered_ok).count() as u64;
+        WorkerResult {
+            worker: cfg.worker,
+            counters: c,
+            histograms: m.h.encode(),
+            rss_before,
+            rss_connected,
+            cpu_run_seconds,
+            cpu_total_seconds: cpu_seconds() - cpu_start,
+            run_seconds,
+            nofile_limit: nofile,
+            errors: m.errors.clone(),
+        }
+    };
+    let _ = events.send(Event::Result(Box::new(result)));
+    close_all(&shared).await;
+    Ok(())
+}
+
+/// Closes every connection (best effort, bounded in time).
+async fn close_all(shared: &Arc<Shared>) {
+    let closing = async {
+        for m in shared.members.iter() {
+            m.state.store(CLOSED, Ordering::Release);
+            if let Some(mut w) = m.writer.lock().await.take() {
+                w.close().await;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(10), closing).await;
+}
+
+fn target(cfg: &WorkerConfig, c: u64) -> Target {
+    let node = &cfg.nodes[cfg.node_of(c)];
+    Target {
+        addr: node.addr,
+        authority: node.authority.clone(),
+        path: node.path.clone(),
+        source: cfg.source_of(c),
+    }
+}
+
+/// A token for global client `c` (the same code as `rtctl token`, NextAuth v4 format).
+fn token(cfg: &WorkerConfig, c: u64) -> String {
+    let claims = crate::auth::session_claims(
+        &cfg.user_of(c),
+        None,
+        None,
+        std::time::SystemTime::now(),
+        Duration::from_secs(cfg.duration_ms / 1000 + 3600),
+    );
+    crate::auth::mint(&cfg.token_secret, crate::auth::TokenFormat::V4, &claims)
+}
+
+async fn send(shared: &Shared, i: u64, packet: String) -> Result<(), client::ClientError> {
+    let mut w = shared.members[i as usize].writer.lock().await;
+    match w.as_mut() {
+        Some(w) => w.send(packet).await,
+        None => Err(client::ClientError::Closed),
+    }
+}
+
+/// Connects client `i`, joins, then reads until the connection ends.
+async fn client_task(shared: Arc<Shared>, i: u64) {
+    let started = Instant::now();
+    let cfg = &shared.cfg;
+    let c = cfg.first_client + i;
+    let timeout = Duration::from_millis(cfg.connect_timeout_ms);
+    let member = &shared.members[i as usize];
+    let fail = |e: String| {
+        if member
+            .state
+            .compare_exchange(CONNECTING, FAILED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            shared.m().error(e);
+        }
+    };
+    let (mut reader, writer, _open) =
+        match client::connect(&target(cfg, c), cfg.transport, timeout).await {
+            Ok(v) => v,
+            Err(e) => return fail(format!("connect: {e}")),
+        };
+    *member.writer.lock().await = Some(writer);
+    let auth = json!({ "token": token(cfg, c) });
+    let mut namespaces = Vec::new();
+    if cfg.scenario.rooms() {
+        namespaces.push(BENCH);
+    }
+    if cfg.scenario.notifications() {
+        namespaces.push(NOTIFICATIONS);
+    }
+    for nsp in &namespaces {
+        if let Err(e) = send(&shared, i, frames::connect(nsp, &auth)).await {
+            return fail(format!("connect {nsp}: {e}"));
+        }
+    }
+    // Handshake: every namespace connected, then (rooms) the join acked.
+    let joining = async {
+        let mut connected = 0;
+        let need_join = cfg.scenario.rooms();
+        let mut joined = !need_join;
+        while connected < namespaces.len() || !joined {
+            let packet = match reader.next().await {
+                Some(Ok(p)) => p,
+                Some(Err(e)) => return Err(e.to_string()),
+                None => return Err("closed by the server while connecting".into()),
+            };
+            match frames::parse(&packet).map_err(|e| e.to_string())? {
+                Incoming::Ping => {
+                    send(&shared, i, frames::PONG.into())
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+                Incoming::Connected { nsp } => {
+                    connected += 1;
+                    if nsp == BENCH {
+                        let room = cfg.room_name(shared.room_of(i));
+                        send(
+                            &shared,
+                            i,
+                            frames::event(BENCH, "join", json!({ "room": room }), Some(0)),
+                        )
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    }
+                }
+                Incoming::ConnectError { nsp, data } => {
+                    return Err(format!("{nsp} refused the connection: {data}"))
+                }
+                Incoming::Ack { nsp, id: 0, args } if nsp == BENCH => {
+                    if args.first().and_then(|a| a.get("ok")) != Some(&Value::Bool(true)) {
+                        return Err(format!("join refused: {}", Value::Array(args)));
+                    }
+                    joined = true;
+                }
+                Incoming::Close | Incoming::Disconnected { .. } => {
+                    return Err("disconnected while connecting".into())
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    };
+    match tokio::time::timeout(timeout, joining).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return fail(e),
+        Err(_) => return fail(format!("not connected and joined within {timeout:?}")),
+    }
+    if member
+        .state
+        .compare_exchange(CONNECTING, READY, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
+        // Too late: the schedule has started without this client.
+        if let Some(mut w) = member.writer.lock().await.take() {
+            w.close().await;
+        }
+        return;
+    }
+    let joined_ms = shared.clock.now_ms();
+    shared
+        .m()
+        .h
+        .record(H::Connect, started.elapsed().as_secs_f64() * 1000.0);
+
+    let mut seen = Bitmap::default();
+    let end = loop {
+        let packet = match reader.next().await {
+            Some(Ok(p)) => p,
+            Some(Err(e)) => break Some(e.to_string()),
+            None => break None,
+        };
+        let incoming = match frames::parse(&packet) {
+            Ok(p) => p,
+            Err(e) => break Some(e.to_string()),
+        };
+        match incoming {
+            Incoming::Ping => {
+                if let Err(e) = send(&shared, i, frames::PONG.into()).await {
+                    break Some(e.to_string());
+                }
+            }
+            Incoming::Event {
+                nsp, name, args, ..
+            } => {
+                let Some(arg) = args.first() else { continue };
+                if nsp == BENCH && name == "message" {
+                    on_message(&shared, arg, joined_ms, &mut seen);
+                } else if nsp == NOTIFICATIONS && name == "notification:new" {
+                    on_notification(&shared, arg);
+                }
+            }
+            Incoming::Ack { nsp, id, .. } if nsp == BENCH && id > 0 => {
+                let due = shared
+                    .schedule_start
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .map(|s| s + shared.schedule.due(id - 1));
+                if let Some(due) = due {
+                    let ms = shared.clock.now_ms() - shared.clock.at_ms(due);
+                    let mut m = shared.m();
+                    m.c.acks += 1;
+                    m.h.record(H::Ack, ms);
+                }
+            }
+            Incoming::Close => break None,
+            Incoming::Disconnected { nsp } => {
+                break Some(format!("{nsp}: disconnected by the server"))
+            }
+            _ => {}
+        }
+    };
+    if member
+        .state
+        .compare_exchange(READY, DROPPED, Ordering::AcqRel, Ordering::Acquire)
+        .is_ok()
+        && !shared.stopping.load(Ordering::Acquire)
+    {
+        shared.m().error(format!(
+            "dropped: {}",
+            end.unwrap_or_else(|| "closed by the server".into())
+        ));
+    }
+}
+
+/// Which room sequence numbers a receiver has seen.
+#[derive(Default)]
+struct Bitmap(Vec<u64>);
+
+impl Bitmap {
+    /// Marks `n`; false when it was already marked.
+    fn insert(&mut self, n: u64) -> bool {
+        let (word, bit) = ((n / 64) as usize, n % 64);
+        if word >= self.0.len() {
+            self.0.resize(word + 1, 0);
+        }
+        let fresh = self.0[word] & (1 << bit) == 0;
+        self.0[word] |= 1 << bit;
+        fresh
+    }
+}
+
+fn on_message(shared: &Shared, msg: &Value, joined_ms: f64, seen: &mut Bitmap) {
+    let now = shared.clock.now_ms();
+    let (Some(seq), Some(sent), Some(k)) = (
+        msg["seq"].as_u64(),
+        msg["sentAt"].as_f64(),
+        msg["k"].as_u64(),
+    ) else {
+        shared
+            .m()
+            .error(format!("message without seq/sentAt/k: {msg}"));
+        return;
+    };
+    let mut m = shared.m();
+    if sent < joined_ms {
+        m.c.unexpected += 1;
+        return;
+    }
+    if !seen.insert(seq) {
+        m.c.duplicates += 1;
+        return;
+    }
+    m.c.received += 1;
+    m.h.record(H::Latency, now - sent);
+    let complete = match m.fanout.get_mut(&k) {
+        Some(f) => {
+            f.remaining -= 1;
+            (f.remaining == 0).then_some(f.sent_ms)
+        }
+        None => None,
+    };
+    if let Some(sent_ms) = complete {
+        m.fanout.remove(&k);
+        m.h.record(H::Fanout, now - sent_ms);
+    }
+}
+
+fn on_notification(shared: &Shared, n: &Value) {
+    let now = shared.clock.now_ms();
+    let data = &n["data"];
+    let (Some(seq), Some(sent)) = (data["seq"].as_u64(), data["sentAt"].as_f64()) else {
+        return;
+    };
+    let mut m = shared.m();
+    if m.notifications.remove(&seq).is_some() {
+        m.notifications_seen.insert(seq);
+        m.c.notifications_received += 1;
+        m.h.record(H::ApiToSocket, now - sent);
+    } else if m.notifications_seen.contains(&seq) {
+        m.c.notifications_duplicated += 1;
+    }
+}
+
+/// Sends the worker's messages on schedule until `end`.
+async fn message_schedule(shared: Arc<Shared>, start: Instant, end: Instant) {
+    let cfg = &shared.cfg;
+    let s = shared.schedule;
+    let count = s.count(end - start);
+    for k in 0..count {
+        let due = start + s.due(k);
+        tokio::time::sleep_until(due.into()).await;
+        let lag = Instant::now().saturating_duration_since(due);
+        let slot = s.slot(k);
+        let members = cfg.room_members(slot.room);
+        let size = members.end - members.start;
+        let mut m = shared.m();
+        m.h.record(H::SenderLag, lag.as_secs_f64() * 1000.0);
+        if size < 2 {
+            continue;
+        }
+        let sender = members.start + Schedule::sender(&slot, size);
+        if shared.state(sender) != READY {
+            m.c.messages_skipped += 1;
+            continue;
+        }
+        let expected = members
+            .clone()
+            .filter(|r| *r != sender && shared.state(*r) == READY)
+            .count() as u64;
+        let sent_ms = shared.clock.at_ms(due);
+        m.c.messages_sent += 1;
+        m.c.expected += expected;
+        if expected > 0 {
+            m.fanout.insert(
+                k,
+                Fanout {
+                    remaining: expected,
+                    sent_ms,
+                },
+            );
+        }
+        drop(m);
+        let packet = frames::event(
+            BENCH,
+            "publish",
+            json!({
+                "room": cfg.room_name(slot.room),
+                "seq": slot.seq,
+                "sentAt": sent_ms,
+                "from": cfg.first_client + sender,
+                "k": k,
+            }),
+            Some(k + 1),
+        );
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            if let Err(e) = send(&shared, sender, packet).await {
+                let mut m = shared.m();
+                m.c.send_failed += 1;
+                m.c.messages_sent -= 1;
+                m.c.expected -= expected;
+                m.fanout.remove(&k);
+                m.error(format!("publish: {e}"));
+            }
+        });
+    }
+}
+
+/// Makes the worker's API requests on schedule until `end`: each notifies one connected
+/// client (round-robin over the worker's clients and over the nodes).
+async fn api_schedule(shared: Arc<Shared>, start: Instant, end: Instant) {
+    let cfg = &shared.cfg;
+    if !cfg.scenario.notifications() || cfg.api_rate <= 0.0 || cfg.clients == 0 {
+        return;
+    }
+    let Some(token) = cfg.service_token.clone() else {
+        return;
+    };
+    let pools: Arc<Vec<HttpPool>> = Arc::new(
+        cfg.nodes
+            .iter()
+            .map(|n| HttpPool::new(n.addr, None, n.authority.clone()))
+            .collect(),
+    );
+    let s = Schedule {
+        rate: cfg.api_rate,
+        rooms: 1,
+    };
+    let count = s.count(end - start);
+    for j in 0..count {
+        let due = start + s.due(j);
+        tokio::time::sleep_until(due.into()).await;
+        let i = j % cfg.clients;
+        if shared.state(i) != READY {
+            shared.m().c.api_skipped += 1;
+            continue;
+        }
+        let c = cfg.first_client + i;
+        let sent_ms = shared.clock.at_ms(due);
+        // `seq` is unique per worker: the worker index in the high bits.
+        let seq = (u64::from(cfg.worker) << 40) | j;
+        let body = json!({
+            "userId": cfg.user_of(c),
+            "type": "loadtest",
+            "title": "loadtest",
+            "body": "",
+            "data": { "sentAt": sent_ms, "seq": seq },
+        });
+        {
+            let mut m = shared.m();
+            m.c.api_sent += 1;
+            m.notifications.insert(seq, Pending { answered_ok: false });
+        }
+        let shared = shared.clone();
+        let pools = pools.clone();
+        let token = token.clone();
+        let node = (j as usize) % pools.len();
+        tokio::spawn(async move {
+            let res = pools[node]
+                .request(
+                    http::Method::POST,
+                    "/api/notifications",
+                    &[
+                        (http::header::AUTHORIZATION, format!("Bearer {token}")),
+                        (http::header::CONTENT_TYPE, "application/json".to_owned()),
+                    ],
+                    bytes::Bytes::from(body.to_string()),
+                )
+                .await;
+            let now = shared.clock.now_ms();
+            let mut m = shared.m();
+            match res {
+                Ok(r) if r.status == 201 => {
+                    m.c.api_ok += 1;
+                    m.h.record(H::Api, now - sent_ms);
+                    if let Some(p) = m.notifications.get_mut(&seq) {
+                        p.answered_ok = true;
+                    }
+                }
+                Ok(r) => {
+                    m.c.api_errors += 1;
+                    m.notifications.remove(&seq);
+                    let body = String::from_utf8_lossy(&r.body)
+                        .chars()
+                        .take(200)
+                        .collect::<String>();
+                    m.error(format!(
+                        "POST /api/notifications: HTTP {}: {body}",
+                        r.status
+                    ));
+                }
+                Err(e) => {
+                    m.c.api_errors += 1;
+                    m.notifications.remove(&seq);
+                    m.error(format!("POST /api/notifications: {e}"));
+                }
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bitmap_reports_repeats() {
+        let mut b = Bitmap::default();
+        assert!(b.insert(0));
+        assert!(b.insert(130));
+        assert!(!b.insert(130));
+        assert!(!b.insert(0));
+        assert!(b.insert(1));
+    }
+
+    #[test]
+    fn commands_and_events_round_trip_as_json_lines() {
+        let line = serde_json::to_string(&Command::Start { at_unix_ms: 5.5 }).unwrap();
+        assert_eq!(line, r#"{"cmd":"start","at_unix_ms":5.5}"#);
+        let ev: Event = serde_json::from_str(
+            &serde_json::to_string(&Event::Ready(Progress {
+                connected: 3,
+                ..Default::default()
+            }))
+            .unwrap(),
+        )
+        .unwrap();
+        assert!(matches!(ev, Event::Ready(Progress { connected: 3, .. })));
+    }
+}

@@ -1,0 +1,176 @@
+//! `rtctl loadtest` end to end: a real node (`rtctl serve --loadtest-namespace`) and the
+//! real command with its worker process. The node's fault knobs drop every 7th broadcast
+//! and delay the others: the report must count exactly the lost deliveries and the run
+//! must fail (exit 1); without them the same run passes (exit 0).
+
+use crate::common::app::{random, TempDir};
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::AsyncBufReadExt;
+
+/// A node started as `rtctl serve` with the /bench namespace and `extra` flags.
+struct Node {
+    addr: SocketAddr,
+    child: tokio::process::Child,
+    _dir: TempDir,
+}
+
+async fn node(secret: &str, service_token: &str, extra: &[&str]) -> Node {
+    let dir = TempDir::new("loadtest");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_rtctl"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        .args(["--log-level", "info", "--database-url", &dir.sqlite_url()])
+        .args(["--auth-secret", secret, "--service-token", service_token])
+        .arg("--loadtest-namespace")
+        .args(extra)
+        .env_remove("RUST_LOG")
+        .env_remove("REDIS_URL")
+        .env_remove("REDIS_HOST")
+        .env_remove("DATABASE_URL")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn rtctl serve");
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let v: Value = serde_json::from_str(&line).unwrap_or_default();
+            if v["message"] == "realtime server listening" {
+                return v["address"].as_str().unwrap().parse().unwrap();
+            }
+        }
+        panic!("rtctl serve exited before listening");
+    })
+    .await
+    .expect("rtctl serve did not start listening");
+    // Keep draining its log so it never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Node {
+        addr,
+        child,
+        _dir: dir,
+    }
+}
+
+/// Runs `rtctl loadtest` against `addr`: exit code and the JSON report.
+async fn loadtest(
+    addr: SocketAddr,
+    secret: &str,
+    service_token: &str,
+    extra: &[&str],
+) -> (i32, Value) {
+    let dir = TempDir::new("loadtest-report");
+    let report = dir.0.join("report.json");
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_rtctl"))
+        .args(["loadtest", "--url", &format!("http://{addr}")])
+        .args(["--clients", "200", "--ramp", "400", "--duration", "4s"])
+        .args(["--rate", "50", "--api-rate", "10"])
+        .args(["--token-secret", secret, "--service-token", service_token])
+        .args(["--report", report.to_str().unwrap()])
+        .args(extra)
+        .env_remove("NEXTAUTH_SECRET")
+        .env_remove("RT_SERVICE_TOKEN")
+        .env_remove("REDIS_URL")
+        .stdin(Stdio::null())
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(120), out)
+        .await
+        .expect("rtctl loadtest finished within 2 minutes")
+        .expect("run rtctl loadtest");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let text = std::fs::read_to_string(&report)
+        .unwrap_or_else(|e| panic!("no report ({e})\nstdout:\n{stdout}\nstderr:\n{stderr}"));
+    let json = serde_json::from_str(&text).expect("the report is JSON");
+    (out.status.code().unwrap_or(-1), json)
+}
+
+fn failed_checks(report: &Value) -> Vec<String> {
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["pass"] == false)
+        .map(|c| c["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn histogram<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["histograms_ms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["name"] == name)
+        .unwrap_or_else(|| panic!("no histogram {name}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_and_delayed_broadcasts_are_counted_and_fail_the_run() {
+    let (secret, svc) = (random("secret"), random("svc"));
+    let mut n = node(
+        &secret,
+        &svc,
+        &["--loadtest-drop-every", "7", "--loadtest-delay-ms", "30"],
+    )
+    .await;
+    let (code, report) = loadtest(n.addr, &secret, &svc, &["--max-p99", "25"]).await;
+    let c = &report["counters"];
+    assert_eq!(c["connected"], 200, "{report:#}");
+    assert_eq!(c["held"], 200, "{report:#}");
+    // One node saw every publish: every 7th was not broadcast, to 9 receivers each.
+    let sent = c["messages_sent"].as_u64().unwrap();
+    assert_eq!(sent, 200, "50 msg/s for 4 s: {report:#}");
+    assert_eq!(c["expected"].as_u64().unwrap(), sent * 9);
+    assert_eq!(
+        report["lost"].as_u64().unwrap(),
+        (sent / 7) * 9,
+        "{report:#}"
+    );
+    assert_eq!(c["duplicates"], 0);
+    // Every broadcast waited 30 ms: no delivery can be faster.
+    let latency = histogram(&report, "message_latency");
+    assert!(latency["p50"].as_f64().unwrap() >= 30.0, "{latency}");
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(failed_checks(&report), ["message p99", "message loss"]);
+    n.child.kill().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_run_delivers_everything_exactly_once_and_passes() {
+    let (secret, svc) = (random("secret"), random("svc"));
+    let mut n = node(&secret, &svc, &[]).await;
+    // Two workers, so the merge of their histograms and counters is what is judged.
+    let (code, report) = loadtest(
+        n.addr,
+        &secret,
+        &svc,
+        &[
+            "--workers",
+            "2",
+            "--max-p99",
+            "500",
+            "--max-api-p99",
+            "2000",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(failed_checks(&report), Vec::<String>::new());
+    assert_eq!(report["workers"], 2);
+    let c = &report["counters"];
+    assert_eq!(c["held"], 200);
+    assert_eq!(c["messages_sent"], 200);
+    assert_eq!(c["expected"], 1800);
+    assert_eq!(c["received"], 1800);
+    assert_eq!(report["lost"], 0);
+    assert_eq!(c["api_ok"], 40);
+    assert_eq!(c["notifications_received"], 40);
+    assert_eq!(histogram(&report, "message_latency")["count"], 1800);
+    assert_eq!(histogram(&report, "fanout_completion")["count"], 200);
+    assert_eq!(histogram(&report, "connect")["count"], 200);
+    n.child.kill().await.unwrap();
+}
