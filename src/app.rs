@@ -45,7 +45,11 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
     let presence = match &redis {
         Some(conn) => {
             let heartbeat = std::time::Duration::from_millis(config.redis.presence_heartbeat);
-            let store = crate::presence::RedisPresence::new(conn.clone(), "rt:presence", heartbeat);
+            let store = crate::presence::RedisPresence::new(
+                conn.clone(),
+                &config.redis.presence_prefix,
+                heartbeat,
+            );
             crate::presence::Presence::new(
                 Arc::new(store),
                 &config.node_id,
