@@ -169,7 +169,7 @@ impl PresenceLs {
                     page.users.iter().map(|u| store.sockets_of(u)),
                 )
                 .await?;
-                let users = page
+                let mut users: Vec<UserRow> = page
                     .users
                     .into_iter()
                     .zip(sockets)
@@ -177,6 +177,8 @@ impl PresenceLs {
                     .filter(|(_, s)| !s.is_empty())
                     .map(|(user, sockets)| UserRow { user, sockets })
                     .collect();
+                // Pages follow the index (by expiry); within one, people read by name.
+                users.sort_by(|a, b| a.user.cmp(&b.user));
                 Ok(UsersReport {
                     online,
                     users,

@@ -185,3 +185,4 @@ pub mod app;
 pub mod postgres;
 pub mod raw;
 pub mod redis;
+pub mod sio;
