@@ -45,7 +45,11 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
     let presence = match &redis {
         Some(conn) => {
             let heartbeat = std::time::Duration::from_millis(config.redis.presence_heartbeat);
-            let store = crate::presence::RedisPresence::new(conn.clone(), "rt:presence", heartbeat);
+            let store = crate::presence::RedisPresence::new(
+                conn.clone(),
+                &config.redis.presence_prefix,
+                heartbeat,
+            );
             crate::presence::Presence::new(
                 Arc::new(store),
                 &config.node_id,
@@ -77,6 +81,7 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
     }
     let io = builder.build();
     presence.attach(io.clone());
+    announce_presence_changes(&presence, io.clone(), state.clone());
     let api = Arc::new(Api::new(
         io.clone(),
         state.clone(),
@@ -134,6 +139,28 @@ pub fn track_presence(ns: &mut NamespaceBuilder, presence: Arc<crate::presence::
                 tracing::warn!(error = %e, "presence: cannot record a disconnection");
             }
         });
+    });
+}
+
+/// Tells chat peers when a user comes online or goes offline (`presence:update`, see
+/// [`crate::chat::announce_presence`]). One task sends the changes in the order presence
+/// saw them, so a quick connect + disconnect reaches peers as online, then offline. The
+/// queue is bounded: when the database is too slow to keep up, changes beyond it are
+/// dropped with a warning rather than held in memory (presence itself stays exact).
+fn announce_presence_changes(presence: &crate::presence::Presence, io: Io, state: State) {
+    const QUEUE: usize = 10_000;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(String, bool)>(QUEUE);
+    presence.on_change(Arc::new(move |user, online| {
+        if tx.try_send((user, online)).is_err() {
+            tracing::warn!("presence: update queue full; a presence:update was dropped");
+        }
+    }));
+    tokio::spawn(async move {
+        while let Some((user, online)) = rx.recv().await {
+            if let Err(e) = crate::chat::announce_presence(&io, &state, &user, online).await {
+                tracing::warn!(user, online, error = %e.message, "presence: cannot tell peers");
+            }
+        }
     });
 }
 

@@ -4,7 +4,8 @@
 //! completes before the broadcast and the ack. History reads go to the read replica.
 
 use crate::domain::{check_rate, id_field, limit_field, object_arg, reply, Failure, State, User};
-use crate::server::{NamespaceBuilder, SocketRef};
+use crate::notifications::user_room;
+use crate::server::{Io, NamespaceBuilder, SocketRef};
 use crate::store::{ChatRoom, Message};
 use serde_json::{json, Value};
 
@@ -64,7 +65,43 @@ fn user_or_fail(socket: &SocketRef) -> Result<User, Failure> {
     User::of(socket).ok_or_else(|| Failure::new("unauthorized", "not authenticated"))
 }
 
+/// Tells `user`'s chat peers (everyone sharing a room with them) that the user came
+/// online or went offline: `presence:update {userId, online}` to each peer's
+/// `user:<id>` room in `/chat`, through the adapter, so peers on every node hear it.
+/// Returns how many peers were addressed.
+pub async fn announce_presence(
+    io: &Io,
+    state: &State,
+    user: &str,
+    online: bool,
+) -> Result<usize, Failure> {
+    let Some(ns) = io.of("/chat") else {
+        return Ok(0);
+    };
+    let peers = state.store.peers_of(user).await?;
+    if peers.is_empty() {
+        return Ok(0);
+    }
+    let mut to = crate::server::BroadcastOperator::new(ns);
+    for peer in &peers {
+        to = to.to(user_room(peer));
+    }
+    to.emit(
+        "presence:update",
+        json!({ "userId": user, "online": online }),
+    );
+    Ok(peers.len())
+}
+
 pub fn register(ns: &mut NamespaceBuilder, state: State) {
+    // Each socket joins its user's room, where presence updates for the user arrive.
+    ns.on_connect(|socket| async move {
+        if let Some(user) = User::of(&socket) {
+            socket.join(user_room(&user.id));
+        }
+        Ok(())
+    });
+
     let st = state.clone();
     ns.on("room:open", move |socket, event, ack| {
         let st = st.clone();

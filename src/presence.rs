@@ -49,6 +49,9 @@ pub struct NodeInfo {
     pub connections: u64,
     /// Unix milliseconds.
     pub started_at: u64,
+    /// Unix milliseconds of the heartbeat that wrote this entry.
+    #[serde(default)]
+    pub heartbeat_at: u64,
 }
 
 /// One socket of a user.
@@ -74,8 +77,10 @@ pub trait PresenceStore: Send + Sync + 'static {
     fn add(&self, user: &str, sid: &str, node: &str) -> BoxFuture<Result<bool>>;
     /// Forgets socket `sid` of `user`; true if the user has no socket left.
     fn remove(&self, user: &str, sid: &str) -> BoxFuture<Result<bool>>;
-    /// Refreshes this node's entries and registration, and sweeps expired ones.
-    fn heartbeat(&self, beat: Heartbeat) -> BoxFuture<Result<()>>;
+    /// Refreshes this node's entries and registration, and sweeps expired ones. Returns
+    /// the users the sweep found with no live socket left (their node died): each is
+    /// returned to exactly one caller, cluster-wide.
+    fn heartbeat(&self, beat: Heartbeat) -> BoxFuture<Result<Vec<String>>>;
     fn is_online(&self, user: &str) -> BoxFuture<Result<bool>>;
     fn sockets_of(&self, user: &str) -> BoxFuture<Result<Vec<SocketPresence>>>;
     fn online_users(&self, cursor: u64, limit: usize) -> BoxFuture<Result<UsersPage>>;
@@ -83,7 +88,13 @@ pub trait PresenceStore: Send + Sync + 'static {
     fn nodes(&self) -> BoxFuture<Result<Vec<NodeInfo>>>;
     /// Rooms of `namespace` with members summed over the live nodes.
     fn rooms(&self, namespace: &str) -> BoxFuture<Result<RoomCounts>>;
+    /// The namespaces the live nodes serve, sorted.
+    fn namespaces(&self) -> BoxFuture<Result<Vec<String>>>;
 }
+
+/// Called with `(user, online)` when a user's first socket connected (`true`) or the
+/// last one left (`false`) — including when a dead node's sockets are swept.
+pub type ChangeListener = Arc<dyn Fn(String, bool) + Send + Sync>;
 
 /// What a node sends every heartbeat.
 #[derive(Debug, Clone)]
@@ -113,6 +124,7 @@ pub struct Presence {
     heartbeat: Duration,
     local: Mutex<HashMap<String, HashSet<String>>>,
     io: OnceLock<Io>,
+    on_change: OnceLock<ChangeListener>,
 }
 
 impl Presence {
@@ -130,6 +142,7 @@ impl Presence {
             heartbeat,
             local: Mutex::default(),
             io: OnceLock::new(),
+            on_change: OnceLock::new(),
         })
     }
 
@@ -147,6 +160,18 @@ impl Presence {
 
     pub fn node_id(&self) -> &str {
         &self.node_id
+    }
+
+    /// Sets who hears of users coming online and going offline (once; later calls are
+    /// ignored). The listener runs inline: it must not block (spawn or queue the work).
+    pub fn on_change(&self, listener: ChangeListener) {
+        let _ = self.on_change.set(listener);
+    }
+
+    fn changed(&self, user: &str, online: bool) {
+        if let Some(listener) = self.on_change.get() {
+            listener(user.to_owned(), online);
+        }
     }
 
     /// Gives presence the server (for room counts and connection numbers) and starts
@@ -200,12 +225,18 @@ impl Presence {
                     version: env!("CARGO_PKG_VERSION").to_owned(),
                     connections,
                     started_at: self.started_at,
+                    heartbeat_at: now_ms(),
                 },
                 sockets,
                 rooms,
                 ttl: self.heartbeat * 2,
             })
             .await
+            .map(|gone| {
+                for user in gone {
+                    self.changed(&user, false);
+                }
+            })
     }
 
     /// A socket of `user` connected here; true if the user just came online.
@@ -216,7 +247,11 @@ impl Presence {
             .entry(user.to_owned())
             .or_default()
             .insert(sid.to_owned());
-        self.store.add(user, sid, &self.node_id).await
+        let first = self.store.add(user, sid, &self.node_id).await?;
+        if first {
+            self.changed(user, true);
+        }
+        Ok(first)
     }
 
     /// A socket of `user` left; true if the user just went offline.
@@ -230,7 +265,11 @@ impl Presence {
                 }
             }
         }
-        self.store.remove(user, sid).await
+        let last = self.store.remove(user, sid).await?;
+        if last {
+            self.changed(user, false);
+        }
+        Ok(last)
     }
 
     /// Tracks the sockets of a namespace: call from `on_connect` / `on_disconnect`.
@@ -266,6 +305,10 @@ impl Presence {
 
     pub async fn rooms(&self, namespace: &str) -> Result<RoomCounts> {
         self.store.rooms(namespace).await
+    }
+
+    pub async fn namespaces(&self) -> Result<Vec<String>> {
+        self.store.namespaces().await
     }
 }
 
@@ -319,8 +362,8 @@ impl PresenceStore for InProcessPresence {
         Self::ready(last)
     }
 
-    fn heartbeat(&self, _beat: Heartbeat) -> BoxFuture<Result<()>> {
-        Self::ready(())
+    fn heartbeat(&self, _beat: Heartbeat) -> BoxFuture<Result<Vec<String>>> {
+        Self::ready(Vec::new())
     }
 
     fn is_online(&self, user: &str) -> BoxFuture<Result<bool>> {
@@ -347,6 +390,7 @@ impl PresenceStore for InProcessPresence {
     }
 
     fn nodes(&self) -> BoxFuture<Result<Vec<NodeInfo>>> {
+        let now = now_ms();
         let node = self
             .presence
             .get()
@@ -357,6 +401,7 @@ impl PresenceStore for InProcessPresence {
                 version: env!("CARGO_PKG_VERSION").to_owned(),
                 connections: p.io.get().map_or(0, |io| io.connection_count() as u64),
                 started_at: p.started_at,
+                heartbeat_at: now,
             });
         Self::ready(node.into_iter().collect())
     }
@@ -375,6 +420,20 @@ impl PresenceStore for InProcessPresence {
             })
             .unwrap_or_default();
         Self::ready(rooms)
+    }
+
+    fn namespaces(&self) -> BoxFuture<Result<Vec<String>>> {
+        let mut names: Vec<String> = self
+            .presence
+            .get()
+            .and_then(Weak::upgrade)
+            .and_then(|p| p.io.get().map(|io| io.namespaces()))
+            .unwrap_or_default()
+            .iter()
+            .map(|ns| ns.name.clone())
+            .collect();
+        names.sort();
+        Self::ready(names)
     }
 }
 
@@ -413,10 +472,12 @@ redis.call('ZADD', KEYS[1], top[2], ARGV[1])
 return 0
 "#;
 
-/// Sweeps up to ARGV[3] users whose every socket expired (a node died).
+/// Sweeps up to ARGV[3] users whose every socket expired (a node died); returns the
+/// users it removed (no live socket left). Atomic, so each is returned to one caller.
 const SWEEP: &str = r#"
 local now = tonumber(ARGV[1])
 local stale = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
+local gone = {}
 for _, u in ipairs(stale) do
   local k = ARGV[2] .. u
   local dead = redis.call('ZRANGEBYSCORE', k, '-inf', now)
@@ -426,12 +487,13 @@ for _, u in ipairs(stale) do
   if #top == 0 then
     redis.call('ZREM', KEYS[1], u)
     redis.call('DEL', k)
+    table.insert(gone, u)
   else
     redis.call('ZADD', KEYS[1], top[2], u)
   end
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
-return #stale
+return gone
 "#;
 
 static ADD_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(ADD));
@@ -486,7 +548,7 @@ impl PresenceStore for RedisPresence {
         Box::pin(async move { Ok(inv.invoke_async::<i64>(&mut conn).await? == 1) })
     }
 
-    fn heartbeat(&self, beat: Heartbeat) -> BoxFuture<Result<()>> {
+    fn heartbeat(&self, beat: Heartbeat) -> BoxFuture<Result<Vec<String>>> {
         let mut conn = self.conn.clone();
         let now = now_ms();
         let expires = now + beat.ttl.as_millis() as u64;
@@ -543,8 +605,7 @@ impl PresenceStore for RedisPresence {
             .arg(1000);
         Box::pin(async move {
             pipe.query_async::<()>(&mut conn).await?;
-            sweep.invoke_async::<i64>(&mut conn).await?;
-            Ok(())
+            Ok(sweep.invoke_async::<Vec<String>>(&mut conn).await?)
         })
     }
 
@@ -674,6 +735,23 @@ impl PresenceStore for RedisPresence {
             let mut rooms: RoomCounts = totals.into_iter().collect();
             rooms.sort();
             Ok(rooms)
+        })
+    }
+
+    fn namespaces(&self) -> BoxFuture<Result<Vec<String>>> {
+        let nodes = self.nodes();
+        let mut conn = self.conn.clone();
+        let prefix = self.prefix.clone();
+        Box::pin(async move {
+            let mut names = std::collections::BTreeSet::new();
+            for node in nodes.await? {
+                let keys: Vec<String> = redis::cmd("HKEYS")
+                    .arg(format!("{prefix}:rooms:{}", node.id))
+                    .query_async(&mut conn)
+                    .await?;
+                names.extend(keys);
+            }
+            Ok(names.into_iter().collect())
         })
     }
 }

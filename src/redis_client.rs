@@ -40,7 +40,15 @@ pub struct RedisArgs {
     /// users shown offline within twice this.
     #[arg(long, env = "PRESENCE_HEARTBEAT", default_value_t = 10_000)]
     pub presence_heartbeat: u64,
+
+    /// Key prefix of presence in Redis (users, sockets, nodes, room snapshots); `rtctl
+    /// presence|rooms|nodes` must be given the same.
+    #[arg(long, env = "PRESENCE_PREFIX", default_value = DEFAULT_PRESENCE_PREFIX)]
+    pub presence_prefix: String,
 }
+
+/// Where presence lives in Redis unless `--presence-prefix` says otherwise.
+pub const DEFAULT_PRESENCE_PREFIX: &str = "rt:presence";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RedisSetupError {
@@ -68,6 +76,7 @@ impl Default for RedisArgs {
             redis_adapter_key: "socket.io".into(),
             redis_requests_timeout: 5000,
             presence_heartbeat: 10_000,
+            presence_prefix: DEFAULT_PRESENCE_PREFIX.into(),
         }
     }
 }

@@ -10,7 +10,6 @@ use bytes::Bytes;
 use comfy_table::{presets, Cell, CellAlignment, Table};
 use http_body_util::{BodyExt as _, Empty};
 use serde_json::{json, Value};
-use std::io::IsTerminal as _;
 use std::time::{Duration, Instant};
 
 const EXIT_CODES: &str = "\
@@ -281,23 +280,7 @@ pub async fn check_all(urls: &[NodeUrl], timeout: Duration) -> Vec<NodeReport> {
             }
         }
     }));
-    tokio::pin!(all);
-    let reports = tokio::select! {
-        r = &mut all => r,
-        _ = tokio::time::sleep(Duration::from_secs(1)) => {
-            if std::io::stderr().is_terminal() {
-                bar.set_style(
-                    indicatif::ProgressStyle::with_template("{spinner} checking nodes: {pos}/{len} answered")
-                        .expect("a valid template"),
-                );
-                bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
-                bar.enable_steady_tick(Duration::from_millis(100));
-            }
-            all.await
-        }
-    };
-    bar.finish_and_clear();
-    reports
+    super::spinner_after_a_second(&bar, "{spinner} checking nodes: {pos}/{len} answered", all).await
 }
 
 /// The report for people.
@@ -378,7 +361,7 @@ fn service(v: &Value) -> String {
 }
 
 /// `42s`, `5m 12s`, `3h 04m`, `2d 07h`.
-fn uptime(s: u64) -> String {
+pub(crate) fn uptime(s: u64) -> String {
     match s {
         0..60 => format!("{s}s"),
         60..3600 => format!("{}m {:02}s", s / 60, s % 60),

@@ -2,8 +2,12 @@
 
 pub mod gen;
 pub mod health;
+pub mod inspect;
 pub mod loadtest;
 pub mod migrate;
+pub mod nodes;
+pub mod presence;
+pub mod rooms;
 pub mod serve;
 pub mod token;
 
@@ -37,6 +41,12 @@ pub enum Command {
     /// One worker process of `rtctl loadtest` (started by it; JSON lines on stdin/stdout).
     #[command(hide = true, name = "loadtest-worker")]
     LoadtestWorker(loadtest::LoadtestWorkerCommand),
+    /// Who is online in the cluster (reads the cluster's Redis).
+    Presence(presence::PresenceCommand),
+    /// Rooms and their member counts across the cluster (reads the cluster's Redis).
+    Rooms(rooms::RoomsCommand),
+    /// Live nodes of the cluster (reads the cluster's Redis).
+    Nodes(nodes::NodesCommand),
 }
 
 impl Cli {
@@ -49,6 +59,9 @@ impl Cli {
             Command::Health(cmd) => cmd.run().await,
             Command::Loadtest(cmd) => cmd.run().await,
             Command::LoadtestWorker(cmd) => cmd.run().await,
+            Command::Presence(cmd) => cmd.run().await,
+            Command::Rooms(cmd) => cmd.run().await,
+            Command::Nodes(cmd) => cmd.run().await,
         }
     }
 }
@@ -82,4 +95,33 @@ pub fn exit_code(result: anyhow::Result<()>) -> std::process::ExitCode {
             std::process::ExitCode::from(code)
         }
     }
+}
+
+/// Awaits `work`; if it takes more than a second and stderr is a terminal, shows `bar`
+/// as a spinner with `template` (indicatif syntax) until it is done. Never drawn when
+/// stderr is not a terminal (pipes, CI, tests).
+pub(crate) async fn spinner_after_a_second<T>(
+    bar: &indicatif::ProgressBar,
+    template: &str,
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    use std::io::IsTerminal as _;
+    use std::time::Duration;
+    tokio::pin!(work);
+    let out = tokio::select! {
+        out = &mut work => out,
+        _ = tokio::time::sleep(Duration::from_secs(1)) => {
+            if std::io::stderr().is_terminal() {
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template(template)
+                        .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+                );
+                bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+                bar.enable_steady_tick(Duration::from_millis(100));
+            }
+            work.await
+        }
+    };
+    bar.finish_and_clear();
+    out
 }

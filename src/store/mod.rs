@@ -257,6 +257,21 @@ impl Store {
         }))
     }
 
+    /// Everyone who shares a chat room with `user`, from the replica when there is one
+    /// (a room a few milliseconds old may be missing: presence is advisory).
+    pub async fn peers_of(&self, user: &str) -> Result<Vec<String>, StoreError> {
+        Ok(with_pool!(self.stale_reads(), DB, pool => {
+            crate::metrics::query(
+                "peers_of",
+                self.stale_pool(),
+                sqlx::query_scalar::<DB, String>(sql::PEERS_OF)
+                    .bind(user)
+                    .fetch_all(pool),
+            )
+            .await?
+        }))
+    }
+
     /// A room by id, from the primary (membership checks must see a room just created).
     pub async fn room(&self, id: i64) -> Result<Option<ChatRoom>, StoreError> {
         Ok(with_pool!(&self.primary, DB, pool => {

@@ -30,6 +30,14 @@ INSERT INTO chat_rooms (user1_id, user2_id) VALUES ($1, $2)
 ON CONFLICT (user1_id, user2_id) DO NOTHING
 RETURNING id, user1_id, user2_id, created_at";
 
+/// Everyone who shares a chat room with `$1` (the peers told of `$1`'s presence). The
+/// first half reads `idx_chat_rooms_users`; the second scans `chat_rooms` by `user2_id`
+/// until an index on `(user2_id, user1_id)` exists.
+pub const PEERS_OF: &str = "\
+SELECT user2_id AS peer FROM chat_rooms WHERE user1_id = $1
+UNION
+SELECT user1_id AS peer FROM chat_rooms WHERE user2_id = $1";
+
 pub const ROOM_BY_ID: &str = "\
 SELECT id, user1_id, user2_id, created_at FROM chat_rooms WHERE id = $1";
 

@@ -8,6 +8,7 @@ mod domain;
 mod engine;
 mod fuzz;
 mod gen;
+mod inspect;
 mod interop;
 mod limits;
 mod loadtest;

@@ -186,3 +186,4 @@ pub mod node;
 pub mod postgres;
 pub mod raw;
 pub mod redis;
+pub mod sio;
