@@ -129,6 +129,12 @@ pub struct ServeArgs {
     /// Test-only: delay each `/bench` broadcast by this many milliseconds.
     #[arg(long, env = "LOADTEST_DELAY_MS", value_name = "MS")]
     pub loadtest_delay_ms: Option<u64>,
+
+    /// Record Prometheus metrics. `false` makes every recording hook a no-op and
+    /// /metrics answer 404 (for measuring their cost, or nodes nobody scrapes).
+    #[arg(long, env = "METRICS_ENABLED", default_value_t = true, action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new(), value_name = "BOOL")]
+    pub metrics_enabled: bool,
 }
 
 /// A setting that parsed but makes no sense.
@@ -183,6 +189,9 @@ pub struct Config {
     pub redis: RedisArgs,
     pub log_format: String,
     pub log_level: String,
+    /// `--metrics-enabled`: whether the process records metrics (applied by `serve`:
+    /// the switch is process-wide).
+    pub metrics_enabled: bool,
     /// This node's id (`--node-id`, default hostname-pid).
     pub node_id: String,
     /// Timeout of each dependency check in /api/health.
@@ -358,6 +367,7 @@ impl Config {
             },
             log_format: a.log_format.clone(),
             log_level: a.log_level.clone(),
+            metrics_enabled: a.metrics_enabled,
             node_id,
             health_timeout: Duration::from_millis(a.health_timeout),
             loadtest,

@@ -108,6 +108,20 @@ impl Endpoints {
 
     /// The Prometheus scrape.
     pub fn metrics(&self) -> Response<Body> {
+        if !crate::metrics::enabled() {
+            // 404, not an empty 200: Prometheus then shows the target down with this
+            // reason, instead of a healthy target whose series all vanished.
+            let mut res = Response::new(Full::new(Bytes::from_static(
+                b"metrics are disabled on this node (--metrics-enabled false / \
+                  METRICS_ENABLED=false); restart it with metrics enabled to scrape it\n",
+            )));
+            *res.status_mut() = StatusCode::NOT_FOUND;
+            res.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            return res;
+        }
         let text = crate::metrics::render(&self.snapshot());
         let mut res = Response::new(Full::new(Bytes::from(text)));
         res.headers_mut().insert(

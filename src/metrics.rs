@@ -21,6 +21,15 @@
 //! 100k users would be 100k series per metric.
 //!
 //! The cluster adapter records into [`cluster()`]; see [`ClusterMetrics`].
+//!
+//! **Switching recording off** (`--metrics-enabled false`, `METRICS_ENABLED=false`):
+//! [`set_enabled`] flips one process-wide flag that every recording hook in this module
+//! reads first (one relaxed atomic load, a predictable branch), so with it off nothing is
+//! counted or timed, and `GET /metrics` answers 404 with a line saying why (a scrape would
+//! only show frozen numbers). It exists to measure what recording costs (examples/
+//! metrics-overhead.rs) and for deployments that do not run Prometheus. The cluster
+//! adapter's counters ([`cluster()`]) are recorded on handles the adapter holds and are
+//! not covered; they are per Redis message, not per client.
 
 use crate::protocol::engineio::TransportKind;
 use crate::transport::EngineError;
@@ -32,7 +41,7 @@ use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
@@ -467,20 +476,44 @@ fn transport_index(t: TransportKind) -> usize {
 
 // ---- recording: the hooks the rest of the crate calls ---------------------------------
 
+/// Whether recording is on; see the module docs. On unless [`set_enabled`] said otherwise.
+static ENABLED: AtomicBool = AtomicBool::new(true);
+
+/// Turns recording on or off for the whole process (`realtime-server` does this once, at
+/// start, from `--metrics-enabled`). Takes effect at the next recorded event.
+pub fn set_enabled(on: bool) {
+    ENABLED.store(on, Ordering::Relaxed);
+}
+
+/// Whether recording is on.
+#[inline]
+pub fn enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
 /// Engine.IO bytes read from a client.
 #[inline]
 pub fn bytes_received(transport: TransportKind, n: usize) {
+    if !enabled() {
+        return;
+    }
     METRICS.bytes_in[transport_index(transport)].inc_by(n as u64);
 }
 
 /// Engine.IO bytes written to a client.
 #[inline]
 pub fn bytes_sent(transport: TransportKind, n: usize) {
+    if !enabled() {
+        return;
+    }
     METRICS.bytes_out[transport_index(transport)].inc_by(n as u64);
 }
 
 /// Counts a refused Engine.IO request and gives the error back (for `.response()`).
 pub fn engine_error(e: EngineError) -> EngineError {
+    if !enabled() {
+        return e;
+    }
     let reason = match e {
         EngineError::UnknownTransport => "unknown_transport",
         EngineError::UnknownSid => "unknown_sid",
@@ -501,6 +534,9 @@ pub fn engine_error(e: EngineError) -> EngineError {
 /// A namespace connection refused by the auth middleware; `reason` is one of the auth
 /// layer's fixed reason codes.
 pub fn auth_failure(namespace: &str, reason: &'static str) {
+    if !enabled() {
+        return;
+    }
     METRICS
         .auth_failures
         .get_or_create(&NamespaceReasonLabels {
@@ -513,6 +549,9 @@ pub fn auth_failure(namespace: &str, reason: &'static str) {
 /// A request refused by a rate limit. The class is the limited event (a known name, or
 /// `other`).
 pub fn rate_limited(event: &str) {
+    if !enabled() {
+        return;
+    }
     METRICS
         .rate_limited
         .get_or_create(&ClassLabels {
@@ -523,6 +562,9 @@ pub fn rate_limited(event: &str) {
 
 /// A cache lookup (`cache`: e.g. `unread_count`).
 pub fn cache_lookup(cache: &'static str, hit: bool) {
+    if !enabled() {
+        return;
+    }
     let result = if hit { "hit" } else { "miss" };
     METRICS
         .cache_requests
@@ -533,6 +575,9 @@ pub fn cache_lookup(cache: &'static str, hit: bool) {
 /// A failed Redis command (`component`: `rate_limit`, `cache`, `adapter`, `presence`,
 /// `health`).
 pub fn redis_error(component: &'static str) {
+    if !enabled() {
+        return;
+    }
     METRICS
         .redis_errors
         .get_or_create(&ComponentLabels { component })
@@ -546,6 +591,9 @@ pub async fn query<T, E>(
     pool: &'static str,
     fut: impl Future<Output = Result<T, E>>,
 ) -> Result<T, E> {
+    if !enabled() {
+        return fut.await;
+    }
     let started = Instant::now();
     let result = fut.await;
     let labels = QueryLabels { operation, pool };
@@ -604,7 +652,9 @@ impl NamespaceMetrics {
 
     /// A socket finished connecting: counted, and logged at debug.
     pub fn connected(&self, socket: &impl std::fmt::Display, transport: TransportKind) {
-        self.connects.inc();
+        if enabled() {
+            self.connects.inc();
+        }
         tracing::debug!(
             nsp = %self.name,
             socket = %socket,
@@ -629,14 +679,16 @@ impl NamespaceMetrics {
             return;
         }
         let duration = since.elapsed().unwrap_or_default();
-        self.connection_duration.observe(duration);
-        METRICS
-            .socket_disconnects
-            .get_or_create(&NamespaceReasonLabels {
-                namespace: self.name.clone(),
-                reason,
-            })
-            .inc();
+        if enabled() {
+            self.connection_duration.observe(duration);
+            METRICS
+                .socket_disconnects
+                .get_or_create(&NamespaceReasonLabels {
+                    namespace: self.name.clone(),
+                    reason,
+                })
+                .inc();
+        }
         tracing::debug!(
             nsp = %self.name,
             socket = %socket,
@@ -650,34 +702,42 @@ impl NamespaceMetrics {
     /// An event arrived from a client.
     #[inline]
     pub fn event_received(&self, name: &str) {
-        self.events_received[event_index(name)].inc();
+        if enabled() {
+            self.events_received[event_index(name)].inc();
+        }
     }
 
     /// Events queued to `n` clients.
     #[inline]
     pub fn events_sent(&self, n: usize) {
-        self.events_sent.inc_by(n as u64);
+        if enabled() {
+            self.events_sent.inc_by(n as u64);
+        }
     }
 
     /// A broadcast queued for `sent` local sockets; gives `sent` back.
     #[inline]
     pub fn broadcast(&self, sent: usize) -> usize {
-        self.broadcasts.inc();
-        self.events_sent.inc_by(sent as u64);
+        if enabled() {
+            self.broadcasts.inc();
+            self.events_sent.inc_by(sent as u64);
+        }
         sent
     }
 
     pub fn ack_timeout(&self) {
-        self.ack_timeouts.inc();
+        if enabled() {
+            self.ack_timeouts.inc();
+        }
     }
 
     /// Wraps an event handler so that its duration (first poll to completion, however
     /// often it awaits) lands in the handler histogram.
+    /// With recording off, the clock is not even read.
     pub fn timed<F: Future<Output = ()> + Unpin>(&self, fut: F) -> Timed<F> {
         Timed {
             fut,
-            started: Instant::now(),
-            histogram: self.handler_duration.clone(),
+            clock: enabled().then(|| (Instant::now(), self.handler_duration.clone())),
         }
     }
 }
@@ -685,8 +745,8 @@ impl NamespaceMetrics {
 /// A future that records how long it took; see [`NamespaceMetrics::timed`].
 pub struct Timed<F> {
     fut: F,
-    started: Instant,
-    histogram: DurationHistogram,
+    /// When it started, and where it is recorded (`None`: recording is off).
+    clock: Option<(Instant, DurationHistogram)>,
 }
 
 impl<F: Future<Output = ()> + Unpin> Future for Timed<F> {
@@ -695,7 +755,9 @@ impl<F: Future<Output = ()> + Unpin> Future for Timed<F> {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let poll = Pin::new(&mut self.fut).poll(cx);
         if poll.is_ready() {
-            self.histogram.observe(self.started.elapsed());
+            if let Some((started, histogram)) = &self.clock {
+                histogram.observe(started.elapsed());
+            }
         }
         poll
     }

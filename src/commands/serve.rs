@@ -13,6 +13,12 @@ impl ServeCommand {
     pub async fn run(self) -> anyhow::Result<()> {
         let config = Config::from_args(&self.args)?;
         crate::telemetry::init_logging(&config.log_format, &config.log_level);
+        // Process-wide, so set here and not in `app::build` (tests build many apps in one
+        // process).
+        crate::metrics::set_enabled(config.metrics_enabled);
+        if !config.metrics_enabled {
+            tracing::warn!("metrics are disabled (--metrics-enabled false): /metrics answers 404");
+        }
         let listener = crate::transport::listener::bind(config.listen).with_context(|| {
                 format!(
                     "cannot listen on {} (is another server using it? choose another with --listen or LISTEN_ADDR)",

@@ -164,7 +164,19 @@ impl Nginx {
 }
 
 impl Drop for Nginx {
+    /// SIGTERM first: nginx's master then stops its workers. SIGKILL alone would leave
+    /// the workers running, orphaned, holding the port.
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);

@@ -657,3 +657,41 @@ async fn json_logs_are_one_object_per_line_and_never_carry_tokens() {
     assert_eq!(gone["reason"], "transport close");
     assert!(gone["duration_ms"].is_u64(), "{gone}");
 }
+
+/// `--metrics-enabled false` (or `METRICS_ENABLED=false`) on the real binary: /metrics
+/// answers 404 saying why, the rest keeps working; `true` (the default) serves the scrape.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_switched_off_answer_404_with_the_reason() {
+    use crate::common::node::NodeProcess;
+    let db = TempDir::new("metrics-off");
+    let url = db.sqlite_url();
+    let base = ["--database-url", url.as_str(), "--log-level", "warn"];
+    let with = |extra: &'static [&'static str]| {
+        let mut v = base.to_vec();
+        v.extend_from_slice(extra);
+        v
+    };
+    let off_flag =
+        NodeProcess::start("off-flag", &with(&["--metrics-enabled", "false"]), &[]).await;
+    let off_env = NodeProcess::start("off-env", &base, &[("METRICS_ENABLED", "false")]).await;
+    let on = NodeProcess::start("on", &with(&["--metrics-enabled", "true"]), &[]).await;
+    for node in [&off_flag, &off_env] {
+        let res = raw::get(node.addr, "/metrics").await;
+        assert_eq!(res.status, 404, "{}: {}", node.id, res.text());
+        assert!(
+            res.text().contains("metrics are disabled on this node"),
+            "{}: {}",
+            node.id,
+            res.text()
+        );
+        let (status, live) = health(node.addr, "/api/health/live").await;
+        assert_eq!(status, 200, "{live}");
+    }
+    let res = raw::get(on.addr, "/metrics").await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert!(
+        res.text().contains("realtime_build_info{"),
+        "{}",
+        res.text()
+    );
+}
