@@ -12,6 +12,7 @@ use crate::server::{ConnectRefusal, Io, NamespaceBuilder, Routes};
 use crate::store::Store;
 use anyhow::Context as _;
 use serde_json::json;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -22,6 +23,8 @@ pub struct App {
     pub state: State,
     /// Who is online (Redis in a cluster, in-process otherwise).
     pub presence: Arc<crate::presence::Presence>,
+    /// `presence:update`s still to be sent; flushed before the database closes.
+    pub presence_updates: PresenceUpdates,
 }
 
 /// Connects the services and builds the server as `realtime-server` runs it.
@@ -81,7 +84,7 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
     }
     let io = builder.build();
     presence.attach(io.clone());
-    announce_presence_changes(&presence, io.clone(), state.clone());
+    let presence_updates = announce_presence_changes(&presence, io.clone(), state.clone());
     let api = Arc::new(Api::new(
         io.clone(),
         state.clone(),
@@ -112,6 +115,7 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         routes,
         state,
         presence,
+        presence_updates,
     })
 }
 
@@ -147,21 +151,72 @@ pub fn track_presence(ns: &mut NamespaceBuilder, presence: Arc<crate::presence::
 /// saw them, so a quick connect + disconnect reaches peers as online, then offline. The
 /// queue is bounded: when the database is too slow to keep up, changes beyond it are
 /// dropped with a warning rather than held in memory (presence itself stays exact).
-fn announce_presence_changes(presence: &crate::presence::Presence, io: Io, state: State) {
+/// During a database outage one warning is logged when the first update fails and one
+/// with the count when updates flow again, not one line per user.
+fn announce_presence_changes(
+    presence: &crate::presence::Presence,
+    io: Io,
+    state: State,
+) -> PresenceUpdates {
     const QUEUE: usize = 10_000;
+    let updates = PresenceUpdates::default();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<(String, bool)>(QUEUE);
+    let pending = updates.pending.clone();
     presence.on_change(Arc::new(move |user, online| {
+        pending.fetch_add(1, Ordering::AcqRel);
         if tx.try_send((user, online)).is_err() {
+            pending.fetch_sub(1, Ordering::AcqRel);
             tracing::warn!("presence: update queue full; a presence:update was dropped");
         }
     }));
+    let pending = updates.pending.clone();
     tokio::spawn(async move {
+        let mut failed = 0u64;
         while let Some((user, online)) = rx.recv().await {
-            if let Err(e) = crate::chat::announce_presence(&io, &state, &user, online).await {
-                tracing::warn!(user, online, error = %e.message, "presence: cannot tell peers");
+            match crate::chat::announce_presence(&io, &state, &user, online).await {
+                Ok(_) if failed > 0 => {
+                    tracing::warn!(
+                        failed,
+                        "presence: peers can be told again; updates were lost meanwhile"
+                    );
+                    failed = 0;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    if failed == 0 {
+                        tracing::warn!(user, online, error = %e.message, "presence: cannot tell peers (further failures are counted, not logged)");
+                    }
+                    failed += 1;
+                }
             }
+            pending.fetch_sub(1, Ordering::AcqRel);
         }
     });
+    updates
+}
+
+/// The `presence:update`s queued but not yet sent. A draining node's disconnects queue
+/// one "offline" per user; [`PresenceUpdates::flush`] lets them go out before the store
+/// closes, instead of failing against a closed pool.
+#[derive(Clone, Default)]
+pub struct PresenceUpdates {
+    pending: Arc<AtomicUsize>,
+}
+
+impl PresenceUpdates {
+    /// Updates queued and not sent yet.
+    pub fn pending(&self) -> usize {
+        self.pending.load(Ordering::Acquire)
+    }
+
+    /// Waits until the queue is empty or `within` has passed; returns what is left.
+    pub async fn flush(&self, within: std::time::Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + within;
+        while self.pending() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        self.pending()
+    }
 }
 
 /// With Redis configured, the adapter that makes this node one of a cluster (the

@@ -39,6 +39,14 @@ impl ServeCommand {
             "realtime server listening"
         );
         crate::server::run_with_routes(app.io, Some(app.routes), listener, shutdown_signal()).await;
+        // The drain disconnected everyone: tell their chat peers before the pool closes.
+        let left = app
+            .presence_updates
+            .flush(std::time::Duration::from_secs(5))
+            .await;
+        if left > 0 {
+            tracing::warn!(left, "shutting down with presence:updates not sent");
+        }
         app.state.store.close().await;
         Ok(())
     }
