@@ -217,7 +217,8 @@ impl Presence {
             ),
             None => (0, Vec::new()),
         };
-        self.store
+        let gone = self
+            .store
             .heartbeat(Heartbeat {
                 node: NodeInfo {
                     id: self.node_id.clone(),
@@ -232,11 +233,18 @@ impl Presence {
                 ttl: self.heartbeat * 2,
             })
             .await
-            .map(|gone| {
-                for user in gone {
-                    self.changed(&user, false);
-                }
-            })
+            .inspect_err(|_| crate::metrics::redis_error("presence"))?;
+        for user in gone {
+            self.changed(&user, false);
+        }
+        // Live nodes as this node sees them (itself included), for the cluster gauge.
+        let nodes = self
+            .store
+            .nodes()
+            .await
+            .inspect_err(|_| crate::metrics::redis_error("presence"))?;
+        crate::metrics::cluster().nodes.set(nodes.len() as i64);
+        Ok(())
     }
 
     /// A socket of `user` connected here; true if the user just came online.
@@ -247,7 +255,11 @@ impl Presence {
             .entry(user.to_owned())
             .or_default()
             .insert(sid.to_owned());
-        let first = self.store.add(user, sid, &self.node_id).await?;
+        let first = self
+            .store
+            .add(user, sid, &self.node_id)
+            .await
+            .inspect_err(|_| crate::metrics::redis_error("presence"))?;
         if first {
             self.changed(user, true);
         }
@@ -265,7 +277,11 @@ impl Presence {
                 }
             }
         }
-        let last = self.store.remove(user, sid).await?;
+        let last = self
+            .store
+            .remove(user, sid)
+            .await
+            .inspect_err(|_| crate::metrics::redis_error("presence"))?;
         if last {
             self.changed(user, false);
         }

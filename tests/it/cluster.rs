@@ -186,6 +186,13 @@ async fn three_nodes_are_one_server() {
     assert_eq!(bins, vec![vec![0xde, 0xad, 0xbe, 0xef]]);
 
     // fetch_sockets from node B sees the sockets of A and C, with their rooms.
+    let requests = |t: &'static str| {
+        realtime::metrics::cluster()
+            .request_duration
+            .get_or_create(&realtime::metrics::TypeLabels { r#type: t })
+            .count()
+    };
+    let fetches = requests("fetch_sockets");
     let ns_b = b.server.io.of("/").unwrap();
     let sockets = ns_b.fetch_sockets().await.unwrap();
     let mut ids: Vec<&str> = sockets.iter().map(|s| s.id.as_str()).collect();
@@ -197,6 +204,9 @@ async fn three_nodes_are_one_server() {
     assert_eq!(in_r.len(), 1);
     assert_eq!(in_r[0].id, on_a.sid);
     assert!(in_r[0].rooms.iter().any(|r| &**r == "R"));
+    // Both were requests to the other nodes, timed in the adapter's metrics (the
+    // registry is per process: other tests may add to it, never take away).
+    assert!(requests("fetch_sockets") >= fetches + 2);
 
     // A broadcast with acks from node B: the client on A answers, B gets it.
     let ask = tokio::spawn({
@@ -488,6 +498,7 @@ async fn nodes_recover_when_redis_restarts() {
         assert!(n < 30, "broadcasts never flowed again after the restart");
     }
     assert!(a.driver.stats().reconnects >= 1);
+    assert!(realtime::metrics::cluster().redis_reconnects.get() >= 1);
 }
 
 // ---------------------------------------------------------------------------------------

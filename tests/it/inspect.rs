@@ -161,6 +161,32 @@ impl NodeProcess {
     }
 }
 
+/// The value of one series in a node's `/metrics` (exact name and labels), if present.
+async fn metric(addr: SocketAddr, series: &str) -> Option<f64> {
+    let scrape = raw::get(addr, "/metrics").await;
+    scrape
+        .text()
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Waits until `series` on `addr` satisfies `ok`; returns the value.
+async fn metric_until(addr: SocketAddr, series: &str, ok: impl Fn(f64) -> bool) -> f64 {
+    let deadline = Instant::now() + raw::QUICK;
+    loop {
+        let v = metric(addr, series).await;
+        if let Some(v) = v.filter(|v| ok(*v)) {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{series} on {addr} stayed at {v:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn same(v: Value) -> Value {
     v
 }
@@ -585,6 +611,18 @@ async fn chat_peers_hear_presence_updates_across_nodes() {
         alice.event("presence:update").await,
         json!({"userId": "bob", "online": true})
     );
+    // Those updates crossed nodes through Redis: B published, A received, each node
+    // sees two live nodes — the adapter's and presence's own series.
+    let broadcast = "{type=\"broadcast\"}";
+    let published = format!("realtime_cluster_messages_published_total{broadcast}");
+    let received = format!("realtime_cluster_messages_received_total{broadcast}");
+    assert!(metric_until(b.addr, &published, |v| v >= 2.0).await >= 2.0);
+    assert!(metric_until(a.addr, &received, |v| v >= 2.0).await >= 2.0);
+    metric_until(a.addr, "realtime_cluster_nodes", |v| v == 2.0).await;
+    assert_eq!(
+        metric(a.addr, "realtime_redis_errors_total{component=\"adapter\"}").await,
+        None
+    );
     let alice2 = SioClient::connect(b.addr, s, "alice", "/chat").await;
     bob_b
         .expect_no_event("presence:update", Duration::from_millis(500))
@@ -601,6 +639,7 @@ async fn chat_peers_hear_presence_updates_across_nodes() {
         json!({"userId": "bob", "online": false})
     );
     eprintln!("kill -9: peers told after {:?}", died.elapsed());
+    metric_until(a.addr, "realtime_cluster_nodes", |v| v == 1.0).await;
     assert!(died.elapsed() <= HEARTBEAT * 3 + Duration::from_millis(500));
     carol
         .expect_no_event("presence:update", Duration::from_millis(100))
