@@ -323,11 +323,15 @@ async fn rtctl_reports_what_a_live_cluster_holds() {
     );
     let page = cluster.json(&["presence", "ls", "--limit", "2"]).await;
     assert_eq!(page["users"].as_array().unwrap().len(), 2, "{page}");
-    assert_eq!(page["next_cursor"], 2, "{page}");
+    assert_eq!(page["next_cursor"], "bob", "{page}");
     let rest = cluster
-        .json(&["presence", "ls", "--limit", "2", "--cursor", "2"])
+        .json(&["presence", "ls", "--limit", "2", "--cursor", "bob"])
         .await;
-    assert_eq!(rest["users"].as_array().unwrap().len(), 1, "{rest}");
+    assert_eq!(
+        rest["users"],
+        json!([{"userId": "carol", "sockets": 1, "nodes": ["node-a"]}])
+    );
+    assert_eq!(rest["next_cursor"], Value::Null, "{rest}");
     let one = cluster.json(&["presence", "ls", "--user", "alice"]).await;
     let mut nodes: Vec<&str> = one["sockets"]
         .as_array()
