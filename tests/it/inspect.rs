@@ -650,3 +650,54 @@ async fn chat_peers_hear_presence_updates_across_nodes() {
         .await;
     drop(a);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn presence_heals_within_a_heartbeat_after_redis_restarts() {
+    let mut cluster = Cluster::new();
+    let a = cluster.node("node-a").await;
+    let secret = cluster.secret.clone();
+    let _alice = SioClient::connect(a.addr, &secret, "alice", "/chat").await;
+    let user = |u: &str| json!({"userId": u, "sockets": 1, "nodes": ["node-a"]});
+    cluster
+        .until(
+            &["presence", "ls"],
+            &json!({"online": 1, "users": [user("alice")], "next_cursor": null}),
+            same,
+        )
+        .await;
+
+    // Redis goes away (and comes back empty: no persistence). The node keeps serving:
+    // a new tab connects meanwhile; rtctl says in one line that Redis is unreachable.
+    let port = cluster.redis.port;
+    tokio::task::block_in_place(|| cluster.redis.stop());
+    let mut bob = SioClient::connect(a.addr, &secret, "bob", "/chat").await;
+    let (code, out, err) = cluster.rtctl(&["presence", "ls"]).await;
+    assert_eq!(code, 2, "{out}{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("error: cannot connect to Redis at "),
+        "{err}"
+    );
+    let opened = bob.call("room:open", json!({"peerId": "alice"})).await;
+    assert!(
+        opened["roomId"].is_i64(),
+        "chat works without Redis: {opened}"
+    );
+
+    cluster.redis = tokio::task::block_in_place(|| RedisServer::start_on(port));
+    let back = Instant::now();
+    // The node's heartbeat writes every local socket again: both users, the node.
+    cluster
+        .until(
+            &["presence", "ls"],
+            &json!({"online": 2, "users": [user("alice"), user("bob")], "next_cursor": null}),
+            same,
+        )
+        .await;
+    eprintln!(
+        "presence rebuilt {:?} after Redis came back",
+        back.elapsed()
+    );
+    assert_eq!(cluster.json(&["nodes", "ls"]).await["count"], 1);
+    drop(a);
+}
