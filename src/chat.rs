@@ -3,9 +3,11 @@
 //! A message that was acked is a message that was stored: the insert on the primary
 //! completes before the broadcast and the ack. History reads go to the read replica.
 
-use crate::domain::{check_rate, id_field, limit_field, object_arg, reply, Failure, State, User};
+use crate::domain::{
+    check_rate, id_field, limit_field, object_arg, on_request, Failure, State, User,
+};
 use crate::notifications::user_room;
-use crate::server::{Io, NamespaceBuilder, SocketRef};
+use crate::server::{Io, NamespaceBuilder};
 use crate::store::{ChatRoom, Message};
 use serde_json::{json, Value};
 
@@ -61,10 +63,6 @@ pub async fn member_room(state: &State, room_id: i64, user: &str) -> Result<Chat
     Ok(room)
 }
 
-fn user_or_fail(socket: &SocketRef) -> Result<User, Failure> {
-    User::of(socket).ok_or_else(|| Failure::new("unauthorized", "not authenticated"))
-}
-
 /// Tells `user`'s chat peers (everyone sharing a room with them) that the user came
 /// online or went offline: `presence:update {userId, online}` to each peer's
 /// `user:<id>` room in `/chat`, through the adapter, so peers on every node hear it.
@@ -102,99 +100,83 @@ pub fn register(ns: &mut NamespaceBuilder, state: State) {
         Ok(())
     });
 
-    let st = state.clone();
-    ns.on("room:open", move |socket, event, ack| {
-        let st = st.clone();
-        async move {
-            let result = async {
-                let user = user_or_fail(&socket)?;
-                let args = object_arg(event.args())?;
-                let peer = args
-                    .get("peerId")
-                    .and_then(Value::as_str)
-                    .filter(|p| !p.is_empty())
-                    .ok_or_else(|| Failure::invalid("peerId must be a non-empty string"))?;
-                let peer = crate::domain::no_nul("peerId", peer)?;
-                if peer == user.id {
-                    return Err(Failure::invalid("cannot open a room with yourself"));
-                }
-                let room = st.store.find_or_create_room(&user.id, peer).await?;
-                socket.join(room_name(room.id));
-                Ok(json!({ "roomId": room.id }))
+    on_request(
+        ns,
+        &state,
+        "room:open",
+        |st, socket, user, event| async move {
+            let args = object_arg(event.args())?;
+            let peer = args
+                .get("peerId")
+                .and_then(Value::as_str)
+                .filter(|p| !p.is_empty())
+                .ok_or_else(|| Failure::invalid("peerId must be a non-empty string"))?;
+            let peer = crate::domain::no_nul("peerId", peer)?;
+            if peer == user.id {
+                return Err(Failure::invalid("cannot open a room with yourself"));
             }
-            .await;
-            reply(ack, result);
-        }
-    });
+            let room = st.store.find_or_create_room(&user.id, peer).await?;
+            socket.join(room_name(room.id));
+            Ok(json!({ "roomId": room.id }))
+        },
+    );
 
-    let st = state.clone();
-    ns.on("room:join", move |socket, event, ack| {
-        let st = st.clone();
-        async move {
-            let result = async {
-                let user = user_or_fail(&socket)?;
-                let room_id = id_field(object_arg(event.args())?, "roomId")?;
-                member_room(&st, room_id, &user.id).await?;
-                socket.join(room_name(room_id));
-                Ok(json!({ "ok": true, "roomId": room_id }))
-            }
-            .await;
-            reply(ack, result);
-        }
-    });
+    on_request(
+        ns,
+        &state,
+        "room:join",
+        |st, socket, user, event| async move {
+            let room_id = id_field(object_arg(event.args())?, "roomId")?;
+            member_room(&st, room_id, &user.id).await?;
+            socket.join(room_name(room_id));
+            Ok(json!({ "ok": true, "roomId": room_id }))
+        },
+    );
 
-    let st = state.clone();
-    ns.on("message:send", move |socket, event, ack| {
-        let st = st.clone();
-        async move {
-            let result = async {
-                let user = user_or_fail(&socket)?;
-                let args = object_arg(event.args())?;
-                let room_id = id_field(args, "roomId")?;
-                let text = validate_text(args.get("text"))?;
-                check_rate(&st, "message:send", &user.id).await?;
-                member_room(&st, room_id, &user.id).await?;
-                let message = st.store.insert_message(room_id, &user.id, text).await?;
-                socket
-                    .to(room_name(room_id))
-                    .emit("message:new", message_json(&message));
-                Ok(json!({
-                    "id": message.id,
-                    "createdAt": message_json(&message)["createdAt"],
-                }))
-            }
-            .await;
-            reply(ack, result);
-        }
-    });
+    on_request(
+        ns,
+        &state,
+        "message:send",
+        |st, socket, user, event| async move {
+            let args = object_arg(event.args())?;
+            let room_id = id_field(args, "roomId")?;
+            let text = validate_text(args.get("text"))?;
+            check_rate(&st, "message:send", &user.id).await?;
+            member_room(&st, room_id, &user.id).await?;
+            let message = st.store.insert_message(room_id, &user.id, text).await?;
+            socket
+                .to(room_name(room_id))
+                .emit("message:new", message_json(&message));
+            Ok(json!({
+                "id": message.id,
+                "createdAt": message_json(&message)["createdAt"],
+            }))
+        },
+    );
 
-    let st = state.clone();
-    ns.on("message:history", move |socket, event, ack| {
-        let st = st.clone();
-        async move {
-            let result = async {
-                let user = user_or_fail(&socket)?;
-                let args = object_arg(event.args())?;
-                let room_id = id_field(args, "roomId")?;
-                let limit = limit_field(args, 100, 50)?;
-                let before = match args.get("before") {
-                    None | Some(Value::Null) => None,
-                    Some(_) => Some(id_field(args, "before")?),
-                };
-                member_room(&st, room_id, &user.id).await?;
-                let messages = st.store.history(room_id, before, limit).await?;
-                let next = (messages.len() as u32 == limit)
-                    .then(|| messages.last().map(|m| m.id))
-                    .flatten();
-                Ok(json!({
-                    "messages": messages.iter().map(message_json).collect::<Vec<_>>(),
-                    "nextBefore": next,
-                }))
-            }
-            .await;
-            reply(ack, result);
-        }
-    });
+    on_request(
+        ns,
+        &state,
+        "message:history",
+        |st, _socket, user, event| async move {
+            let args = object_arg(event.args())?;
+            let room_id = id_field(args, "roomId")?;
+            let limit = limit_field(args, 100, 50)?;
+            let before = match args.get("before") {
+                None | Some(Value::Null) => None,
+                Some(_) => Some(id_field(args, "before")?),
+            };
+            member_room(&st, room_id, &user.id).await?;
+            let messages = st.store.history(room_id, before, limit).await?;
+            let next = (messages.len() as u32 == limit)
+                .then(|| messages.last().map(|m| m.id))
+                .flatten();
+            Ok(json!({
+                "messages": messages.iter().map(message_json).collect::<Vec<_>>(),
+                "nextBefore": next,
+            }))
+        },
+    );
 
     // Volatile: not stored, not acked; only to rooms the socket has joined (no database
     // round trip per keystroke).

@@ -3,9 +3,10 @@
 
 use crate::cache::UnreadCache;
 use crate::ratelimit::{Decision, RateLimiter};
-use crate::server::{AckSender, Socket};
+use crate::server::{AckSender, Event, NamespaceBuilder, Socket, SocketRef};
 use crate::store::{Store, StoreError};
 use serde_json::{json, Value};
+use std::future::Future;
 use std::sync::Arc;
 
 /// The user a socket authenticated as; put in `socket.extensions` by the auth middleware.
@@ -106,6 +107,28 @@ pub fn reply(ack: Option<AckSender>, result: Result<Value, Failure>) {
             Err(f) => f.to_json(),
         });
     }
+}
+
+/// Registers the handler of an acknowledged request: `handler(state, socket, user,
+/// event)` runs for a signed-in socket and its result is the ack (a [`Failure`] as its
+/// `{error, message}` JSON). A socket without a user gets `unauthorized` without the
+/// handler running. This is every `/chat` and `/notifications` request's frame.
+pub fn on_request<F, Fut>(ns: &mut NamespaceBuilder, state: &State, event: &str, handler: F)
+where
+    F: Fn(State, SocketRef, User, Event) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Value, Failure>> + Send + 'static,
+{
+    let state = state.clone();
+    ns.on(event, move |socket, event, ack| {
+        let run = User::of(&socket).map(|user| handler(state.clone(), socket, user, event));
+        async move {
+            let result = match run {
+                Some(run) => run.await,
+                None => Err(Failure::new("unauthorized", "not authenticated")),
+            };
+            reply(ack, result);
+        }
+    });
 }
 
 /// Consumes one point of `event` for the user, or says when to retry.

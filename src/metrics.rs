@@ -295,7 +295,8 @@ pub struct ClusterMetrics {
     /// `realtime_cluster_messages_published_total{type}`: messages this node published
     /// (type: broadcast, request, response, …).
     pub published: Family<TypeLabels, Counter>,
-    /// `realtime_cluster_messages_received_total{type}`: messages from other nodes.
+    /// `realtime_cluster_messages_received_total{type}`: messages Redis delivered here
+    /// (pub/sub echoes a node's own messages back to it: they count too).
     pub received: Family<TypeLabels, Counter>,
     /// `realtime_cluster_request_duration_seconds{type}`: a request to all nodes until
     /// every answer (or the timeout).
@@ -318,6 +319,66 @@ pub fn global() -> &'static Metrics {
 /// Where the cluster adapter records.
 pub fn cluster() -> &'static ClusterMetrics {
     &METRICS.cluster
+}
+
+/// The `type` of an adapter message, told by its channel: `<key>-request#…` is a
+/// request, `<key>-response#…` a response, any other `<key>#…` a broadcast.
+pub fn cluster_message_type(channel: &str) -> &'static str {
+    let head = channel.split('#').next().unwrap_or("");
+    if head.ends_with("-request") {
+        "request"
+    } else if head.ends_with("-response") {
+        "response"
+    } else {
+        "broadcast"
+    }
+}
+
+/// The request types whose durations and timeouts the Redis adapter records.
+pub const CLUSTER_REQUEST_TYPES: &[&str] = &["fetch_sockets", "all_rooms", "server_side_emit"];
+
+impl ClusterMetrics {
+    /// Creates every series of the adapter at zero (message and request types), so a
+    /// node's scrape shows them before the first message and `rate()` sees the first
+    /// increase. Called when a Redis adapter is built.
+    pub fn init(&self) {
+        for t in ["broadcast", "request", "response"] {
+            drop(self.published.get_or_create(&TypeLabels { r#type: t }));
+            drop(self.received.get_or_create(&TypeLabels { r#type: t }));
+        }
+        for &t in CLUSTER_REQUEST_TYPES {
+            drop(
+                self.request_duration
+                    .get_or_create(&TypeLabels { r#type: t }),
+            );
+            drop(
+                self.request_timeouts
+                    .get_or_create(&TypeLabels { r#type: t }),
+            );
+        }
+    }
+
+    /// `n` messages of `type` published to Redis.
+    pub fn published(&self, r#type: &'static str, n: u64) {
+        self.published
+            .get_or_create(&TypeLabels { r#type })
+            .inc_by(n);
+    }
+
+    /// A message Redis delivered on `channel`.
+    pub fn received(&self, channel: &str) {
+        let r#type = cluster_message_type(channel);
+        self.received.get_or_create(&TypeLabels { r#type }).inc();
+    }
+
+    /// A cluster request of `type` finished after `took`, complete or timed out.
+    pub fn request(&self, r#type: &'static str, took: Duration, timed_out: bool) {
+        let labels = TypeLabels { r#type };
+        self.request_duration.get_or_create(&labels).observe(took);
+        if timed_out {
+            self.request_timeouts.get_or_create(&labels).inc();
+        }
+    }
 }
 
 impl Metrics {
@@ -357,7 +418,7 @@ impl Metrics {
             ),
             received: reg!(
                 "realtime_cluster_messages_received",
-                "Adapter messages received from other nodes, by type.",
+                "Adapter messages Redis delivered to this node, by type (a node's own broadcasts and requests come back too).",
                 Family::default()
             ),
             request_duration: reg!(

@@ -2,7 +2,7 @@
 //! (cached, see [`crate::cache`]) and mark-read. New notifications arrive through the
 //! HTTP API ([`crate::api`]) and are pushed as `notification:new` with the fresh count.
 
-use crate::domain::{limit_field, object_arg, reply, AppState, Failure, State, User};
+use crate::domain::{limit_field, object_arg, on_request, AppState, Failure, State, User};
 use crate::server::{Namespace, NamespaceBuilder};
 use crate::store::{NewNotification, Notification};
 use serde_json::{json, Value};
@@ -63,75 +63,60 @@ pub fn register(ns: &mut NamespaceBuilder, state: State) {
         Ok(())
     });
 
-    let st = state.clone();
-    ns.on("notifications:list", move |socket, event, ack| {
-        let st = st.clone();
-        async move {
-            let result = async {
-                let user = User::of(&socket)
-                    .ok_or_else(|| Failure::new("unauthorized", "not authenticated"))?;
-                let empty = serde_json::Map::new();
-                let args = if event.args().is_empty() {
-                    &empty
-                } else {
-                    object_arg(event.args())?
-                };
-                let limit = limit_field(args, 50, 20)?;
-                let cursor = match args.get("cursor") {
-                    None | Some(Value::Null) => None,
-                    Some(_) => Some(crate::domain::id_field(args, "cursor")?),
-                };
-                let items = st.store.list_notifications(&user.id, cursor, limit).await?;
-                let next = (items.len() as u32 == limit)
-                    .then(|| items.last().map(|n| n.id))
-                    .flatten();
-                Ok(json!({
-                    "notifications": items.iter().map(notification_json).collect::<Vec<_>>(),
-                    "nextCursor": next,
-                }))
-            }
-            .await;
-            reply(ack, result);
-        }
-    });
+    on_request(
+        ns,
+        &state,
+        "notifications:list",
+        |st, _socket, user, event| async move {
+            let empty = serde_json::Map::new();
+            let args = if event.args().is_empty() {
+                &empty
+            } else {
+                object_arg(event.args())?
+            };
+            let limit = limit_field(args, 50, 20)?;
+            let cursor = match args.get("cursor") {
+                None | Some(Value::Null) => None,
+                Some(_) => Some(crate::domain::id_field(args, "cursor")?),
+            };
+            let items = st.store.list_notifications(&user.id, cursor, limit).await?;
+            let next = (items.len() as u32 == limit)
+                .then(|| items.last().map(|n| n.id))
+                .flatten();
+            Ok(json!({
+                "notifications": items.iter().map(notification_json).collect::<Vec<_>>(),
+                "nextCursor": next,
+            }))
+        },
+    );
 
-    let st = state.clone();
-    ns.on("notifications:unread_count", move |socket, _event, ack| {
-        let st = st.clone();
-        async move {
-            let result = async {
-                let user = User::of(&socket)
-                    .ok_or_else(|| Failure::new("unauthorized", "not authenticated"))?;
-                Ok(json!({ "count": unread_count(&st, &user.id).await? }))
-            }
-            .await;
-            reply(ack, result);
-        }
-    });
+    on_request(
+        ns,
+        &state,
+        "notifications:unread_count",
+        |st, _socket, user, _event| async move {
+            Ok(json!({ "count": unread_count(&st, &user.id).await? }))
+        },
+    );
 
-    let st = state;
-    ns.on("notifications:mark_read", move |socket, event, ack| {
-        let st = st.clone();
-        async move {
-            let result = async {
-                let user = User::of(&socket)
-                    .ok_or_else(|| Failure::new("unauthorized", "not authenticated"))?;
-                let args = object_arg(event.args())?;
-                let ids = parse_ids(args)?;
-                let updated = st.store.mark_read(&user.id, ids.as_deref()).await?;
-                st.unread.invalidate(&user.id).await;
-                let count = unread_count(&st, &user.id).await?;
-                // The user's other tabs update their badge too.
-                socket
-                    .namespace()
-                    .to(user_room(&user.id))
-                    .emit("notifications:unread_count", json!({ "count": count }));
-                Ok(json!({ "updated": updated, "unreadCount": count }))
-            }
-            .await;
-            reply(ack, result);
-        }
-    });
+    on_request(
+        ns,
+        &state,
+        "notifications:mark_read",
+        |st, socket, user, event| async move {
+            let args = object_arg(event.args())?;
+            let ids = parse_ids(args)?;
+            let updated = st.store.mark_read(&user.id, ids.as_deref()).await?;
+            st.unread.invalidate(&user.id).await;
+            let count = unread_count(&st, &user.id).await?;
+            // The user's other tabs update their badge too.
+            socket
+                .namespace()
+                .to(user_room(&user.id))
+                .emit("notifications:unread_count", json!({ "count": count }));
+            Ok(json!({ "updated": updated, "unreadCount": count }))
+        },
+    );
 }
 
 /// `{ids: [1, 2]}` → Some(ids); `{all: true}` → None (all of the user's).

@@ -8,6 +8,7 @@
 //! | key                         | type | content                                    |
 //! |-----------------------------|------|--------------------------------------------|
 //! | `<p>:users`                 | ZSET | user → latest expiry (ms) of its sockets   |
+//! | `<p>:names`                 | ZSET | user → 0: the same users, in name order    |
 //! | `<p>:user:<user>`           | ZSET | socket id → expiry (ms)                    |
 //! | `<p>:sockets`               | HASH | socket id → node id                        |
 //! | `<p>:nodes`                 | ZSET | node id → expiry (ms)                      |
@@ -18,6 +19,12 @@
 //! own entries each heartbeat. A node that dies without a word (kill -9) stops
 //! refreshing, so its users read as offline within 2 × heartbeat — reads compare scores
 //! with the clock — and the next heartbeat of any node sweeps them away.
+//!
+//! `<p>:names` exists for paging: `<p>:users` is ordered by expiry, which every heartbeat
+//! moves, so an offset into it skips or repeats users between two pages. Names with equal
+//! scores sort lexicographically and do not move: a page starts after the last name of
+//! the previous one (`ZRANGE … BYLEX`), and every user online during the whole walk is
+//! listed exactly once.
 
 use crate::server::{BoxFuture, Io, SocketRef};
 use redis::aio::ConnectionManager;
@@ -61,11 +68,12 @@ pub struct SocketPresence {
     pub node: String,
 }
 
-/// A page of online users; pass `next_cursor` back for the next one (`None`: done).
+/// A page of online users in name order; pass `next_cursor` back for the next one
+/// (`None`: done). The cursor is the last user of this page.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct UsersPage {
     pub users: Vec<String>,
-    pub next_cursor: Option<u64>,
+    pub next_cursor: Option<String>,
 }
 
 /// Rooms of one namespace with their member counts, per node.
@@ -83,7 +91,8 @@ pub trait PresenceStore: Send + Sync + 'static {
     fn heartbeat(&self, beat: Heartbeat) -> BoxFuture<Result<Vec<String>>>;
     fn is_online(&self, user: &str) -> BoxFuture<Result<bool>>;
     fn sockets_of(&self, user: &str) -> BoxFuture<Result<Vec<SocketPresence>>>;
-    fn online_users(&self, cursor: u64, limit: usize) -> BoxFuture<Result<UsersPage>>;
+    /// Up to `limit` online users whose ids sort after `after` (from the start: `None`).
+    fn online_users(&self, after: Option<&str>, limit: usize) -> BoxFuture<Result<UsersPage>>;
     fn online_count(&self) -> BoxFuture<Result<usize>>;
     fn nodes(&self) -> BoxFuture<Result<Vec<NodeInfo>>>;
     /// Rooms of `namespace` with members summed over the live nodes.
@@ -217,7 +226,8 @@ impl Presence {
             ),
             None => (0, Vec::new()),
         };
-        self.store
+        let gone = self
+            .store
             .heartbeat(Heartbeat {
                 node: NodeInfo {
                     id: self.node_id.clone(),
@@ -232,11 +242,18 @@ impl Presence {
                 ttl: self.heartbeat * 2,
             })
             .await
-            .map(|gone| {
-                for user in gone {
-                    self.changed(&user, false);
-                }
-            })
+            .inspect_err(|_| crate::metrics::redis_error("presence"))?;
+        for user in gone {
+            self.changed(&user, false);
+        }
+        // Live nodes as this node sees them (itself included), for the cluster gauge.
+        let nodes = self
+            .store
+            .nodes()
+            .await
+            .inspect_err(|_| crate::metrics::redis_error("presence"))?;
+        crate::metrics::cluster().nodes.set(nodes.len() as i64);
+        Ok(())
     }
 
     /// A socket of `user` connected here; true if the user just came online.
@@ -247,7 +264,11 @@ impl Presence {
             .entry(user.to_owned())
             .or_default()
             .insert(sid.to_owned());
-        let first = self.store.add(user, sid, &self.node_id).await?;
+        let first = self
+            .store
+            .add(user, sid, &self.node_id)
+            .await
+            .inspect_err(|_| crate::metrics::redis_error("presence"))?;
         if first {
             self.changed(user, true);
         }
@@ -265,7 +286,11 @@ impl Presence {
                 }
             }
         }
-        let last = self.store.remove(user, sid).await?;
+        let last = self
+            .store
+            .remove(user, sid)
+            .await
+            .inspect_err(|_| crate::metrics::redis_error("presence"))?;
         if last {
             self.changed(user, false);
         }
@@ -291,8 +316,8 @@ impl Presence {
         self.store.sockets_of(user).await
     }
 
-    pub async fn online_users(&self, cursor: u64, limit: usize) -> Result<UsersPage> {
-        self.store.online_users(cursor, limit).await
+    pub async fn online_users(&self, after: Option<&str>, limit: usize) -> Result<UsersPage> {
+        self.store.online_users(after, limit).await
     }
 
     pub async fn online_count(&self) -> Result<usize> {
@@ -374,11 +399,19 @@ impl PresenceStore for InProcessPresence {
         Self::ready(self.users().get(user).cloned().unwrap_or_default())
     }
 
-    fn online_users(&self, cursor: u64, limit: usize) -> BoxFuture<Result<UsersPage>> {
-        let mut all: Vec<String> = self.users().keys().cloned().collect();
+    fn online_users(&self, after: Option<&str>, limit: usize) -> BoxFuture<Result<UsersPage>> {
+        let mut all: Vec<String> = self
+            .users()
+            .keys()
+            .filter(|u| after.is_none_or(|a| u.as_str() > a))
+            .cloned()
+            .collect();
         all.sort();
-        let page: Vec<String> = all.into_iter().skip(cursor as usize).take(limit).collect();
-        let next_cursor = (page.len() == limit && limit > 0).then(|| cursor + limit as u64);
+        all.truncate(limit);
+        let page = all;
+        let next_cursor = (page.len() == limit && limit > 0)
+            .then(|| page.last().cloned())
+            .flatten();
         Self::ready(UsersPage {
             users: page,
             next_cursor,
@@ -453,6 +486,7 @@ redis.call('ZADD', KEYS[2], ARGV[4], ARGV[2])
 redis.call('PEXPIREAT', KEYS[2], ARGV[4])
 redis.call('HSET', KEYS[3], ARGV[2], ARGV[5])
 redis.call('ZADD', KEYS[1], 'GT', ARGV[4], ARGV[1])
+redis.call('ZADD', KEYS[4], 0, ARGV[1])
 if live == 0 then return 1 else return 0 end
 "#;
 
@@ -465,6 +499,7 @@ redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
 local top = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
 if #top == 0 then
   redis.call('ZREM', KEYS[1], ARGV[1])
+  redis.call('ZREM', KEYS[4], ARGV[1])
   redis.call('DEL', KEYS[2])
   return 1
 end
@@ -486,6 +521,7 @@ for _, u in ipairs(stale) do
   local top = redis.call('ZRANGE', k, -1, -1, 'WITHSCORES')
   if #top == 0 then
     redis.call('ZREM', KEYS[1], u)
+    redis.call('ZREM', KEYS[4], u)
     redis.call('DEL', k)
     table.insert(gone, u)
   else
@@ -528,6 +564,7 @@ impl PresenceStore for RedisPresence {
         inv.key(self.key("users"))
             .key(self.user_key(user))
             .key(self.key("sockets"))
+            .key(self.key("names"))
             .arg(user)
             .arg(sid)
             .arg(now)
@@ -542,6 +579,7 @@ impl PresenceStore for RedisPresence {
         inv.key(self.key("users"))
             .key(self.user_key(user))
             .key(self.key("sockets"))
+            .key(self.key("names"))
             .arg(user)
             .arg(sid)
             .arg(now_ms());
@@ -566,6 +604,12 @@ impl PresenceStore for RedisPresence {
                 .arg(self.key("users"))
                 .arg("GT")
                 .arg(expires)
+                .arg(user)
+                .ignore();
+            // Back in the name index if a sweep took the user out (Redis was away).
+            pipe.cmd("ZADD")
+                .arg(self.key("names"))
+                .arg(0)
                 .arg(user)
                 .ignore();
         }
@@ -600,6 +644,7 @@ impl PresenceStore for RedisPresence {
             .key(self.key("users"))
             .key(self.key("sockets"))
             .key(self.key("nodes"))
+            .key(self.key("names"))
             .arg(now)
             .arg(format!("{}:user:", self.prefix))
             .arg(1000);
@@ -654,22 +699,63 @@ impl PresenceStore for RedisPresence {
         })
     }
 
-    fn online_users(&self, cursor: u64, limit: usize) -> BoxFuture<Result<UsersPage>> {
+    fn online_users(&self, after: Option<&str>, limit: usize) -> BoxFuture<Result<UsersPage>> {
         let mut conn = self.conn.clone();
-        let key = self.key("users");
+        let names = self.key("names");
+        let users = self.key("users");
+        let mut from = after.map_or_else(|| "-".to_owned(), |a| format!("({a}"));
         Box::pin(async move {
-            let users: Vec<String> = redis::cmd("ZRANGE")
-                .arg(&key)
-                .arg(format!("({}", now_ms()))
-                .arg("+inf")
-                .arg("BYSCORE")
-                .arg("LIMIT")
-                .arg(cursor)
-                .arg(limit)
-                .query_async(&mut conn)
-                .await?;
-            let next_cursor = (users.len() == limit && limit > 0).then(|| cursor + limit as u64);
-            Ok(UsersPage { users, next_cursor })
+            let mut page: Vec<String> = Vec::new();
+            let mut last_seen = None;
+            let mut exhausted = false;
+            // Names of users whose node died stay until a sweep: skip those (their
+            // expiry passed) and read on, a bounded number of times.
+            for _ in 0..8 {
+                let want = limit - page.len();
+                if want == 0 {
+                    break;
+                }
+                let candidates: Vec<String> = redis::cmd("ZRANGE")
+                    .arg(&names)
+                    .arg(&from)
+                    .arg("+")
+                    .arg("BYLEX")
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(want)
+                    .query_async(&mut conn)
+                    .await?;
+                let Some(last) = candidates.last() else {
+                    exhausted = true;
+                    break;
+                };
+                from = format!("({last}");
+                last_seen = Some(last.clone());
+                let expiries: Vec<Option<f64>> = redis::cmd("ZMSCORE")
+                    .arg(&users)
+                    .arg(&candidates)
+                    .query_async(&mut conn)
+                    .await?;
+                let now = now_ms() as f64;
+                exhausted = candidates.len() < want;
+                page.extend(
+                    candidates
+                        .into_iter()
+                        .zip(expiries)
+                        .filter(|(_, e)| e.is_some_and(|e| e > now))
+                        .map(|(u, _)| u),
+                );
+                if exhausted {
+                    break;
+                }
+            }
+            // More may follow unless the index ran out: go on after the last name read
+            // (returned or skipped).
+            let next_cursor = if exhausted { None } else { last_seen };
+            Ok(UsersPage {
+                users: page,
+                next_cursor,
+            })
         })
     }
 

@@ -173,8 +173,14 @@ impl RedisDriver for LiveDriver {
             let query = cmd.query_async::<(String, usize)>(&mut conn);
             match tokio::time::timeout(timeout, query).await {
                 Ok(Ok((_, n))) => Ok(n),
-                Ok(Err(e)) => Err(DriverError::Unavailable(e.to_string())),
-                Err(_) => Err(DriverError::Timeout),
+                Ok(Err(e)) => {
+                    crate::metrics::redis_error("adapter");
+                    Err(DriverError::Unavailable(e.to_string()))
+                }
+                Err(_) => {
+                    crate::metrics::redis_error("adapter");
+                    Err(DriverError::Timeout)
+                }
             }
         })
     }
@@ -207,14 +213,30 @@ async fn publisher(
     let mut failing = false;
     while rx.recv_many(&mut batch, PUBLISH_BATCH).await > 0 {
         let mut pipe = redis::pipe();
+        // Messages per type: [broadcast, request, response].
+        let mut by_type = [0u64; 3];
         for (channel, payload) in &batch {
             pipe.cmd("PUBLISH").arg(channel).arg(payload).ignore();
+            by_type[match crate::metrics::cluster_message_type(channel) {
+                "request" => 1,
+                "response" => 2,
+                _ => 0,
+            }] += 1;
         }
         let n = batch.len() as u64;
         batch.clear();
         match pipe.query_async::<()>(&mut conn).await {
             Ok(()) => {
                 counters.published.fetch_add(n, Ordering::Relaxed);
+                let metrics = crate::metrics::cluster();
+                for (t, n) in ["broadcast", "request", "response"]
+                    .into_iter()
+                    .zip(by_type)
+                {
+                    if n > 0 {
+                        metrics.published(t, n);
+                    }
+                }
                 if failing {
                     failing = false;
                     tracing::info!("cluster publishing to Redis works again");
@@ -222,6 +244,7 @@ async fn publisher(
             }
             Err(e) => {
                 counters.publish_failures.fetch_add(n, Ordering::Relaxed);
+                crate::metrics::redis_error("adapter");
                 if !failing {
                     failing = true;
                     tracing::warn!(error = %e, lost = n, "cluster publish to Redis failed; other nodes miss these messages until Redis is back");
@@ -253,6 +276,7 @@ async fn subscriber(
                 if ok {
                     if lost {
                         counters.reconnects.fetch_add(1, Ordering::Relaxed);
+                        crate::metrics::cluster().redis_reconnects.inc();
                         tracing::info!("cluster subscriber reconnected to Redis and resubscribed");
                     }
                     lost = false;
@@ -264,6 +288,7 @@ async fn subscriber(
                             msg = stream.next() => match msg {
                                 Some(msg) => {
                                     counters.received.fetch_add(1, Ordering::Relaxed);
+                                    crate::metrics::cluster().received(msg.get_channel_name());
                                     route(&routes, &msg);
                                 }
                                 None => break,
@@ -288,18 +313,21 @@ async fn subscriber(
                 if !lost {
                     tracing::warn!("cluster subscriber lost its Redis connection; reconnecting");
                 }
+                crate::metrics::redis_error("adapter");
                 lost = true;
             }
             Ok(Err(e)) => {
                 if !lost {
                     tracing::warn!(error = %e, "cluster subscriber cannot reach Redis; retrying");
                 }
+                crate::metrics::redis_error("adapter");
                 lost = true;
             }
             Err(_) => {
                 if !lost {
                     tracing::warn!("cluster subscriber: Redis connect timed out; retrying");
                 }
+                crate::metrics::redis_error("adapter");
                 lost = true;
             }
         }

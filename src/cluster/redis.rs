@@ -59,6 +59,7 @@ pub struct RedisAdapterFactory {
 
 impl RedisAdapterFactory {
     pub fn new(driver: Arc<dyn RedisDriver>, options: RedisAdapterOptions) -> Self {
+        crate::metrics::cluster().init();
         RedisAdapterFactory { driver, options }
     }
 }
@@ -675,6 +676,11 @@ impl Requester {
         bytes: Vec<u8>,
         expected: usize,
     ) -> Result<Vec<Value>, AdapterError> {
+        let metric = match kind {
+            RequestType::RemoteFetch => "fetch_sockets",
+            RequestType::AllRooms => "all_rooms",
+            _ => "server_side_emit",
+        };
         let (tx, rx) = oneshot::channel();
         lock(&self.requests).insert(
             request_id.clone(),
@@ -686,8 +692,11 @@ impl Requester {
                 done: Some(tx),
             },
         );
+        let started = std::time::Instant::now();
         self.driver.publish(self.channel, bytes);
-        match tokio::time::timeout(self.timeout, rx).await {
+        let answer = tokio::time::timeout(self.timeout, rx).await;
+        crate::metrics::cluster().request(metric, started.elapsed(), !matches!(answer, Ok(Ok(_))));
+        match answer {
             Ok(Ok(items)) => Ok(items),
             _ => {
                 let received = lock(&self.requests)

@@ -36,9 +36,10 @@ pub struct PresenceLs {
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub limit: u64,
 
-    /// Where the page starts (the `next_cursor` of the previous page).
-    #[arg(long, default_value_t = 0)]
-    pub cursor: u64,
+    /// Start after this user id: the `next_cursor` of the previous page (users are
+    /// listed in id order, so paging neither skips nor repeats anyone who stays online).
+    #[arg(long, value_name = "USER")]
+    pub cursor: Option<String>,
 
     #[command(flatten)]
     pub inspect: InspectArgs,
@@ -72,7 +73,7 @@ impl UserRow {
 pub struct UsersReport {
     pub online: usize,
     pub users: Vec<UserRow>,
-    pub next_cursor: Option<u64>,
+    pub next_cursor: Option<String>,
 }
 
 impl UsersReport {
@@ -99,8 +100,8 @@ impl UsersReport {
             self.online,
             if self.online == 1 { "" } else { "s" }
         ));
-        if let Some(next) = self.next_cursor {
-            out.push_str(&format!("; more with --cursor {next}"));
+        if let Some(next) = &self.next_cursor {
+            out.push_str(&format!("; more with --cursor {next:?}"));
         }
         out
     }
@@ -163,13 +164,15 @@ impl PresenceLs {
         let report = cluster
             .read("online users", async {
                 let online = store.online_count().await?;
-                let page = store.online_users(self.cursor, self.limit as usize).await?;
+                let page = store
+                    .online_users(self.cursor.as_deref(), self.limit as usize)
+                    .await?;
                 // One multiplexed connection: the lookups are pipelined, not serial.
                 let sockets = futures_util::future::try_join_all(
                     page.users.iter().map(|u| store.sockets_of(u)),
                 )
                 .await?;
-                let mut users: Vec<UserRow> = page
+                let users: Vec<UserRow> = page
                     .users
                     .into_iter()
                     .zip(sockets)
@@ -177,8 +180,6 @@ impl PresenceLs {
                     .filter(|(_, s)| !s.is_empty())
                     .map(|(user, sockets)| UserRow { user, sockets })
                     .collect();
-                // Pages follow the index (by expiry); within one, people read by name.
-                users.sort_by(|a, b| a.user.cmp(&b.user));
                 Ok(UsersReport {
                     online,
                     users,
@@ -215,7 +216,7 @@ mod tests {
                     sockets: vec![s("b1", "n1")],
                 },
             ],
-            next_cursor: Some(2),
+            next_cursor: Some("bob".into()),
         };
         assert_eq!(
             report.to_json(),
@@ -225,7 +226,7 @@ mod tests {
                     {"userId": "alice", "sockets": 3, "nodes": ["n1", "n2"]},
                     {"userId": "bob", "sockets": 1, "nodes": ["n1"]},
                 ],
-                "next_cursor": 2,
+                "next_cursor": "bob",
             })
         );
         let t = report.table();
@@ -238,7 +239,10 @@ mod tests {
             lines[3].contains("alice") && lines[3].contains("n1, n2"),
             "{t}"
         );
-        assert_eq!(lines.last(), Some(&"3 users online; more with --cursor 2"));
+        assert_eq!(
+            lines.last(),
+            Some(&"3 users online; more with --cursor \"bob\"")
+        );
     }
 
     #[test]

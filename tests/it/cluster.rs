@@ -186,6 +186,13 @@ async fn three_nodes_are_one_server() {
     assert_eq!(bins, vec![vec![0xde, 0xad, 0xbe, 0xef]]);
 
     // fetch_sockets from node B sees the sockets of A and C, with their rooms.
+    let requests = |t: &'static str| {
+        realtime::metrics::cluster()
+            .request_duration
+            .get_or_create(&realtime::metrics::TypeLabels { r#type: t })
+            .count()
+    };
+    let fetches = requests("fetch_sockets");
     let ns_b = b.server.io.of("/").unwrap();
     let sockets = ns_b.fetch_sockets().await.unwrap();
     let mut ids: Vec<&str> = sockets.iter().map(|s| s.id.as_str()).collect();
@@ -197,6 +204,9 @@ async fn three_nodes_are_one_server() {
     assert_eq!(in_r.len(), 1);
     assert_eq!(in_r[0].id, on_a.sid);
     assert!(in_r[0].rooms.iter().any(|r| &**r == "R"));
+    // Both were requests to the other nodes, timed in the adapter's metrics (the
+    // registry is per process: other tests may add to it, never take away).
+    assert!(requests("fetch_sockets") >= fetches + 2);
 
     // A broadcast with acks from node B: the client on A answers, B gets it.
     let ask = tokio::spawn({
@@ -488,6 +498,7 @@ async fn nodes_recover_when_redis_restarts() {
         assert!(n < 30, "broadcasts never flowed again after the restart");
     }
     assert!(a.driver.stats().reconnects >= 1);
+    assert!(realtime::metrics::cluster().redis_reconnects.get() >= 1);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -530,13 +541,13 @@ async fn presence_counts_users_not_tabs_across_nodes() {
         .map(|s| (s.sid.as_str(), s.node.as_str()))
         .collect();
     assert_eq!(pairs, [("s1", "n1"), ("s2", "n2")]);
-    let page = n1.online_users(0, 1).await.unwrap();
-    assert_eq!(page.users.len(), 1);
+    let page = n1.online_users(None, 1).await.unwrap();
+    assert_eq!(page.users, ["u1"]);
     let rest = n1
-        .online_users(page.next_cursor.unwrap(), 10)
+        .online_users(page.next_cursor.as_deref(), 10)
         .await
         .unwrap();
-    assert_eq!(rest.users.len(), 1);
+    assert_eq!(rest.users, ["u2"]);
     assert_eq!(rest.next_cursor, None);
     assert!(!n1.disconnected("u1", "s1").await.unwrap(), "one tab left");
     assert!(n2.disconnected("u1", "s2").await.unwrap(), "last tab");
@@ -559,11 +570,25 @@ async fn presence_counts_users_not_tabs_across_nodes() {
         t.await.unwrap();
     }
     // Users m0..m49 keep a socket exactly when some i ≡ user (mod 50) has i % 3 == 0.
-    let expected = (0..50u32)
+    let mut expected: Vec<String> = (0..50u32)
         .filter(|u| (0..1000u32).any(|i| i % 50 == *u && i % 3 == 0))
-        .count()
-        + 1; // u2
-    assert_eq!(n1.online_count().await.unwrap(), expected);
+        .map(|u| format!("m{u}"))
+        .collect();
+    expected.push("u2".into());
+    expected.sort();
+    assert_eq!(n1.online_count().await.unwrap(), expected.len());
+    // Walking the pages lists each of them once, in id order.
+    let mut walked = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = n2.online_users(cursor.as_deref(), 7).await.unwrap();
+        walked.extend(page.users);
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(walked, expected);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -599,6 +624,11 @@ async fn a_dead_node_s_users_vanish_within_two_heartbeats() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(survivor.is_online("stays").await.unwrap());
+    // Listed or not, the dead node's user is gone, swept or not yet.
+    assert_eq!(
+        survivor.online_users(None, 10).await.unwrap().users,
+        ["stays"]
+    );
     let ids: Vec<String> = survivor
         .nodes()
         .await

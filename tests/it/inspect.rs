@@ -161,6 +161,32 @@ impl NodeProcess {
     }
 }
 
+/// The value of one series in a node's `/metrics` (exact name and labels), if present.
+async fn metric(addr: SocketAddr, series: &str) -> Option<f64> {
+    let scrape = raw::get(addr, "/metrics").await;
+    scrape
+        .text()
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Waits until `series` on `addr` satisfies `ok`; returns the value.
+async fn metric_until(addr: SocketAddr, series: &str, ok: impl Fn(f64) -> bool) -> f64 {
+    let deadline = Instant::now() + raw::QUICK;
+    loop {
+        let v = metric(addr, series).await;
+        if let Some(v) = v.filter(|v| ok(*v)) {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{series} on {addr} stayed at {v:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn same(v: Value) -> Value {
     v
 }
@@ -297,11 +323,15 @@ async fn rtctl_reports_what_a_live_cluster_holds() {
     );
     let page = cluster.json(&["presence", "ls", "--limit", "2"]).await;
     assert_eq!(page["users"].as_array().unwrap().len(), 2, "{page}");
-    assert_eq!(page["next_cursor"], 2, "{page}");
+    assert_eq!(page["next_cursor"], "bob", "{page}");
     let rest = cluster
-        .json(&["presence", "ls", "--limit", "2", "--cursor", "2"])
+        .json(&["presence", "ls", "--limit", "2", "--cursor", "bob"])
         .await;
-    assert_eq!(rest["users"].as_array().unwrap().len(), 1, "{rest}");
+    assert_eq!(
+        rest["users"],
+        json!([{"userId": "carol", "sockets": 1, "nodes": ["node-a"]}])
+    );
+    assert_eq!(rest["next_cursor"], Value::Null, "{rest}");
     let one = cluster.json(&["presence", "ls", "--user", "alice"]).await;
     let mut nodes: Vec<&str> = one["sockets"]
         .as_array()
@@ -585,6 +615,18 @@ async fn chat_peers_hear_presence_updates_across_nodes() {
         alice.event("presence:update").await,
         json!({"userId": "bob", "online": true})
     );
+    // Those updates crossed nodes through Redis: B published, A received, each node
+    // sees two live nodes — the adapter's and presence's own series.
+    let broadcast = "{type=\"broadcast\"}";
+    let published = format!("realtime_cluster_messages_published_total{broadcast}");
+    let received = format!("realtime_cluster_messages_received_total{broadcast}");
+    assert!(metric_until(b.addr, &published, |v| v >= 2.0).await >= 2.0);
+    assert!(metric_until(a.addr, &received, |v| v >= 2.0).await >= 2.0);
+    metric_until(a.addr, "realtime_cluster_nodes", |v| v == 2.0).await;
+    assert_eq!(
+        metric(a.addr, "realtime_redis_errors_total{component=\"adapter\"}").await,
+        None
+    );
     let alice2 = SioClient::connect(b.addr, s, "alice", "/chat").await;
     bob_b
         .expect_no_event("presence:update", Duration::from_millis(500))
@@ -601,9 +643,61 @@ async fn chat_peers_hear_presence_updates_across_nodes() {
         json!({"userId": "bob", "online": false})
     );
     eprintln!("kill -9: peers told after {:?}", died.elapsed());
+    metric_until(a.addr, "realtime_cluster_nodes", |v| v == 1.0).await;
     assert!(died.elapsed() <= HEARTBEAT * 3 + Duration::from_millis(500));
     carol
         .expect_no_event("presence:update", Duration::from_millis(100))
         .await;
+    drop(a);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn presence_heals_within_a_heartbeat_after_redis_restarts() {
+    let mut cluster = Cluster::new();
+    let a = cluster.node("node-a").await;
+    let secret = cluster.secret.clone();
+    let _alice = SioClient::connect(a.addr, &secret, "alice", "/chat").await;
+    let user = |u: &str| json!({"userId": u, "sockets": 1, "nodes": ["node-a"]});
+    cluster
+        .until(
+            &["presence", "ls"],
+            &json!({"online": 1, "users": [user("alice")], "next_cursor": null}),
+            same,
+        )
+        .await;
+
+    // Redis goes away (and comes back empty: no persistence). The node keeps serving:
+    // a new tab connects meanwhile; rtctl says in one line that Redis is unreachable.
+    let port = cluster.redis.port;
+    tokio::task::block_in_place(|| cluster.redis.stop());
+    let mut bob = SioClient::connect(a.addr, &secret, "bob", "/chat").await;
+    let (code, out, err) = cluster.rtctl(&["presence", "ls"]).await;
+    assert_eq!(code, 2, "{out}{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("error: cannot connect to Redis at "),
+        "{err}"
+    );
+    let opened = bob.call("room:open", json!({"peerId": "alice"})).await;
+    assert!(
+        opened["roomId"].is_i64(),
+        "chat works without Redis: {opened}"
+    );
+
+    cluster.redis = tokio::task::block_in_place(|| RedisServer::start_on(port));
+    let back = Instant::now();
+    // The node's heartbeat writes every local socket again: both users, the node.
+    cluster
+        .until(
+            &["presence", "ls"],
+            &json!({"online": 2, "users": [user("alice"), user("bob")], "next_cursor": null}),
+            same,
+        )
+        .await;
+    eprintln!(
+        "presence rebuilt {:?} after Redis came back",
+        back.elapsed()
+    );
+    assert_eq!(cluster.json(&["nodes", "ls"]).await["count"], 1);
     drop(a);
 }
