@@ -15,3 +15,4 @@ mod observability;
 mod reference_server;
 mod socketio;
 mod store;
+mod tls;
