@@ -225,11 +225,11 @@ pub async fn cluster_adapter(
     config: &Config,
 ) -> anyhow::Result<Option<Arc<dyn crate::cluster::AdapterFactory>>> {
     use crate::cluster::redis::{RedisAdapterFactory, RedisAdapterOptions};
-    let Some(url) = config.redis.url() else {
+    let (Some(url), Some(client)) = (config.redis.url(), config.redis.client()?) else {
         return Ok(None);
     };
     let timeout = std::time::Duration::from_millis(config.redis.redis_timeout);
-    let driver = crate::cluster::driver::LiveDriver::connect(&url, timeout)
+    let driver = crate::cluster::driver::LiveDriver::connect_client(client, timeout)
         .await
         .with_context(|| {
             format!(

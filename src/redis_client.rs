@@ -1,9 +1,16 @@
 //! The shared Redis connection settings and client.
 //!
 //! One multiplexed, auto-reconnecting connection ([`ConnectionManager`]) serves rate
-//! limits, caches and presence; pub/sub gets its own connections (see `cluster/`).
+//! limits, caches and presence; pub/sub gets its own connections (see `cluster/`). Both
+//! come from the one [`RedisArgs::client`], so TLS settings apply to every connection.
+//!
+//! TLS: a `rediss://` URL speaks TLS (rustls, the certificate checked against the
+//! system's roots, or against `--redis-ca-cert` alone when given). `rediss://…#insecure`
+//! skips verification (the `redis` crate's syntax): only for a provider whose CA you
+//! cannot get.
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Redis settings. Without any of them the server runs on in-process state (one node).
@@ -13,6 +20,12 @@ pub struct RedisArgs {
     /// adapter to Redis.
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: Option<String>,
+
+    /// PEM file of the CA(s) that signed the Redis server's certificate, for a
+    /// `rediss://` URL whose server certificate the system's roots do not vouch for
+    /// (a private CA, a managed service's own CA). Replaces the system roots.
+    #[arg(long, env = "REDIS_CA_CERT")]
+    pub redis_ca_cert: Option<PathBuf>,
 
     /// Redis host (the Node app's REDIS_HOST), used when REDIS_URL is not set.
     #[arg(long, env = "REDIS_HOST")]
@@ -57,19 +70,39 @@ pub enum RedisSetupError {
         url: String,
         source: redis::RedisError,
     },
+    #[error("cannot use REDIS_CA_CERT {path:?}: {reason}")]
+    CaCert { path: PathBuf, reason: String },
+    // `error` is not a `#[source]`: its text is in the message once, before the hint,
+    // instead of again after it in an error chain.
     #[error(
-        "cannot connect to Redis at {target}: {source} (is redis-server running? check REDIS_URL)"
+        "cannot connect to Redis at {target}: {error} ({})",
+        hint(target, error)
     )]
     Unreachable {
         target: String,
-        source: redis::RedisError,
+        error: redis::RedisError,
     },
+}
+
+/// What to check after a failed connection: the certificate when TLS refused it, the
+/// URL and server otherwise.
+fn hint(target: &str, err: &redis::RedisError) -> &'static str {
+    let text = err.to_string().to_ascii_lowercase();
+    if text.contains("certificate") || text.contains("unknownissuer") {
+        "the server's TLS certificate is not trusted: set REDIS_CA_CERT to the PEM of the CA \
+         that signed it, and check that the host in REDIS_URL is one the certificate names"
+    } else if target.starts_with("rediss://") {
+        "is redis-server running with TLS on that port? check REDIS_URL"
+    } else {
+        "is redis-server running? check REDIS_URL (a TLS-only server needs rediss://)"
+    }
 }
 
 impl Default for RedisArgs {
     fn default() -> Self {
         RedisArgs {
             redis_url: None,
+            redis_ca_cert: None,
             redis_host: None,
             redis_port: 6379,
             redis_timeout: 1000,
@@ -92,9 +125,10 @@ impl RedisArgs {
             .map(|h| format!("redis://{h}:{}", self.redis_port))
     }
 
-    /// Connects, or `Ok(None)` when Redis is not configured. The connection reconnects
-    /// by itself after an outage; a command during the outage fails fast (timeout).
-    pub async fn connect(&self) -> Result<Option<ConnectionManager>, RedisSetupError> {
+    /// The client every Redis connection of the server is made from (commands, the
+    /// cluster's publisher and subscriber), with the TLS settings; `Ok(None)` when
+    /// Redis is not configured. Reads `--redis-ca-cert` now, so a bad file fails at start.
+    pub fn client(&self) -> Result<Option<redis::Client>, RedisSetupError> {
         let Some(url) = self.url() else {
             return Ok(None);
         };
@@ -103,6 +137,46 @@ impl RedisArgs {
                 url: redact(&url),
                 source,
             })?;
+        let Some(path) = &self.redis_ca_cert else {
+            return Ok(Some(client));
+        };
+        let ca_error = |reason: String| RedisSetupError::CaCert {
+            path: path.clone(),
+            reason,
+        };
+        let tls = matches!(
+            client.get_connection_info().addr(),
+            redis::ConnectionAddr::TcpTls { .. }
+        );
+        if !tls {
+            return Err(ca_error(format!(
+                "it only applies to TLS, and REDIS_URL {} is not rediss://: use rediss:// \
+                 or unset REDIS_CA_CERT",
+                redact(&url)
+            )));
+        }
+        let pem = std::fs::read(path).map_err(|e| ca_error(format!("cannot read it: {e}")))?;
+        if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+            return Err(ca_error(
+                "it holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into(),
+            ));
+        }
+        let certificates = redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(pem),
+        };
+        redis::Client::build_with_tls(client.get_connection_info().clone(), certificates)
+            .map(Some)
+            .map_err(|e| ca_error(e.to_string()))
+    }
+
+    /// Connects, or `Ok(None)` when Redis is not configured. The connection reconnects
+    /// by itself after an outage; a command during the outage fails fast (timeout).
+    pub async fn connect(&self) -> Result<Option<ConnectionManager>, RedisSetupError> {
+        let Some(client) = self.client()? else {
+            return Ok(None);
+        };
+        let url = self.url().unwrap_or_default();
         let timeout = Duration::from_millis(self.redis_timeout);
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
@@ -112,9 +186,9 @@ impl RedisArgs {
         ConnectionManager::new_with_config(client, config)
             .await
             .map(Some)
-            .map_err(|source| RedisSetupError::Unreachable {
+            .map_err(|error| RedisSetupError::Unreachable {
                 target: redact(&url),
-                source,
+                error,
             })
     }
 }
@@ -147,5 +221,57 @@ mod tests {
             "redis://***@host:6379/0"
         );
         assert_eq!(redact("redis://host:6379"), "redis://host:6379");
+    }
+
+    fn with_ca(url: &str, ca: &std::path::Path) -> RedisArgs {
+        RedisArgs {
+            redis_url: Some(url.into()),
+            redis_ca_cert: Some(ca.to_owned()),
+            ..Default::default()
+        }
+    }
+
+    /// A CA file is read when the client is made: a plain URL, a missing file and a file
+    /// without a certificate are refused at start, each saying what to change.
+    #[test]
+    fn a_ca_file_needs_rediss_and_a_pem_certificate() {
+        let dir = std::env::temp_dir().join(format!("rt-redis-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let not_pem = dir.join("not.pem");
+        std::fs::write(&not_pem, "just text\n").unwrap();
+        let missing = dir.join("missing.pem");
+
+        let err = with_ca("redis://:pw@cache:6379", &not_pem)
+            .client()
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, RedisSetupError::CaCert { .. }), "{text}");
+        assert!(text.contains("use rediss://"), "{text}");
+        assert!(!text.contains("pw"), "the password leaked: {text}");
+
+        let text = with_ca("rediss://cache:6380", &missing)
+            .client()
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains("cannot read it"), "{text}");
+        assert!(text.contains("missing.pem"), "{text}");
+
+        let text = with_ca("rediss://cache:6380", &not_pem)
+            .client()
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains("no PEM certificate"), "{text}");
+
+        // Without a CA file a rediss:// URL is a TLS client on the system roots.
+        let plain = RedisArgs {
+            redis_url: Some("rediss://cache:6380".into()),
+            ..Default::default()
+        };
+        let client = plain.client().unwrap().unwrap();
+        assert!(matches!(
+            client.get_connection_info().addr(),
+            redis::ConnectionAddr::TcpTls { .. }
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -117,10 +117,20 @@ pub struct LiveDriver {
 }
 
 impl LiveDriver {
+    /// [`LiveDriver::connect_client`] on a plain URL (no custom CA); for tools and tests.
+    pub async fn connect(url: &str, timeout: Duration) -> Result<Arc<Self>, redis::RedisError> {
+        Self::connect_client(redis::Client::open(url)?, timeout).await
+    }
+
     /// Connects the command connection (fails when Redis is unreachable at startup, like
     /// the rest of the server's Redis setup) and starts the publisher and subscriber.
-    pub async fn connect(url: &str, timeout: Duration) -> Result<Arc<Self>, redis::RedisError> {
-        let client = redis::Client::open(url)?;
+    /// Every connection, the subscriber's reconnects included, is made from `client`:
+    /// the server passes [`crate::redis_client::RedisArgs::client`], so TLS and the CA
+    /// file apply to pub/sub exactly as to commands.
+    pub async fn connect_client(
+        client: redis::Client,
+        timeout: Duration,
+    ) -> Result<Arc<Self>, redis::RedisError> {
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout))

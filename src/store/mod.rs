@@ -534,9 +534,28 @@ async fn probe_postgres(options: &PgConnectOptions, timeout: Duration) -> Result
             {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
+            Ok(Err(err)) if is_tls_failure(&err) => {
+                return Err(StoreError::Config(format!(
+                    "TLS with PostgreSQL failed ({err}): check sslmode= and sslrootcert= in \
+                     the URL; sslrootcert must name the PEM file of the CA that signed the \
+                     server's certificate, and verify-full also checks the host name"
+                )))
+            }
             Ok(Err(err)) => return Err(unavailable(err)),
             Err(_elapsed) => return Err(unavailable(sqlx::Error::PoolTimedOut)),
         }
+    }
+}
+
+/// A refused TLS upgrade or handshake: sqlx's own TLS errors, and rustls's (a rejected
+/// certificate), which reach us as `InvalidData` I/O errors.
+fn is_tls_failure(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Tls(_) => true,
+        sqlx::Error::Io(e) => {
+            e.kind() == std::io::ErrorKind::InvalidData && e.to_string().contains("certificate")
+        }
+        _ => false,
     }
 }
 

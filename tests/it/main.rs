@@ -17,3 +17,4 @@ mod observability;
 mod reference_server;
 mod socketio;
 mod store;
+mod tls;

@@ -5,7 +5,8 @@
 //! - [`fresh_database`]: a new database in one server shared by the whole test binary
 //!   (each test owns its database); what most tests want.
 //! - [`PgServer::start`]: a server of your own, for tests that stop it or replicate it;
-//!   [`PgServer::start_replica`] makes a streaming read replica of it (`pg_basebackup -R`).
+//!   [`PgServer::start_replica`] makes a streaming read replica of it (`pg_basebackup -R`);
+//!   [`PgServer::start_tls`] one that accepts TCP clients over TLS only.
 //!
 //! Root: `initdb` and `postgres` refuse to run as root, so as root every PostgreSQL binary
 //! runs as the `postgres` user through `runuser` (util-linux; the postgresql-15 package
@@ -54,6 +55,8 @@ pub struct PgServer {
     dir: PathBuf,
     data: PathBuf,
     port: u16,
+    /// `-c` settings of this server beyond [`SERVER_SETTINGS`].
+    extra: Vec<(&'static str, String)>,
 }
 
 /// The server the whole test binary shares (started on first use).
@@ -72,6 +75,51 @@ pub async fn fresh_database() -> String {
 impl PgServer {
     /// initdb + start on a free port; panics with the server log when that fails.
     pub fn start() -> PgServer {
+        Self::initdb().start_on_free_port()
+    }
+
+    /// A server with `ssl=on` (`cert` and `key` PEM, copied into its directory, the key
+    /// 0600 as PostgreSQL demands) whose pg_hba accepts TCP clients only over TLS
+    /// (`hostssl`), so a plaintext client is refused.
+    pub fn start_tls(cert: &Path, key: &Path) -> PgServer {
+        let mut server = Self::initdb();
+        let files = [
+            (
+                "server.crt",
+                std::fs::read(cert).expect("read the certificate"),
+            ),
+            ("server.key", std::fs::read(key).expect("read the key")),
+            (
+                "pg_hba_tls.conf",
+                b"local all all trust\nhostssl all all 127.0.0.1/32 trust\n".to_vec(),
+            ),
+        ];
+        for (name, content) in files {
+            let path = server.dir.join(name);
+            std::fs::write(&path, content).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+            if running_as_root() {
+                let out = Command::new("chown")
+                    .arg(format!("{}:", server_user()))
+                    .arg(&path)
+                    .output()
+                    .expect("run chown");
+                check(&out, "chown");
+            }
+        }
+        let quoted = |name: &str| format!("'{}'", server.dir.join(name).display());
+        server.extra = vec![
+            ("ssl", "on".into()),
+            ("ssl_cert_file", quoted("server.crt")),
+            ("ssl_key_file", quoted("server.key")),
+            ("hba_file", quoted("pg_hba_tls.conf")),
+        ];
+        server.start_on_free_port()
+    }
+
+    /// initdb into a new temp dir (not started).
+    fn initdb() -> PgServer {
         let dir = new_dir("rt-pg");
         let data = dir.join("data");
         let out = pg("initdb")
@@ -81,9 +129,14 @@ impl PgServer {
             .output()
             .unwrap_or_else(|e| panic!("cannot run initdb ({e}): {INSTALL_HINT}"));
         check(&out, "initdb");
-        let server = PgServer { dir, data, port: 0 };
+        let server = PgServer {
+            dir,
+            data,
+            port: 0,
+            extra: Vec::new(),
+        };
         server.spawn_watchdog();
-        server.start_on_free_port()
+        server
     }
 
     /// A streaming read replica of this server: `pg_basebackup -R` (standby.signal and
@@ -115,7 +168,12 @@ impl PgServer {
             .output()
             .unwrap_or_else(|e| panic!("cannot run pg_basebackup ({e}): {INSTALL_HINT}"));
         check(&out, "pg_basebackup");
-        let replica = PgServer { dir, data, port: 0 };
+        let replica = PgServer {
+            dir,
+            data,
+            port: 0,
+            extra: Vec::new(),
+        };
         replica.spawn_watchdog();
         let replica = replica.start_on_free_port();
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -236,7 +294,8 @@ impl PgServer {
             "-c port={port} -c unix_socket_directories='{}'",
             self.dir.display()
         );
-        for (k, v) in SERVER_SETTINGS {
+        let extra = self.extra.iter().map(|(k, v)| (*k, v.as_str()));
+        for (k, v) in SERVER_SETTINGS.iter().copied().chain(extra) {
             options.push_str(&format!(" -c {k}={v}"));
         }
         let log = self.dir.join("server.log");

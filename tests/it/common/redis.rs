@@ -1,6 +1,8 @@
-//! A real `redis-server` on a free loopback port, stopped when dropped.
+//! A real `redis-server` on a free loopback port, stopped when dropped; plain TCP, or
+//! TLS only ([`RedisServer::start_tls`]).
 
 use std::net::TcpListener;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -8,6 +10,7 @@ pub struct RedisServer {
     pub port: u16,
     child: Option<Child>,
     dir: std::path::PathBuf,
+    tls: bool,
 }
 
 fn free_port() -> u16 {
@@ -26,12 +29,38 @@ impl RedisServer {
 
     /// Starts (or restarts) on a given port.
     pub fn start_on(port: u16) -> Self {
+        Self::spawn(port, &["--port", &port.to_string()])
+    }
+
+    /// TLS only (`--port 0 --tls-port P`): `cert`/`key` are the server's, clients are
+    /// not asked for certificates. Debian's redis-server is built with TLS.
+    pub fn start_tls(cert: &Path, key: &Path, ca: &Path) -> Self {
+        let port = free_port();
+        let path = |p: &Path| p.to_str().expect("UTF-8 path").to_owned();
+        let (cert, key, ca) = (path(cert), path(key), path(ca));
+        let args = [
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--tls-cert-file",
+            &cert,
+            "--tls-key-file",
+            &key,
+            "--tls-ca-cert-file",
+            &ca,
+            "--tls-auth-clients",
+            "no",
+        ];
+        Self::spawn(port, &args)
+    }
+
+    fn spawn(port: u16, listen: &[&str]) -> Self {
         let dir = std::env::temp_dir().join(format!("rt-redis-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let child = Command::new("redis-server")
+            .args(listen)
             .args([
-                "--port",
-                &port.to_string(),
                 "--bind",
                 "127.0.0.1",
                 "--save",
@@ -51,15 +80,21 @@ impl RedisServer {
             port,
             child: Some(child),
             dir,
+            tls: listen.contains(&"--tls-port"),
         };
         server.wait_ready();
         server
     }
 
+    /// Until PING answers PONG, or, over TLS, until the port accepts (the handshake is
+    /// what the tests themselves check).
     fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
+                if self.tls {
+                    return;
+                }
                 use std::io::{Read, Write};
                 let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
                 if s.write_all(b"PING\r\n").is_ok() {
@@ -77,8 +112,10 @@ impl RedisServer {
         );
     }
 
+    /// `redis://127.0.0.1:PORT`, or `rediss://…` over TLS.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// Kills the server (an outage); `start_on(self.port)` brings one back.
