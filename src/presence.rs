@@ -627,7 +627,9 @@ impl PresenceStore for RedisPresence {
             .arg(&beat.node.id)
             .ignore();
         let rooms_key = self.key(&format!("rooms:{}", beat.node.id));
-        pipe.cmd("DEL").arg(&rooms_key).ignore();
+        // Each namespace's field is overwritten, never deleted first: a reader between
+        // two commands of this (non-transactional) pipeline never sees a node without
+        // rooms. A node's namespaces are fixed for its lifetime, so no field goes stale.
         for (nsp, rooms) in &beat.rooms {
             pipe.cmd("HSET")
                 .arg(&rooms_key)
