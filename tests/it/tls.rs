@@ -291,6 +291,40 @@ async fn two_nodes_run_on_tls_redis_and_verified_postgres() {
         assert_eq!(body["services"]["redis"]["status"], "up", "{body}");
     }
 
+    // The test's own look into Redis, over TLS with the same settings as the nodes.
+    let conn = RedisArgs {
+        redis_url: Some(redis_url.clone()),
+        redis_ca_cert: Some(servers.pki.ca.clone()),
+        ..Default::default()
+    }
+    .connect()
+    .await
+    .expect("connect over TLS with the CA")
+    .expect("configured");
+
+    // Each node's subscriber (its own pub/sub connection) subscribes in the background
+    // after start; Redis keeps nothing for a subscriber that is not there yet. It
+    // subscribes a namespace's patterns, then its request channel: once both nodes are
+    // on that channel, both listen to `/notifications` broadcasts.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut c = conn.clone();
+        let (_, listening): (String, u32) = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg("socket.io-request#/notifications#")
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        if listening >= 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{listening} node(s) subscribed to /notifications within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
     // A notification posted to node 1 reaches bob's socket on node 2: node 1 stores it
     // (PostgreSQL), publishes it (Redis adapter), node 2's subscriber delivers it.
     let mut bob = notifications_client(n2.addr, &secret, "bob").await;
@@ -313,16 +347,7 @@ async fn two_nodes_run_on_tls_redis_and_verified_postgres() {
     assert!(pushed.contains(&title), "{pushed}");
     assert!(pushed.contains("\"unreadCount\":1"), "{pushed}");
 
-    // Presence and node registrations are in the TLS Redis (read with the same settings).
-    let conn = RedisArgs {
-        redis_url: Some(redis_url.clone()),
-        redis_ca_cert: Some(servers.pki.ca.clone()),
-        ..Default::default()
-    }
-    .connect()
-    .await
-    .expect("connect over TLS with the CA")
-    .expect("configured");
+    // Presence and node registrations are in the TLS Redis.
     let deadline = Instant::now() + QUICK;
     loop {
         let mut c = conn.clone();
