@@ -31,8 +31,7 @@ ON CONFLICT (user1_id, user2_id) DO NOTHING
 RETURNING id, user1_id, user2_id, created_at";
 
 /// Everyone who shares a chat room with `$1` (the peers told of `$1`'s presence). The
-/// first half reads `idx_chat_rooms_users`; the second scans `chat_rooms` by `user2_id`
-/// until an index on `(user2_id, user1_id)` exists.
+/// first half reads `idx_chat_rooms_users`, the second `idx_chat_rooms_user2`.
 pub const PEERS_OF: &str = "\
 SELECT user2_id AS peer FROM chat_rooms WHERE user1_id = $1
 UNION

@@ -394,7 +394,8 @@ fn gen_migrations_writes_sqlx_and_prisma_layouts() {
         [
             "0002_idx_notifications_user_status.sql",
             "0003_idx_messages_room_created.sql",
-            "0004_idx_chat_rooms_users.sql"
+            "0004_idx_chat_rooms_users.sql",
+            "0005_idx_chat_rooms_user2.sql"
         ]
     );
     let out = rtctl(&[
@@ -440,18 +441,19 @@ async fn database_with_base_schema() -> sqlx::PgConnection {
 
 /// Every SR-2 index exists on its table, with its columns and uniqueness, and is valid
 /// (`indisvalid`: a failed `CREATE INDEX CONCURRENTLY` leaves an invalid index behind).
-async fn assert_sr2_indexes(conn: &mut sqlx::PgConnection, how: &str) {
-    use realtime::commands::gen::migrations::SR2_INDEXES;
-    let names: Vec<&str> = SR2_INDEXES.iter().map(|i| i.name).collect();
+async fn assert_indexes(conn: &mut sqlx::PgConnection, how: &str) {
+    use realtime::commands::gen::migrations::INDEXES;
+    let names: Vec<&str> = INDEXES.iter().map(|i| i.name).collect();
     assert_eq!(
         names,
         [
             "idx_notifications_user_status",
             "idx_messages_room_created",
-            "idx_chat_rooms_users"
+            "idx_chat_rooms_users",
+            "idx_chat_rooms_user2"
         ]
     );
-    for spec in SR2_INDEXES {
+    for spec in INDEXES {
         let row: Option<(String, String, bool, bool, bool)> = sqlx::query_as(
             "SELECT x.tablename::text, x.indexdef, i.indisvalid, i.indisready, i.indisunique
              FROM pg_indexes x
@@ -513,7 +515,7 @@ async fn generated_sqlx_migrations_apply_to_postgres() {
     let kinds: Vec<(i64, bool)> = migrator.iter().map(|m| (m.version, m.no_tx)).collect();
     assert_eq!(
         kinds,
-        [(1, false), (2, true), (3, true), (4, true)],
+        [(1, false), (2, true), (3, true), (4, true), (5, true)],
         "versions and no-transaction flags as sqlx reads them"
     );
     migrator
@@ -529,9 +531,12 @@ async fn generated_sqlx_migrations_apply_to_postgres() {
             .fetch_all(&pool)
             .await
             .unwrap();
-    assert_eq!(applied, [(1, true), (2, true), (3, true), (4, true)]);
+    assert_eq!(
+        applied,
+        [(1, true), (2, true), (3, true), (4, true), (5, true)]
+    );
     let mut conn = pool.acquire().await.unwrap();
-    assert_sr2_indexes(&mut conn, "sqlx").await;
+    assert_indexes(&mut conn, "sqlx").await;
     drop(conn);
     pool.close().await;
     let _ = std::fs::remove_dir_all(&dir);
@@ -562,7 +567,7 @@ async fn generated_prisma_migrations_apply_to_postgres() {
         .map(|e| e.unwrap().path())
         .collect();
     migrations.sort();
-    assert_eq!(migrations.len(), 3, "{migrations:?}");
+    assert_eq!(migrations.len(), 4, "{migrations:?}");
     let mut conn = database_with_base_schema().await;
     for m in &migrations {
         let sql = std::fs::read_to_string(m.join("migration.sql")).unwrap();
@@ -571,7 +576,7 @@ async fn generated_prisma_migrations_apply_to_postgres() {
             .await
             .unwrap_or_else(|e| panic!("{}: {e}\n{sql}", m.display()));
     }
-    assert_sr2_indexes(&mut conn, "prisma").await;
+    assert_indexes(&mut conn, "prisma").await;
     // A second deploy of the same files (e.g. after a failed run) is harmless.
     for m in &migrations {
         let sql = std::fs::read_to_string(m.join("migration.sql")).unwrap();

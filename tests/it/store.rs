@@ -113,7 +113,7 @@ async fn api_contract(store: &Store, url: &str) {
     // Migrating again applies nothing.
     let again = store.migrate().await.unwrap();
     assert!(again.applied.is_empty(), "{again:?}");
-    assert_eq!(again.already_applied, 4);
+    assert_eq!(again.already_applied, 5);
     assert!(again.invalid_indexes.is_empty(), "{again:?}");
     assert!(!store.has_replica());
 
@@ -418,12 +418,13 @@ fn rtctl_migrate_sqlite() {
     let out = rtctl_migrate(&[&url]);
     assert!(out.status.success(), "{out:?}");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("applied 4 migrations"), "{stdout}");
+    assert!(stdout.contains("applied 5 migrations"), "{stdout}");
     for name in [
         "create tables",
         "idx notifications user status",
         "idx messages room created",
         "idx chat rooms users",
+        "idx chat rooms user2",
     ] {
         assert!(stdout.contains(name), "{name} missing from:\n{stdout}");
     }
@@ -470,7 +471,7 @@ async fn postgres_rtctl_migrate_builds_valid_indexes() {
     let out = rtctl_migrate(&[&url]);
     assert!(out.status.success(), "{out:?}");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("applied 4 migrations"), "{stdout}");
+    assert!(stdout.contains("applied 5 migrations"), "{stdout}");
     assert!(stdout.contains("idx chat rooms users"), "{stdout}");
 
     let mut c = PgConnection::connect(&url).await.unwrap();
@@ -484,6 +485,7 @@ async fn postgres_rtctl_migrate_builds_valid_indexes() {
     assert_eq!(
         indexes,
         vec![
+            ("idx_chat_rooms_user2".into(), true, false),
             ("idx_chat_rooms_users".into(), true, true),
             ("idx_messages_room_created".into(), true, false),
             ("idx_notifications_user_status".into(), true, false),
@@ -502,19 +504,22 @@ async fn postgres_rtctl_migrate_builds_valid_indexes() {
             .fetch_one(&mut c)
             .await
             .unwrap();
-    assert_eq!(on_rooms, 2, "the primary key and idx_chat_rooms_users");
+    assert_eq!(
+        on_rooms, 3,
+        "the primary key, idx_chat_rooms_users and idx_chat_rooms_user2"
+    );
     let recorded: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
         .fetch_one(&mut c)
         .await
         .unwrap();
-    assert_eq!(recorded, 4);
+    assert_eq!(recorded, 5);
 
     let out = rtctl_migrate(&[&url, "--format", "json"]);
     assert!(out.status.success(), "{out:?}");
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["backend"], "postgres");
     assert_eq!(report["applied"], json!([]));
-    assert_eq!(report["already_applied"], 4);
+    assert_eq!(report["already_applied"], 5);
 }
 
 /// A connection failure is one line naming the host, never the password, exit code 2.
@@ -617,7 +622,14 @@ async fn postgres_hot_queries_use_their_indexes() {
             sql::ROOM_BY_PAIR,
             "text, text",
             "'a000042', 'b000042'".to_owned(),
-            "idx_chat_rooms_users",
+            "idx_chat_rooms_users|idx_chat_rooms_user2",
+        ),
+        (
+            "peers of a user (user2 half)",
+            sql::PEERS_OF,
+            "text",
+            "'b000042'".to_owned(),
+            "idx_chat_rooms_user2",
         ),
     ];
     for mode in ["force_custom_plan", "force_generic_plan"] {
@@ -650,13 +662,20 @@ async fn postgres_hot_queries_use_their_indexes() {
     }
 }
 
+/// `index` names the index the plan must scan; `a|b` accepts either (the pair lookup
+/// `user1_id = $1 AND user2_id = $2` is fully served by both chat_rooms indexes).
 fn assert_uses(plan: &str, index: &str, mode: &str) {
-    let scans = [
-        format!("Index Scan using {index} "),
-        format!("Index Scan Backward using {index} "),
-        format!("Index Only Scan using {index} "),
-        format!("Bitmap Index Scan on {index}"),
-    ];
+    let scans: Vec<String> = index
+        .split('|')
+        .flat_map(|index| {
+            [
+                format!("Index Scan using {index} "),
+                format!("Index Scan Backward using {index} "),
+                format!("Index Only Scan using {index} "),
+                format!("Bitmap Index Scan on {index}"),
+            ]
+        })
+        .collect();
     assert!(
         scans.iter().any(|s| plan.contains(s.as_str())),
         "{mode}: expected an index scan on {index}:\n{plan}"

@@ -1,5 +1,5 @@
-//! `rtctl gen migrations`: the three SR-2 indexes as migrations for an existing
-//! PostgreSQL schema, in sqlx's or Prisma's layout, one `CREATE INDEX CONCURRENTLY` each.
+//! `rtctl gen migrations`: the indexes our queries need (SR-2's three, and the one the
+//! presence updates need) as migrations for an existing PostgreSQL schema, in sqlx's or Prisma's layout, one `CREATE INDEX CONCURRENTLY` each.
 
 use crate::templates::Templates;
 use serde::Serialize;
@@ -15,9 +15,10 @@ pub struct IndexSpec {
     pub purpose: &'static str,
 }
 
-/// The SR-2 indexes, in the order they are applied. The same definitions are the
-/// committed `migrations/postgres/0002`–`0004` (a test keeps them equal).
-pub const SR2_INDEXES: &[IndexSpec] = &[
+/// The indexes, in the order they are applied: SR-2's three, then the one `PEERS_OF`
+/// needs. The same definitions are the committed `migrations/postgres/0002`–`0005` (a
+/// test keeps them equal).
+pub const INDEXES: &[IndexSpec] = &[
     IndexSpec {
         name: "idx_notifications_user_status",
         table: "notifications",
@@ -38,6 +39,13 @@ pub const SR2_INDEXES: &[IndexSpec] = &[
         columns: "user1_id, user2_id",
         unique: true,
         purpose: "SR-2: the room of a pair of users (and the pair's uniqueness).",
+    },
+    IndexSpec {
+        name: "idx_chat_rooms_user2",
+        table: "chat_rooms",
+        columns: "user2_id, user1_id",
+        unique: false,
+        purpose: "A user's rooms where they are user2: the peers told of their presence.",
     },
 ];
 
@@ -101,7 +109,7 @@ impl MigrationsArgs {
             None => chrono::Utc::now().naive_utc(),
         };
         let mut files = Vec::new();
-        for (i, spec) in SR2_INDEXES.iter().enumerate() {
+        for (i, spec) in INDEXES.iter().enumerate() {
             let ctx = Ctx {
                 index: IndexView {
                     spec,
@@ -170,8 +178,9 @@ mod tests {
             include_str!("../../../migrations/postgres/0002_idx_notifications_user_status.sql"),
             include_str!("../../../migrations/postgres/0003_idx_messages_room_created.sql"),
             include_str!("../../../migrations/postgres/0004_idx_chat_rooms_users.sql"),
+            include_str!("../../../migrations/postgres/0005_idx_chat_rooms_user2.sql"),
         ];
-        assert_eq!(files.len(), 3);
+        assert_eq!(files.len(), 4);
         for ((path, content), committed) in files.iter().zip(committed) {
             assert!(content.starts_with("-- no-transaction\n"), "{path:?}");
             assert_eq!(statement(content), statement(committed), "{path:?}");
