@@ -102,7 +102,7 @@ pub fn evaluate(
         ),
         pass: c.connected >= need && c.held >= need,
     }];
-    if scenario.rooms() {
+    if scenario.messages() {
         if let Some(limit) = criteria.message_p99_ms {
             checks.push(latency(H::Latency, limit, "message p99"));
         }
@@ -112,7 +112,7 @@ pub fn evaluate(
             checks.push(latency(H::Api, limit, "API p99"));
         }
     }
-    if scenario.rooms() {
+    if scenario.messages() {
         checks.push(Check {
             name: "message loss",
             target: "0 lost, 0 duplicated".into(),
