@@ -200,6 +200,7 @@ async fn run_inner(
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("cannot start a worker ({})", exe.display()))?;

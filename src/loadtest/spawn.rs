@@ -63,6 +63,9 @@ pub async fn start(
             ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            // Its own process group: a Ctrl-C at the terminal reaches only `rtctl
+            // loadtest`, which stops the nodes first and Redis last.
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .context("cannot start redis-server (install it: apt-get install redis-server), or pass REDIS_URL")?;
@@ -95,6 +98,7 @@ pub async fn start(
             .env_remove("DATABASE_URL")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
+            .process_group(0)
             .kill_on_drop(true);
         if let Some(url) = &cluster.redis_url {
             cmd.args(["--redis-url", url]);
