@@ -343,12 +343,12 @@ async fn run(
     }
     messages.abort();
     api.abort();
-    // Drain: what was sent has up to 5 s more to arrive.
+    // Drain: what was sent has up to 5 s more to arrive (later counts as lost).
     let drain_until = Instant::now() + Duration::from_secs(5);
     while !stopped && Instant::now() < drain_until {
         let done = {
             let m = shared.m();
-            m.fanout.is_empty() && !m.notifications.values().any(|p| p.answered_ok)
+            m.fanout.is_empty() && m.notifications.is_empty()
         };
         if done {
             break;
@@ -377,6 +377,7 @@ async fn run(
         let m = shared.m();
         c.notifications_expected = c.notifications_received
             + m.notifications.values().filter(|p| p.answered_ok).count() as u64;
+        c.api_unanswered = c.api_sent.saturating_sub(c.api_ok + c.api_errors);
         WorkerResult {
             worker: cfg.worker,
             counters: c,
@@ -456,11 +457,13 @@ async fn client_task(shared: Arc<Shared>, i: u64) {
     };
     // Nothing of the handshake (open packet, token) outlives it: it would stay in this
     // task's state for the whole run, per client.
-    let (mut reader, writer) = match client::connect(&target(cfg, c), cfg.transport, timeout).await
-    {
-        Ok((r, w, _)) => (r, w),
-        Err(e) => return fail(format!("connect: {e}")),
-    };
+    // Boxed: an async fn's state is as large as its largest await, and the WebSocket
+    // handshake's would otherwise stay in every client's task for the whole run.
+    let (mut reader, writer) =
+        match Box::pin(client::connect(&target(cfg, c), cfg.transport, timeout)).await {
+            Ok((r, w, _)) => (r, w),
+            Err(e) => return fail(format!("connect: {e}")),
+        };
     *member.writer.lock().await = Some(writer);
     let mut namespaces = Vec::new();
     let messages_nsp = cfg.scenario.message_namespace();
@@ -562,7 +565,7 @@ async fn client_task(shared: Arc<Shared>, i: u64) {
         }
         Ok(())
     };
-    match tokio::time::timeout(timeout, joining).await {
+    match Box::pin(tokio::time::timeout(timeout, joining)).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return fail(e),
         Err(_) => return fail(format!("not connected and joined within {timeout:?}")),
