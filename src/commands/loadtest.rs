@@ -90,7 +90,7 @@ pub struct LoadtestCommand {
     pub workers: Option<usize>,
 
     /// Redis for spawned nodes (default: a local redis-server when M > 1).
-    #[arg(long, env = "REDIS_URL", value_name = "URL")]
+    #[arg(long, env = "REDIS_URL", hide_env_values = true, value_name = "URL")]
     pub redis_url: Option<String>,
 
     /// Without --gate: fail (exit 1) when the message latency p99 is not below MS.

@@ -122,3 +122,25 @@ impl Default for Clock {
         Clock::new()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn clock_maps_instants_and_unix_milliseconds_both_ways() {
+        let clock = Clock::new();
+        let now = std::time::Instant::now();
+        let ms = clock.at_ms(now);
+        let wall = unix_ms(std::time::SystemTime::now());
+        assert!((ms - wall).abs() < 1000.0, "{ms} vs {wall}");
+        let later = clock.instant(ms + 1500.0);
+        let d = later.duration_since(now).as_secs_f64();
+        assert!((d - 1.5).abs() < 0.001, "{d}");
+        // Before the clock's base: still monotonic and consistent.
+        let earlier = clock.instant(clock.now_ms() - 10.0);
+        assert!(earlier <= std::time::Instant::now());
+        assert!((clock.at_ms(now + Duration::from_millis(250)) - ms - 250.0).abs() < 0.01);
+    }
+}
