@@ -7,6 +7,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// One keep-alive HTTP/1.1 connection.
 pub struct HttpConn {
@@ -90,12 +91,19 @@ impl HttpConn {
 /// Keep-alive connections to one server, opened on demand and reused: concurrent
 /// requests each take one (so an open-model request schedule never queues behind a slow
 /// response), finished ones come back.
+///
+/// A connection idle for [`MAX_IDLE`] is not reused: servers close idle keep-alive
+/// connections (Node after 5 s), and a request written just as the server closes fails
+/// without being safe to retry (a POST).
 pub struct HttpPool {
     addr: SocketAddr,
     source: Option<IpAddr>,
     authority: String,
-    idle: Mutex<Vec<HttpConn>>,
+    idle: Mutex<Vec<(HttpConn, Instant)>>,
 }
+
+/// How long an idle connection is kept for reuse.
+pub const MAX_IDLE: Duration = Duration::from_secs(2);
 
 impl HttpPool {
     pub fn new(addr: SocketAddr, source: Option<IpAddr>, authority: String) -> HttpPool {
@@ -116,7 +124,9 @@ impl HttpPool {
     ) -> Result<Response, ClientError> {
         let reused = {
             let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-            std::iter::from_fn(|| idle.pop()).find(HttpConn::is_open)
+            std::iter::from_fn(|| idle.pop())
+                .find(|(c, since)| c.is_open() && since.elapsed() < MAX_IDLE)
+                .map(|(c, _)| c)
         };
         let mut conn = match reused {
             Some(c) => c,
@@ -127,7 +137,7 @@ impl HttpPool {
             self.idle
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .push(conn);
+                .push((conn, Instant::now()));
         }
         Ok(res)
     }

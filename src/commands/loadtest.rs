@@ -44,7 +44,7 @@ pub struct LoadtestCommand {
     #[arg(long, value_enum, default_value_t = Scenario::Mixed)]
     pub scenario: Scenario,
 
-    /// Members per /bench room.
+    /// Members per /bench room (chat rooms are 1:1: always 2).
     #[arg(long, value_name = "K", default_value_t = 10)]
     pub room_size: u64,
 
@@ -90,7 +90,7 @@ pub struct LoadtestCommand {
     pub workers: Option<usize>,
 
     /// Redis for spawned nodes (default: a local redis-server when M > 1).
-    #[arg(long, env = "REDIS_URL", value_name = "URL")]
+    #[arg(long, env = "REDIS_URL", hide_env_values = true, value_name = "URL")]
     pub redis_url: Option<String>,
 
     /// Without --gate: fail (exit 1) when the message latency p99 is not below MS.
@@ -202,7 +202,11 @@ impl LoadtestCommand {
             ramp: self.ramp.max(1.0),
             duration: self.duration,
             scenario: self.scenario,
-            room_size: self.room_size,
+            room_size: if self.scenario == Scenario::Chat {
+                2
+            } else {
+                self.room_size
+            },
             rate: self.rate.unwrap_or(rate),
             api_rate: self.api_rate.unwrap_or(api_rate),
             transport: match self.transport {

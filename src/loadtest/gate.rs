@@ -102,7 +102,7 @@ pub fn evaluate(
         ),
         pass: c.connected >= need && c.held >= need,
     }];
-    if scenario.rooms() {
+    if scenario.messages() {
         if let Some(limit) = criteria.message_p99_ms {
             checks.push(latency(H::Latency, limit, "message p99"));
         }
@@ -112,7 +112,7 @@ pub fn evaluate(
             checks.push(latency(H::Api, limit, "API p99"));
         }
     }
-    if scenario.rooms() {
+    if scenario.messages() {
         checks.push(Check {
             name: "message loss",
             target: "0 lost, 0 duplicated".into(),
@@ -133,13 +133,14 @@ pub fn evaluate(
                 "{} lost, {} duplicated, {} API errors of {} sent",
                 c.notifications_lost(),
                 c.notifications_duplicated,
-                c.api_errors,
+                c.api_errors + c.api_unanswered,
                 c.api_sent
             ),
             pass: c.api_sent > 0
                 && c.notifications_lost() == 0
                 && c.notifications_duplicated == 0
-                && c.api_errors == 0,
+                && c.api_errors == 0
+                && c.api_unanswered == 0,
         });
     }
     checks
@@ -226,6 +227,12 @@ mod tests {
 
         let mut c = c0.clone();
         c.notifications_received -= 1;
+        assert_eq!(
+            failed(&evaluate(&crit, Scenario::Mixed, &c, &h0)),
+            ["notification loss"]
+        );
+        let mut c = c0.clone();
+        c.api_unanswered = 1;
         assert_eq!(
             failed(&evaluate(&crit, Scenario::Mixed, &c, &h0)),
             ["notification loss"]

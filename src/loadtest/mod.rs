@@ -10,7 +10,7 @@
 //! - [`spawn`]: local nodes (and Redis) for `--spawn-nodes`; [`run`]: the coordinator.
 //!
 //! ## What counts as lost
-//! A room message is *expected* by each other member of its room that was connected
+//! A room message (a /bench room's, or a /chat 1:1 room's) is *expected* by each other member of its room that was connected
 //! (joined) at the moment its sender wrote the publish. Every client joins before the
 //! schedule starts, and a client that is not connected by then is *failed* and takes no
 //! part, so the expected set of a message is known when it is sent. A receiver counts a
@@ -34,6 +34,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Scenario {
+    /// Real /chat 1:1 rooms: room:open + message:send (stored), the peer gets message:new.
+    Chat,
     /// /bench rooms of K members: pure fan-out, no database.
     Rooms,
     /// POST /api/notifications → notification:new on the target's socket.
@@ -43,14 +45,28 @@ pub enum Scenario {
 }
 
 impl Scenario {
+    /// Clients in /bench rooms.
     pub fn rooms(self) -> bool {
         matches!(self, Scenario::Rooms | Scenario::Mixed)
+    }
+    /// Clients exchange room messages (/bench rooms or /chat pairs).
+    pub fn messages(self) -> bool {
+        matches!(self, Scenario::Rooms | Scenario::Mixed | Scenario::Chat)
+    }
+    /// The namespace room messages go through.
+    pub fn message_namespace(self) -> Option<&'static str> {
+        match self {
+            Scenario::Rooms | Scenario::Mixed => Some("/bench"),
+            Scenario::Chat => Some("/chat"),
+            Scenario::Notifications => None,
+        }
     }
     pub fn notifications(self) -> bool {
         matches!(self, Scenario::Notifications | Scenario::Mixed)
     }
     pub fn as_str(self) -> &'static str {
         match self {
+            Scenario::Chat => "chat",
             Scenario::Rooms => "rooms",
             Scenario::Notifications => "notifications",
             Scenario::Mixed => "mixed",
@@ -104,5 +120,27 @@ impl Clock {
 impl Default for Clock {
     fn default() -> Self {
         Clock::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn clock_maps_instants_and_unix_milliseconds_both_ways() {
+        let clock = Clock::new();
+        let now = std::time::Instant::now();
+        let ms = clock.at_ms(now);
+        let wall = unix_ms(std::time::SystemTime::now());
+        assert!((ms - wall).abs() < 1000.0, "{ms} vs {wall}");
+        let later = clock.instant(ms + 1500.0);
+        let d = later.duration_since(now).as_secs_f64();
+        assert!((d - 1.5).abs() < 0.001, "{d}");
+        // Before the clock's base: still monotonic and consistent.
+        let earlier = clock.instant(clock.now_ms() - 10.0);
+        assert!(earlier <= std::time::Instant::now());
+        assert!((clock.at_ms(now + Duration::from_millis(250)) - ms - 250.0).abs() < 0.01);
     }
 }

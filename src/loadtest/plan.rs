@@ -80,7 +80,7 @@ impl WorkerConfig {
     }
 
     pub fn rooms(&self) -> u64 {
-        if !self.scenario.rooms() {
+        if !self.scenario.messages() {
             return 0;
         }
         self.clients.div_ceil(self.room_size)

@@ -115,6 +115,8 @@ async fn run_inner(
         )
         .into());
     }
+    // Before spawning anything: nodes and workers inherit the raised limit.
+    let (soft, hard) = crate::client::net::raise_nofile_limit().unwrap_or((0, 0));
     let mut nodes = Vec::new();
     if opts.spawn_nodes > 0 {
         eprintln!("starting {} local node(s)…", opts.spawn_nodes);
@@ -123,6 +125,7 @@ async fn run_inner(
             &secret,
             service_token.as_deref().unwrap_or_default(),
             opts.redis_url.clone(),
+            opts.scenario == Scenario::Chat,
         )
         .await
         .map_err(|e| Exit::new(2, format!("{e:#}")))?;
@@ -147,7 +150,6 @@ async fn run_inner(
     }
 
     let mut limits = Vec::new();
-    let (soft, hard) = crate::client::net::raise_nofile_limit().unwrap_or((0, 0));
     let per_worker = match opts.workers {
         Some(w) => opts.clients.div_ceil(w.max(1) as u64).max(opts.room_size),
         None => plan::MAX_CLIENTS_PER_WORKER.min(hard.saturating_sub(2000).max(1000)),
@@ -200,6 +202,7 @@ async fn run_inner(
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("cannot start a worker ({})", exe.display()))?;

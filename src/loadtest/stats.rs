@@ -141,6 +141,8 @@ pub struct Counters {
     pub api_ok: u64,
     /// API requests that failed (status or connection).
     pub api_errors: u64,
+    /// API requests with no answer by the end of the run (drain included).
+    pub api_unanswered: u64,
     /// Scheduled API requests skipped because their target was not connected.
     pub api_skipped: u64,
     /// Notifications expected on a socket (API answered 201, target connected).
@@ -173,6 +175,7 @@ impl Counters {
             api_sent,
             api_ok,
             api_errors,
+            api_unanswered,
             api_skipped,
             notifications_expected,
             notifications_received,

@@ -22,6 +22,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 /// The namespaces.
 const BENCH: &str = "/bench";
+const CHAT: &str = "/chat";
 const NOTIFICATIONS: &str = "/notifications";
 
 /// A line from the coordinator.
@@ -125,6 +126,8 @@ struct Shared {
     stopping: AtomicBool,
     schedule: Schedule,
     schedule_start: Mutex<Option<Instant>>,
+    /// Chat: each pair's room id, set by the member that opened it (0 until then).
+    chat_rooms: Box<[std::sync::atomic::AtomicI64]>,
 }
 
 impl Shared {
@@ -244,6 +247,7 @@ async fn run(
         })
         .collect();
     let rooms = cfg.rooms();
+    let cfg_chat = cfg.scenario == super::Scenario::Chat;
     let shared = Arc::new(Shared {
         schedule: Schedule {
             rate: cfg.message_rate,
@@ -256,6 +260,9 @@ async fn run(
         started: AtomicBool::new(false),
         stopping: AtomicBool::new(false),
         schedule_start: Mutex::new(None),
+        chat_rooms: (0..if cfg_chat { rooms } else { 0 })
+            .map(|_| std::sync::atomic::AtomicI64::new(0))
+            .collect(),
     });
     let cfg = &shared.cfg;
     let cpu_start = cpu_seconds();
@@ -336,12 +343,12 @@ async fn run(
     }
     messages.abort();
     api.abort();
-    // Drain: what was sent has up to 5 s more to arrive.
+    // Drain: what was sent has up to 5 s more to arrive (later counts as lost).
     let drain_until = Instant::now() + Duration::from_secs(5);
     while !stopped && Instant::now() < drain_until {
         let done = {
             let m = shared.m();
-            m.fanout.is_empty() && !m.notifications.values().any(|p| p.answered_ok)
+            m.fanout.is_empty() && m.notifications.is_empty()
         };
         if done {
             break;
@@ -370,6 +377,7 @@ async fn run(
         let m = shared.m();
         c.notifications_expected = c.notifications_received
             + m.notifications.values().filter(|p| p.answered_ok).count() as u64;
+        c.api_unanswered = c.api_sent.saturating_sub(c.api_ok + c.api_errors);
         WorkerResult {
             worker: cfg.worker,
             counters: c,
@@ -447,35 +455,61 @@ async fn client_task(shared: Arc<Shared>, i: u64) {
             shared.m().error(e);
         }
     };
-    let (mut reader, writer, _open) =
-        match client::connect(&target(cfg, c), cfg.transport, timeout).await {
-            Ok(v) => v,
+    // Nothing of the handshake (open packet, token) outlives it: it would stay in this
+    // task's state for the whole run, per client.
+    // Boxed: an async fn's state is as large as its largest await, and the WebSocket
+    // handshake's would otherwise stay in every client's task for the whole run.
+    let (mut reader, writer) =
+        match Box::pin(client::connect(&target(cfg, c), cfg.transport, timeout)).await {
+            Ok((r, w, _)) => (r, w),
             Err(e) => return fail(format!("connect: {e}")),
         };
     *member.writer.lock().await = Some(writer);
-    let auth = json!({ "token": token(cfg, c) });
     let mut namespaces = Vec::new();
-    if cfg.scenario.rooms() {
-        namespaces.push(BENCH);
+    let messages_nsp = cfg.scenario.message_namespace();
+    if let Some(nsp) = messages_nsp {
+        namespaces.push(nsp);
     }
     if cfg.scenario.notifications() {
         namespaces.push(NOTIFICATIONS);
     }
-    for nsp in &namespaces {
-        if let Err(e) = send(&shared, i, frames::connect(nsp, &auth)).await {
-            return fail(format!("connect {nsp}: {e}"));
+    {
+        let auth = json!({ "token": token(cfg, c) });
+        for nsp in &namespaces {
+            if let Err(e) = send(&shared, i, frames::connect(nsp, &auth)).await {
+                return fail(format!("connect {nsp}: {e}"));
+            }
         }
     }
+    let namespaces = namespaces.len();
     // Handshake: every namespace connected, then (rooms) the join acked.
+    let room = shared.room_of(i);
+    let members = cfg.room_members(room);
+    let slot = i - members.start;
+    let paired = members.end - members.start >= 2;
     let joining = async {
         let mut connected = 0;
-        let need_join = cfg.scenario.rooms();
-        let mut joined = !need_join;
-        while connected < namespaces.len() || !joined {
-            let packet = match reader.next().await {
-                Some(Ok(p)) => p,
-                Some(Err(e)) => return Err(e.to_string()),
-                None => return Err("closed by the server while connecting".into()),
+        let mut joined = messages_nsp.is_none() || (messages_nsp == Some(CHAT) && !paired);
+        // Chat: the second member joins the room the first one opened.
+        let mut waiting_for_room = false;
+        let mut poll = tokio::time::interval(Duration::from_millis(10));
+        while connected < namespaces || !joined {
+            let packet = tokio::select! {
+                p = reader.next() => match p {
+                    Some(Ok(p)) => p,
+                    Some(Err(e)) => return Err(e.to_string()),
+                    None => return Err("closed by the server while connecting".into()),
+                },
+                _ = poll.tick(), if waiting_for_room => {
+                    let id = shared.chat_rooms[room as usize].load(Ordering::Acquire);
+                    if id > 0 {
+                        waiting_for_room = false;
+                        send(&shared, i, frames::event(CHAT, "room:join", json!({ "roomId": id }), Some(0)))
+                            .await
+                            .map_err(|e| e.to_string())?;
+                    }
+                    continue;
+                }
             };
             match frames::parse(&packet).map_err(|e| e.to_string())? {
                 Incoming::Ping => {
@@ -486,22 +520,40 @@ async fn client_task(shared: Arc<Shared>, i: u64) {
                 Incoming::Connected { nsp } => {
                     connected += 1;
                     if nsp == BENCH {
-                        let room = cfg.room_name(shared.room_of(i));
+                        let name = cfg.room_name(room);
                         send(
                             &shared,
                             i,
-                            frames::event(BENCH, "join", json!({ "room": room }), Some(0)),
+                            frames::event(BENCH, "join", json!({ "room": name }), Some(0)),
                         )
                         .await
                         .map_err(|e| e.to_string())?;
+                    } else if nsp == CHAT && paired && slot == 0 {
+                        let peer = cfg.user_of(cfg.first_client + members.start + 1);
+                        send(
+                            &shared,
+                            i,
+                            frames::event(CHAT, "room:open", json!({ "peerId": peer }), Some(0)),
+                        )
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    } else if nsp == CHAT && paired {
+                        waiting_for_room = true;
                     }
                 }
                 Incoming::ConnectError { nsp, data } => {
                     return Err(format!("{nsp} refused the connection: {data}"))
                 }
-                Incoming::Ack { nsp, id: 0, args } if nsp == BENCH => {
-                    if args.first().and_then(|a| a.get("ok")) != Some(&Value::Bool(true)) {
-                        return Err(format!("join refused: {}", Value::Array(args)));
+                Incoming::Ack { nsp, id: 0, args } if Some(nsp.as_str()) == messages_nsp => {
+                    let answer = args.first().cloned().unwrap_or_default();
+                    if nsp == CHAT && slot == 0 {
+                        let id = answer["roomId"]
+                            .as_i64()
+                            .filter(|id| *id > 0)
+                            .ok_or_else(|| format!("room:open refused: {answer}"))?;
+                        shared.chat_rooms[room as usize].store(id, Ordering::Release);
+                    } else if answer["ok"] != Value::Bool(true) {
+                        return Err(format!("joining the room refused: {answer}"));
                     }
                     joined = true;
                 }
@@ -513,7 +565,7 @@ async fn client_task(shared: Arc<Shared>, i: u64) {
         }
         Ok(())
     };
-    match tokio::time::timeout(timeout, joining).await {
+    match Box::pin(tokio::time::timeout(timeout, joining)).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return fail(e),
         Err(_) => return fail(format!("not connected and joined within {timeout:?}")),
@@ -558,22 +610,20 @@ async fn client_task(shared: Arc<Shared>, i: u64) {
                 let Some(arg) = args.first() else { continue };
                 if nsp == BENCH && name == "message" {
                     on_message(&shared, arg, joined_ms, &mut seen);
+                } else if nsp == CHAT && name == "message:new" {
+                    // The chat message's text carries the loadtest's fields as JSON.
+                    match arg["text"].as_str().map(serde_json::from_str::<Value>) {
+                        Some(Ok(fields)) => on_message(&shared, &fields, joined_ms, &mut seen),
+                        _ => shared
+                            .m()
+                            .error(format!("message:new without loadtest fields: {arg}")),
+                    }
                 } else if nsp == NOTIFICATIONS && name == "notification:new" {
                     on_notification(&shared, arg);
                 }
             }
-            Incoming::Ack { nsp, id, .. } if nsp == BENCH && id > 0 => {
-                let due = shared
-                    .schedule_start
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .map(|s| s + shared.schedule.due(id - 1));
-                if let Some(due) = due {
-                    let ms = shared.clock.now_ms() - shared.clock.at_ms(due);
-                    let mut m = shared.m();
-                    m.c.acks += 1;
-                    m.h.record(H::Ack, ms);
-                }
+            Incoming::Ack { nsp, id, args } if Some(nsp.as_str()) == messages_nsp && id > 0 => {
+                on_publish_ack(&shared, id - 1, args.first());
             }
             Incoming::Close => break None,
             Incoming::Disconnected { nsp } => {
@@ -664,6 +714,29 @@ fn on_notification(shared: &Shared, n: &Value) {
     }
 }
 
+/// The server's answer to publish `k`: its round trip, or (an error answer, e.g. a chat
+/// rate limit) the message was refused and its receivers expect nothing.
+fn on_publish_ack(shared: &Shared, k: u64, answer: Option<&Value>) {
+    let due = shared
+        .schedule_start
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .map(|s| s + shared.schedule.due(k));
+    let Some(due) = due else { return };
+    let ms = shared.clock.now_ms() - shared.clock.at_ms(due);
+    let mut m = shared.m();
+    m.c.acks += 1;
+    m.h.record(H::Ack, ms);
+    if let Some(err) = answer.filter(|a| a.get("error").is_some()) {
+        m.c.send_failed += 1;
+        m.c.messages_sent -= 1;
+        if let Some(f) = m.fanout.remove(&k) {
+            m.c.expected -= f.remaining;
+        }
+        m.error(format!("publish refused: {err}"));
+    }
+}
+
 /// Sends the worker's messages on schedule until `end`.
 async fn message_schedule(shared: Arc<Shared>, start: Instant, end: Instant) {
     let cfg = &shared.cfg;
@@ -703,18 +776,21 @@ async fn message_schedule(shared: Arc<Shared>, start: Instant, end: Instant) {
             );
         }
         drop(m);
-        let packet = frames::event(
-            BENCH,
-            "publish",
-            json!({
-                "room": cfg.room_name(slot.room),
-                "seq": slot.seq,
-                "sentAt": sent_ms,
-                "from": cfg.first_client + sender,
-                "k": k,
-            }),
-            Some(k + 1),
-        );
+        let fields = json!({
+            "seq": slot.seq,
+            "sentAt": sent_ms,
+            "from": cfg.first_client + sender,
+            "k": k,
+        });
+        let packet = if cfg.scenario == super::Scenario::Chat {
+            let room_id = shared.chat_rooms[slot.room as usize].load(Ordering::Acquire);
+            let arg = json!({ "roomId": room_id, "text": fields.to_string() });
+            frames::event(CHAT, "message:send", arg, Some(k + 1))
+        } else {
+            let mut arg = fields;
+            arg["room"] = json!(cfg.room_name(slot.room));
+            frames::event(BENCH, "publish", arg, Some(k + 1))
+        };
         let shared = shared.clone();
         tokio::spawn(async move {
             if let Err(e) = send(&shared, sender, packet).await {

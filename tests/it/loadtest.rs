@@ -174,3 +174,29 @@ async fn a_clean_run_delivers_everything_exactly_once_and_passes() {
     assert_eq!(histogram(&report, "connect")["count"], 200);
     n.child.kill().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polling_clients_and_the_chat_scenario_deliver_everything() {
+    let (secret, svc) = (random("secret"), random("svc"));
+    let mut n = node(&secret, &svc, &["--rate-limit", "message:send=100000/1"]).await;
+    // Long-polling clients in /bench rooms + notifications.
+    let (code, report) = loadtest(n.addr, &secret, &svc, &["--transport", "polling"]).await;
+    assert_eq!(code, 0, "{report:#}");
+    let c = &report["counters"];
+    assert_eq!(
+        (c["held"].as_u64(), c["expected"].as_u64()),
+        (Some(200), Some(1800))
+    );
+    assert_eq!(c["received"], 1800);
+    assert_eq!(c["notifications_received"], 40);
+    // Real 1:1 chat rooms: room:open / room:join, message:send stored, message:new.
+    let (code, report) = loadtest(n.addr, &secret, &svc, &["--scenario", "chat"]).await;
+    assert_eq!(code, 0, "{report:#}");
+    let c = &report["counters"];
+    assert_eq!(c["messages_sent"], 200);
+    assert_eq!(c["expected"], 200, "one peer per message: {report:#}");
+    assert_eq!(c["received"], 200);
+    assert_eq!(c["api_sent"], 0);
+    assert_eq!(histogram(&report, "ack_rtt")["count"], 200);
+    n.child.kill().await.unwrap();
+}
