@@ -21,9 +21,11 @@
 
 pub mod gate;
 pub mod plan;
+mod receive;
 pub mod report;
 pub mod run;
 pub mod schedule;
+mod sending;
 pub mod spawn;
 pub mod stats;
 pub mod worker;

@@ -1,16 +1,19 @@
 //! One worker process: its share of the clients (whole rooms), its share of the message
 //! and API schedules, and its measurements — reported to the coordinator as JSON lines.
 //!
+//! Sending lives in `sending.rs`, receiving (the exactly-once accounting) in `receive.rs`.
+//!
 //! Memory per client is kept small on purpose: a [`Member`] (state, the writing half of
 //! its connection) shared with the scheduler, and one task that reads the connection and
 //! owns the receiver's bookkeeping (a bitmap of the room sequence numbers seen).
 
 use super::plan::WorkerConfig;
+use super::receive::{on_message, on_notification, on_publish_ack, Bitmap};
 use super::schedule::Schedule;
+use super::sending::{api_schedule, message_schedule};
 use super::stats::{Counters, Histograms, H};
 use super::Clock;
 use crate::client::frames::{self, Incoming};
-use crate::client::http::HttpPool;
 use crate::client::{self, Target, Writer};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -21,9 +24,9 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 /// The namespaces.
-const BENCH: &str = "/bench";
-const CHAT: &str = "/chat";
-const NOTIFICATIONS: &str = "/notifications";
+pub(super) const BENCH: &str = "/bench";
+pub(super) const CHAT: &str = "/chat";
+pub(super) const NOTIFICATIONS: &str = "/notifications";
 
 /// A line from the coordinator.
 #[derive(Debug, Serialize, Deserialize)]
@@ -75,72 +78,72 @@ pub struct WorkerResult {
     pub errors: Vec<String>,
 }
 
-const CONNECTING: u8 = 0;
-const READY: u8 = 1;
-const FAILED: u8 = 2;
-const DROPPED: u8 = 3;
-const CLOSED: u8 = 4;
+pub(super) const CONNECTING: u8 = 0;
+pub(super) const READY: u8 = 1;
+pub(super) const FAILED: u8 = 2;
+pub(super) const DROPPED: u8 = 3;
+pub(super) const CLOSED: u8 = 4;
 
 /// One client as the scheduler sees it.
-struct Member {
-    state: AtomicU8,
-    writer: tokio::sync::Mutex<Option<Writer>>,
+pub(super) struct Member {
+    pub(super) state: AtomicU8,
+    pub(super) writer: tokio::sync::Mutex<Option<Writer>>,
 }
 
 /// A message on its way to its receivers.
-struct Fanout {
-    remaining: u64,
-    sent_ms: f64,
+pub(super) struct Fanout {
+    pub(super) remaining: u64,
+    pub(super) sent_ms: f64,
 }
 
 /// A notification on its way.
-struct Pending {
-    answered_ok: bool,
+pub(super) struct Pending {
+    pub(super) answered_ok: bool,
 }
 
 #[derive(Default)]
-struct Measured {
-    h: Histograms,
-    c: Counters,
-    fanout: HashMap<u64, Fanout>,
-    notifications: HashMap<u64, Pending>,
-    notifications_seen: HashSet<u64>,
-    errors: Vec<String>,
+pub(super) struct Measured {
+    pub(super) h: Histograms,
+    pub(super) c: Counters,
+    pub(super) fanout: HashMap<u64, Fanout>,
+    pub(super) notifications: HashMap<u64, Pending>,
+    pub(super) notifications_seen: HashSet<u64>,
+    pub(super) errors: Vec<String>,
 }
 
 impl Measured {
-    fn error(&mut self, e: String) {
+    pub(super) fn error(&mut self, e: String) {
         if self.errors.len() < 5 && !self.errors.contains(&e) {
             self.errors.push(e);
         }
     }
 }
 
-struct Shared {
-    cfg: WorkerConfig,
-    clock: Clock,
-    members: Box<[Member]>,
-    m: Mutex<Measured>,
+pub(super) struct Shared {
+    pub(super) cfg: WorkerConfig,
+    pub(super) clock: Clock,
+    pub(super) members: Box<[Member]>,
+    pub(super) m: Mutex<Measured>,
     /// Set when the schedule starts: a client not connected by then has failed.
-    started: AtomicBool,
-    stopping: AtomicBool,
-    schedule: Schedule,
-    schedule_start: Mutex<Option<Instant>>,
+    pub(super) started: AtomicBool,
+    pub(super) stopping: AtomicBool,
+    pub(super) schedule: Schedule,
+    pub(super) schedule_start: Mutex<Option<Instant>>,
     /// Chat: each pair's room id, set by the member that opened it (0 until then).
-    chat_rooms: Box<[std::sync::atomic::AtomicI64]>,
+    pub(super) chat_rooms: Box<[std::sync::atomic::AtomicI64]>,
 }
 
 impl Shared {
-    fn m(&self) -> std::sync::MutexGuard<'_, Measured> {
+    pub(super) fn m(&self) -> std::sync::MutexGuard<'_, Measured> {
         self.m.lock().unwrap_or_else(|e| e.into_inner())
     }
-    fn state(&self, i: u64) -> u8 {
+    pub(super) fn state(&self, i: u64) -> u8 {
         self.members[i as usize].state.load(Ordering::Acquire)
     }
-    fn room_of(&self, i: u64) -> u64 {
+    pub(super) fn room_of(&self, i: u64) -> u64 {
         i / self.cfg.room_size
     }
-    fn progress(&self) -> Progress {
+    pub(super) fn progress(&self) -> Progress {
         let mut p = Progress::default();
         for m in self.members.iter() {
             match m.state.load(Ordering::Relaxed) {
@@ -224,7 +227,7 @@ pub async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run(
+pub(super) async fn run(
     cfg: WorkerConfig,
     events: tokio::sync::mpsc::UnboundedSender<Event>,
     mut commands: tokio::sync::mpsc::UnboundedReceiver<Command>,
@@ -397,7 +400,7 @@ async fn run(
 }
 
 /// Closes every connection (best effort, bounded in time).
-async fn close_all(shared: &Arc<Shared>) {
+pub(super) async fn close_all(shared: &Arc<Shared>) {
     let closing = async {
         for m in shared.members.iter() {
             m.state.store(CLOSED, Ordering::Release);
@@ -409,7 +412,7 @@ async fn close_all(shared: &Arc<Shared>) {
     let _ = tokio::time::timeout(Duration::from_secs(10), closing).await;
 }
 
-fn target(cfg: &WorkerConfig, c: u64) -> Target {
+pub(super) fn target(cfg: &WorkerConfig, c: u64) -> Target {
     let node = &cfg.nodes[cfg.node_of(c)];
     Target {
         addr: node.addr,
@@ -420,7 +423,7 @@ fn target(cfg: &WorkerConfig, c: u64) -> Target {
 }
 
 /// A token for global client `c` (the same code as `rtctl token`, NextAuth v4 format).
-fn token(cfg: &WorkerConfig, c: u64) -> String {
+pub(super) fn token(cfg: &WorkerConfig, c: u64) -> String {
     let claims = crate::auth::session_claims(
         &cfg.user_of(c),
         None,
@@ -431,7 +434,11 @@ fn token(cfg: &WorkerConfig, c: u64) -> String {
     crate::auth::mint(&cfg.token_secret, crate::auth::TokenFormat::V4, &claims)
 }
 
-async fn send(shared: &Shared, i: u64, packet: String) -> Result<(), client::ClientError> {
+pub(super) async fn send(
+    shared: &Shared,
+    i: u64,
+    packet: String,
+) -> Result<(), client::ClientError> {
     let mut w = shared.members[i as usize].writer.lock().await;
     match w.as_mut() {
         Some(w) => w.send(packet).await,
@@ -440,7 +447,7 @@ async fn send(shared: &Shared, i: u64, packet: String) -> Result<(), client::Cli
 }
 
 /// Connects client `i`, joins, then reads until the connection ends.
-async fn client_task(shared: Arc<Shared>, i: u64) {
+pub(super) async fn client_task(shared: Arc<Shared>, i: u64) {
     let started = Instant::now();
     let cfg = &shared.cfg;
     let c = cfg.first_client + i;
@@ -645,272 +652,9 @@ async fn client_task(shared: Arc<Shared>, i: u64) {
     }
 }
 
-/// Which room sequence numbers a receiver has seen.
-#[derive(Default)]
-struct Bitmap(Vec<u64>);
-
-impl Bitmap {
-    /// Marks `n`; false when it was already marked.
-    fn insert(&mut self, n: u64) -> bool {
-        let (word, bit) = ((n / 64) as usize, n % 64);
-        if word >= self.0.len() {
-            self.0.resize(word + 1, 0);
-        }
-        let fresh = self.0[word] & (1 << bit) == 0;
-        self.0[word] |= 1 << bit;
-        fresh
-    }
-}
-
-fn on_message(shared: &Shared, msg: &Value, joined_ms: f64, seen: &mut Bitmap) {
-    let now = shared.clock.now_ms();
-    let (Some(seq), Some(sent), Some(k)) = (
-        msg["seq"].as_u64(),
-        msg["sentAt"].as_f64(),
-        msg["k"].as_u64(),
-    ) else {
-        shared
-            .m()
-            .error(format!("message without seq/sentAt/k: {msg}"));
-        return;
-    };
-    let mut m = shared.m();
-    if sent < joined_ms {
-        m.c.unexpected += 1;
-        return;
-    }
-    if !seen.insert(seq) {
-        m.c.duplicates += 1;
-        return;
-    }
-    m.c.received += 1;
-    m.h.record(H::Latency, now - sent);
-    let complete = match m.fanout.get_mut(&k) {
-        Some(f) => {
-            f.remaining -= 1;
-            (f.remaining == 0).then_some(f.sent_ms)
-        }
-        None => None,
-    };
-    if let Some(sent_ms) = complete {
-        m.fanout.remove(&k);
-        m.h.record(H::Fanout, now - sent_ms);
-    }
-}
-
-fn on_notification(shared: &Shared, n: &Value) {
-    let now = shared.clock.now_ms();
-    let data = &n["data"];
-    let (Some(seq), Some(sent)) = (data["seq"].as_u64(), data["sentAt"].as_f64()) else {
-        return;
-    };
-    let mut m = shared.m();
-    if m.notifications.remove(&seq).is_some() {
-        m.notifications_seen.insert(seq);
-        m.c.notifications_received += 1;
-        m.h.record(H::ApiToSocket, now - sent);
-    } else if m.notifications_seen.contains(&seq) {
-        m.c.notifications_duplicated += 1;
-    }
-}
-
-/// The server's answer to publish `k`: its round trip, or (an error answer, e.g. a chat
-/// rate limit) the message was refused and its receivers expect nothing.
-fn on_publish_ack(shared: &Shared, k: u64, answer: Option<&Value>) {
-    let due = shared
-        .schedule_start
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .map(|s| s + shared.schedule.due(k));
-    let Some(due) = due else { return };
-    let ms = shared.clock.now_ms() - shared.clock.at_ms(due);
-    let mut m = shared.m();
-    m.c.acks += 1;
-    m.h.record(H::Ack, ms);
-    if let Some(err) = answer.filter(|a| a.get("error").is_some()) {
-        m.c.send_failed += 1;
-        m.c.messages_sent -= 1;
-        if let Some(f) = m.fanout.remove(&k) {
-            m.c.expected -= f.remaining;
-        }
-        m.error(format!("publish refused: {err}"));
-    }
-}
-
-/// Sends the worker's messages on schedule until `end`.
-async fn message_schedule(shared: Arc<Shared>, start: Instant, end: Instant) {
-    let cfg = &shared.cfg;
-    let s = shared.schedule;
-    let count = s.count(end - start);
-    for k in 0..count {
-        let due = start + s.due(k);
-        tokio::time::sleep_until(due.into()).await;
-        let lag = Instant::now().saturating_duration_since(due);
-        let slot = s.slot(k);
-        let members = cfg.room_members(slot.room);
-        let size = members.end - members.start;
-        let mut m = shared.m();
-        m.h.record(H::SenderLag, lag.as_secs_f64() * 1000.0);
-        if size < 2 {
-            continue;
-        }
-        let sender = members.start + Schedule::sender(&slot, size);
-        if shared.state(sender) != READY {
-            m.c.messages_skipped += 1;
-            continue;
-        }
-        let expected = members
-            .clone()
-            .filter(|r| *r != sender && shared.state(*r) == READY)
-            .count() as u64;
-        let sent_ms = shared.clock.at_ms(due);
-        m.c.messages_sent += 1;
-        m.c.expected += expected;
-        if expected > 0 {
-            m.fanout.insert(
-                k,
-                Fanout {
-                    remaining: expected,
-                    sent_ms,
-                },
-            );
-        }
-        drop(m);
-        let fields = json!({
-            "seq": slot.seq,
-            "sentAt": sent_ms,
-            "from": cfg.first_client + sender,
-            "k": k,
-        });
-        let packet = if cfg.scenario == super::Scenario::Chat {
-            let room_id = shared.chat_rooms[slot.room as usize].load(Ordering::Acquire);
-            let arg = json!({ "roomId": room_id, "text": fields.to_string() });
-            frames::event(CHAT, "message:send", arg, Some(k + 1))
-        } else {
-            let mut arg = fields;
-            arg["room"] = json!(cfg.room_name(slot.room));
-            frames::event(BENCH, "publish", arg, Some(k + 1))
-        };
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            if let Err(e) = send(&shared, sender, packet).await {
-                let mut m = shared.m();
-                m.c.send_failed += 1;
-                m.c.messages_sent -= 1;
-                m.c.expected -= expected;
-                m.fanout.remove(&k);
-                m.error(format!("publish: {e}"));
-            }
-        });
-    }
-}
-
-/// Makes the worker's API requests on schedule until `end`: each notifies one connected
-/// client (round-robin over the worker's clients and over the nodes).
-async fn api_schedule(shared: Arc<Shared>, start: Instant, end: Instant) {
-    let cfg = &shared.cfg;
-    if !cfg.scenario.notifications() || cfg.api_rate <= 0.0 || cfg.clients == 0 {
-        return;
-    }
-    let Some(token) = cfg.service_token.clone() else {
-        return;
-    };
-    let pools: Arc<Vec<HttpPool>> = Arc::new(
-        cfg.nodes
-            .iter()
-            .map(|n| HttpPool::new(n.addr, None, n.authority.clone()))
-            .collect(),
-    );
-    let s = Schedule {
-        rate: cfg.api_rate,
-        rooms: 1,
-    };
-    let count = s.count(end - start);
-    for j in 0..count {
-        let due = start + s.due(j);
-        tokio::time::sleep_until(due.into()).await;
-        let i = j % cfg.clients;
-        if shared.state(i) != READY {
-            shared.m().c.api_skipped += 1;
-            continue;
-        }
-        let c = cfg.first_client + i;
-        let sent_ms = shared.clock.at_ms(due);
-        // `seq` is unique per worker: the worker index in the high bits.
-        let seq = (u64::from(cfg.worker) << 40) | j;
-        let body = json!({
-            "userId": cfg.user_of(c),
-            "type": "loadtest",
-            "title": "loadtest",
-            "body": "",
-            "data": { "sentAt": sent_ms, "seq": seq },
-        });
-        {
-            let mut m = shared.m();
-            m.c.api_sent += 1;
-            m.notifications.insert(seq, Pending { answered_ok: false });
-        }
-        let shared = shared.clone();
-        let pools = pools.clone();
-        let token = token.clone();
-        let node = (j as usize) % pools.len();
-        tokio::spawn(async move {
-            let res = pools[node]
-                .request(
-                    http::Method::POST,
-                    "/api/notifications",
-                    &[
-                        (http::header::AUTHORIZATION, format!("Bearer {token}")),
-                        (http::header::CONTENT_TYPE, "application/json".to_owned()),
-                    ],
-                    bytes::Bytes::from(body.to_string()),
-                )
-                .await;
-            let now = shared.clock.now_ms();
-            let mut m = shared.m();
-            match res {
-                Ok(r) if r.status == 201 => {
-                    m.c.api_ok += 1;
-                    m.h.record(H::Api, now - sent_ms);
-                    if let Some(p) = m.notifications.get_mut(&seq) {
-                        p.answered_ok = true;
-                    }
-                }
-                Ok(r) => {
-                    m.c.api_errors += 1;
-                    m.notifications.remove(&seq);
-                    let body = String::from_utf8_lossy(&r.body)
-                        .chars()
-                        .take(200)
-                        .collect::<String>();
-                    m.error(format!(
-                        "POST /api/notifications: HTTP {}: {body}",
-                        r.status
-                    ));
-                }
-                Err(e) => {
-                    m.c.api_errors += 1;
-                    m.notifications.remove(&seq);
-                    m.error(format!("POST /api/notifications: {e}"));
-                }
-            }
-        });
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bitmap_reports_repeats() {
-        let mut b = Bitmap::default();
-        assert!(b.insert(0));
-        assert!(b.insert(130));
-        assert!(!b.insert(130));
-        assert!(!b.insert(0));
-        assert!(b.insert(1));
-    }
 
     #[test]
     fn commands_and_events_round_trip_as_json_lines() {
