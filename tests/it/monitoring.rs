@@ -21,13 +21,13 @@
 use crate::common::app::{parse_config, random, Served, TempDir};
 use crate::common::raw::{self, Ws};
 use crate::common::redis::RedisServer;
-use realtime::auth::{mint, session_claims, TokenFormat};
+use crate::common::sio::SioClient;
 use realtime::config::Config;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::process::Output;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
 
 const PROMTOOL_HINT: &str =
@@ -71,85 +71,6 @@ fn config(secret: &str, extra: &[&str]) -> Config {
     ];
     argv.extend_from_slice(extra);
     parse_config(&argv, extra.contains(&"--redis-url"))
-}
-
-/// The application on a loopback port, as `realtime-server` serves it.
-/// A raw Socket.IO client on one namespace over WebSocket, signed in as `user`.
-struct Chat {
-    ws: Ws,
-    nsp: &'static str,
-    next_id: u64,
-}
-
-impl Chat {
-    async fn connect(addr: SocketAddr, secret: &str, user: &str) -> Chat {
-        Chat::connect_to(addr, secret, user, "/chat").await
-    }
-
-    async fn connect_to(addr: SocketAddr, secret: &str, user: &str, nsp: &'static str) -> Chat {
-        let claims = session_claims(
-            user,
-            Some("Mon"),
-            None,
-            SystemTime::now(),
-            Duration::from_secs(3600),
-        );
-        let cookie = format!(
-            "next-auth.session-token={}",
-            mint(secret, TokenFormat::V4, &claims)
-        );
-        let ws = Ws::try_connect(
-            addr,
-            &raw::eio_path("EIO=4&transport=websocket"),
-            &[("cookie", &cookie)],
-        )
-        .await
-        .unwrap_or_else(|e| panic!("websocket upgrade: {e}"));
-        let mut chat = Chat {
-            ws,
-            nsp,
-            next_id: 1,
-        };
-        chat.packet("0").await;
-        chat.ws.send_text(&format!("40{nsp},")).await;
-        chat.packet(&format!("40{nsp}")).await;
-        chat
-    }
-
-    /// The next text packet starting with `prefix`, answering pings on the way.
-    async fn packet(&mut self, prefix: &str) -> String {
-        let deadline = Instant::now() + raw::QUICK;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            assert!(
-                !left.is_zero(),
-                "no packet {prefix:?} within {:?}",
-                raw::QUICK
-            );
-            match self.ws.recv(left).await {
-                Some(Message::Text(t)) if t.as_str() == "2" => self.ws.send_text("3").await,
-                Some(Message::Text(t)) if t.as_str().starts_with(prefix) => {
-                    return t.as_str().to_owned()
-                }
-                Some(_) => {}
-                None => panic!("connection closed while waiting for {prefix:?}"),
-            }
-        }
-    }
-
-    /// Emits `event` with an ack id and returns the ack's argument.
-    async fn call(&mut self, event: &str, arg: Value) -> Value {
-        let id = self.next_id;
-        self.next_id += 1;
-        let nsp = self.nsp;
-        self.ws
-            .send_text(&format!("42{nsp},{id}{}", json!([event, arg])))
-            .await;
-        let prefix = format!("43{nsp},{id}");
-        let ack = self.packet(&prefix).await;
-        let args: Value = serde_json::from_str(&ack[prefix.len()..]).unwrap();
-        args[0].clone()
-    }
 }
 
 fn free_port() -> u16 {
@@ -548,8 +469,8 @@ async fn every_metric_in_the_dashboard_and_rules_exists_in_a_live_scrape() {
     // over the rate limit, an unknown event, the unread cache (a miss then a hit), a
     // refused sign-in, a refused Engine.IO request, a disconnect, a failing query (its
     // table dropped under the server) and a Redis outage seen by the health check.
-    let mut alice = Chat::connect(addr, &secret, "mon-alice").await;
-    let mut bob = Chat::connect(addr, &secret, "mon-bob").await;
+    let mut alice = SioClient::connect(addr, &secret, "mon-alice", "/chat").await;
+    let mut bob = SioClient::connect(addr, &secret, "mon-bob", "/chat").await;
     let opened = alice.call("room:open", json!({"peerId": "mon-bob"})).await;
     let room_id = opened["roomId"]
         .as_i64()
@@ -565,7 +486,7 @@ async fn every_metric_in_the_dashboard_and_rules_exists_in_a_live_scrape() {
         .await;
     assert_eq!(limited["error"], "rate_limited", "{limited}");
     alice.ws.send_text(r#"42/chat,["nobody-knows",1]"#).await;
-    let mut inbox = Chat::connect_to(addr, &secret, "mon-alice", "/notifications").await;
+    let mut inbox = SioClient::connect(addr, &secret, "mon-alice", "/notifications").await;
     inbox.call("notifications:unread_count", json!({})).await;
     inbox.call("notifications:unread_count", json!({})).await;
     let mut stranger = Ws::connect(addr, &raw::eio_path("EIO=4&transport=websocket")).await;
@@ -894,7 +815,7 @@ async fn a_real_prometheus_scrapes_a_running_node() {
             r.is_empty() || (r.len() == 1 && sample_value(&r[0]) == 0.0)
         })
         .await;
-    let chat = Chat::connect(node.addr, &secret, "prom-user").await;
+    let chat = SioClient::connect(node.addr, &secret, "prom-user", "/chat").await;
     prometheus
         .query_until(connections, |r| r.len() == 1 && sample_value(&r[0]) == 1.0)
         .await;

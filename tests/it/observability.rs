@@ -17,8 +17,9 @@
 
 use crate::common::app::{parse_config, random, Served, TempDir};
 use crate::common::postgres::PgServer;
-use crate::common::raw::{self, Ws};
+use crate::common::raw;
 use crate::common::redis::RedisServer;
+use crate::common::sio::SioClient;
 use realtime::auth::{mint, session_claims, TokenFormat};
 use realtime::config::Config;
 use serde_json::{json, Value};
@@ -69,64 +70,6 @@ fn session_cookie(secret: &str, user: &str) -> (String, String) {
     );
     let token = mint(secret, TokenFormat::V4, &claims);
     (format!("next-auth.session-token={token}"), token)
-}
-
-/// A raw Socket.IO client on `/chat` over WebSocket.
-struct Chat {
-    ws: Ws,
-    next_id: u64,
-}
-
-impl Chat {
-    async fn connect(addr: SocketAddr, cookie: &str) -> Chat {
-        let ws = Ws::try_connect(
-            addr,
-            &raw::eio_path("EIO=4&transport=websocket"),
-            &[("cookie", cookie)],
-        )
-        .await
-        .unwrap_or_else(|e| panic!("websocket upgrade: {e}"));
-        let mut chat = Chat { ws, next_id: 1 };
-        chat.packet("0").await;
-        chat.ws.send_text("40/chat,").await;
-        let connected = chat.packet("40/chat").await;
-        assert!(connected.contains("\"sid\""), "CONNECT reply {connected:?}");
-        chat
-    }
-
-    /// The next text packet starting with `prefix`, answering pings on the way; panics
-    /// after `raw::QUICK`.
-    async fn packet(&mut self, prefix: &str) -> String {
-        let deadline = Instant::now() + raw::QUICK;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            assert!(
-                !left.is_zero(),
-                "no packet {prefix:?} within {:?}",
-                raw::QUICK
-            );
-            match self.ws.recv(left).await {
-                Some(Message::Text(t)) if t.as_str() == "2" => self.ws.send_text("3").await,
-                Some(Message::Text(t)) if t.as_str().starts_with(prefix) => {
-                    return t.as_str().to_owned()
-                }
-                Some(_) => {}
-                None => panic!("connection closed while waiting for {prefix:?}"),
-            }
-        }
-    }
-
-    /// Emits `event` with an ack id and returns the ack's argument.
-    async fn call(&mut self, event: &str, arg: Value) -> Value {
-        let id = self.next_id;
-        self.next_id += 1;
-        self.ws
-            .send_text(&format!("42/chat,{id}{}", json!([event, arg])))
-            .await;
-        let ack = self.packet(&format!("43/chat,{id}")).await;
-        let args: Value = serde_json::from_str(&ack[format!("43/chat,{id}").len()..]).unwrap();
-        args[0].clone()
-    }
 }
 
 async fn http_get(addr: SocketAddr, path: &str) -> (u16, String, String) {
@@ -246,9 +189,9 @@ async fn metrics_follow_real_traffic_and_pass_promtool() {
     );
 
     let (cookie, _) = session_cookie(&secret, "obs-alice");
-    let mut alice = Chat::connect(addr, &cookie).await;
+    let mut alice = SioClient::connect_with_cookie(addr, &cookie, "/chat").await;
     let (cookie, _) = session_cookie(&secret, "obs-bob");
-    let mut bob = Chat::connect(addr, &cookie).await;
+    let mut bob = SioClient::connect_with_cookie(addr, &cookie, "/chat").await;
     let connected = scrape(addr).await;
     assert_eq!(value(&connected, chat_ws), 2.0, "{connected}");
     assert_eq!(value(&connected, sessions_ws), 2.0, "{connected}");
@@ -497,7 +440,7 @@ async fn readiness_turns_503_during_the_drain_before_connections_close() {
     let mut server = Served::start(&config).await;
     let addr = server.addr;
     let (cookie, _) = session_cookie(&secret, "obs-drain");
-    let mut chat = Chat::connect(addr, &cookie).await;
+    let mut chat = SioClient::connect_with_cookie(addr, &cookie, "/chat").await;
     let (status, _) = health(addr, "/api/health/ready").await;
     assert_eq!(status, 200);
 
@@ -591,7 +534,7 @@ async fn json_logs_are_one_object_per_line_and_never_carry_tokens() {
     .expect("realtime-server did not log that it listens");
 
     let (cookie, token) = session_cookie(&secret, "obs-logger");
-    let mut chat = Chat::connect(addr, &cookie).await;
+    let mut chat = SioClient::connect_with_cookie(addr, &cookie, "/chat").await;
     let opened = chat.call("room:open", json!({"peerId": "obs-peer"})).await;
     let room_id = opened["roomId"].as_i64().unwrap();
     let body = "a message body that must never reach the log";

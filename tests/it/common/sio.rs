@@ -37,11 +37,16 @@ pub fn session_cookie(secret: &str, user: &str) -> String {
 impl SioClient {
     /// Connects to `nsp` on `addr` as `user`; panics unless the namespace accepts.
     pub async fn connect(addr: SocketAddr, secret: &str, user: &str, nsp: &str) -> SioClient {
-        let cookie = session_cookie(secret, user);
+        Self::connect_with_cookie(addr, &session_cookie(secret, user), nsp).await
+    }
+
+    /// Connects to `nsp` on `addr` sending `cookie` (a test that needs the token itself
+    /// mints it); panics unless the namespace accepts.
+    pub async fn connect_with_cookie(addr: SocketAddr, cookie: &str, nsp: &str) -> SioClient {
         let ws = Ws::try_connect(
             addr,
             &raw::eio_path("EIO=4&transport=websocket"),
-            &[("cookie", &cookie)],
+            &[("cookie", cookie)],
         )
         .await
         .unwrap_or_else(|e| panic!("websocket upgrade: {e}"));
