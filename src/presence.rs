@@ -117,6 +117,17 @@ pub struct Heartbeat {
     pub ttl: Duration,
 }
 
+/// `ZRANGE key (now +inf BYSCORE`: the members of an expiry-scored ZSET that have not
+/// expired (presence scores every entry with its expiry time in ms).
+fn alive(key: &str) -> redis::Cmd {
+    let mut cmd = redis::cmd("ZRANGE");
+    cmd.arg(key)
+        .arg(format!("({}", now_ms()))
+        .arg("+inf")
+        .arg("BYSCORE");
+    cmd
+}
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -675,13 +686,7 @@ impl PresenceStore for RedisPresence {
         let key = self.user_key(user);
         let sockets_key = self.key("sockets");
         Box::pin(async move {
-            let sids: Vec<String> = redis::cmd("ZRANGE")
-                .arg(&key)
-                .arg(format!("({}", now_ms()))
-                .arg("+inf")
-                .arg("BYSCORE")
-                .query_async(&mut conn)
-                .await?;
+            let sids: Vec<String> = alive(&key).query_async(&mut conn).await?;
             if sids.is_empty() {
                 return Ok(Vec::new());
             }
@@ -779,13 +784,7 @@ impl PresenceStore for RedisPresence {
         let key = self.key("nodes");
         let prefix = self.prefix.clone();
         Box::pin(async move {
-            let ids: Vec<String> = redis::cmd("ZRANGE")
-                .arg(&key)
-                .arg(format!("({}", now_ms()))
-                .arg("+inf")
-                .arg("BYSCORE")
-                .query_async(&mut conn)
-                .await?;
+            let ids: Vec<String> = alive(&key).query_async(&mut conn).await?;
             if ids.is_empty() {
                 return Ok(Vec::new());
             }

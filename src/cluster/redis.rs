@@ -146,6 +146,12 @@ impl RedisAdapter {
         opts.flags.as_ref().is_some_and(|f| f.is_local())
     }
 
+    /// Sends `request` to the other nodes on the namespace's request channel.
+    fn publish_request(&self, request: Request) {
+        self.driver
+            .publish(self.channels.request.clone(), request.encode());
+    }
+
     /// `publishResponse`: the shared response channel, or the requester's own.
     fn publish_response(&self, requester: Option<&str>, bytes: Vec<u8>) {
         let channel = match requester {
@@ -472,8 +478,7 @@ impl Adapter for RedisAdapter {
                 opts: opts.clone(),
             };
             lock(&self.ack_requests).insert(request_id.clone(), sink.clone());
-            self.driver
-                .publish(self.channels.request.clone(), request.encode());
+            self.publish_request(request);
             // Node cannot know when every remote answer is in either: forget the request
             // after the broadcast's timeout.
             let acks = self.ack_requests.clone();
@@ -488,28 +493,24 @@ impl Adapter for RedisAdapter {
     fn add_sockets(&self, opts: &BroadcastOpts, rooms: &[Room]) {
         self.local.add_sockets(opts, rooms);
         if !Self::is_local(opts) {
-            let request = Request::RemoteJoin {
+            self.publish_request(Request::RemoteJoin {
                 uid: Some(self.uid.clone()),
                 request_id: None,
                 target: Target::Opts(opts.clone()),
                 rooms: rooms.iter().map(|r| r.to_string()).collect(),
-            };
-            self.driver
-                .publish(self.channels.request.clone(), request.encode());
+            });
         }
     }
 
     fn del_sockets(&self, opts: &BroadcastOpts, rooms: &[Room]) {
         self.local.del_sockets(opts, rooms);
         if !Self::is_local(opts) {
-            let request = Request::RemoteLeave {
+            self.publish_request(Request::RemoteLeave {
                 uid: Some(self.uid.clone()),
                 request_id: None,
                 target: Target::Opts(opts.clone()),
                 rooms: rooms.iter().map(|r| r.to_string()).collect(),
-            };
-            self.driver
-                .publish(self.channels.request.clone(), request.encode());
+            });
         }
     }
 
@@ -521,8 +522,7 @@ impl Adapter for RedisAdapter {
                 target: Target::Opts(opts.clone()),
                 close,
             };
-            self.driver
-                .publish(self.channels.request.clone(), request.encode());
+            self.publish_request(request);
         }
         self.local.disconnect_sockets(opts, close);
     }
@@ -608,8 +608,7 @@ impl Adapter for RedisAdapter {
             request_id: None,
             data,
         };
-        self.driver
-            .publish(self.channels.request.clone(), request.encode());
+        self.publish_request(request);
     }
 
     fn server_side_emit_with_ack(
