@@ -119,15 +119,13 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
     })
 }
 
-/// Records every authenticated socket in presence (and sets Node's `socket.data` to
-/// `{userId}`, which other nodes see through `fetch_sockets`).
+/// Records every authenticated socket in presence.
 pub fn track_presence(ns: &mut NamespaceBuilder, presence: Arc<crate::presence::Presence>) {
     let p = presence.clone();
     ns.on_connect(move |socket| {
         let p = p.clone();
         async move {
             if let Some(user) = User::of(&socket) {
-                socket.set_data(json!({ "userId": user.id }));
                 p.track(&socket, &user.id).await;
             }
             Ok(())
@@ -249,6 +247,8 @@ pub async fn cluster_adapter(
 /// The auth middleware: a NextAuth v4 / Auth.js v5 / HS256 token from the handshake, the
 /// `Authorization` header or the session cookie. On failure the client gets
 /// `connect_error` `{message: "unauthorized", data: {reason}}` and no socket exists.
+/// An accepted socket carries its [`User`] and Node's `socket.data` `{userId}` (what a
+/// Node app's auth middleware sets, and what every node sees through `fetchSockets`).
 pub fn authenticate(ns: &mut NamespaceBuilder, verifier: Arc<Verifier>) {
     ns.use_middleware(move |socket| {
         let verifier = verifier.clone();
@@ -264,6 +264,7 @@ pub fn authenticate(ns: &mut NamespaceBuilder, verifier: Arc<Verifier>) {
                     );
                     ConnectRefusal::new("unauthorized").with_data(json!({ "reason": e.reason() }))
                 })?;
+            socket.set_data(json!({ "userId": identity.user_id }));
             socket
                 .extensions
                 .lock()

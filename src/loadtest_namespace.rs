@@ -1,18 +1,20 @@
 //! The `/bench` namespace (`--loadtest-namespace`): what `rtctl loadtest` drives to measure
 //! the realtime layer alone — rooms, fan-out and the cluster adapter — with no database.
-//! The protocol is shared with the Node reference server (docs: BENCH_PROTOCOL):
+//! The protocol, shared with the Node reference server (tests/interop/reference-server.mjs):
 //!
 //! - `join {room}` + ack → `{ok: true}`; the socket joins `bench:<room>`.
-//! - `publish {room, ...}` → `message` with the same object to `bench:<room>` except the
-//!   sender, cluster-wide; then `{ok: true}` if an ack was asked. The server never looks
-//!   at the other fields (the client's `seq`, `sentAt`, `from`).
+//! - `publish {room, ...}` → `message` with the same arguments (binary attachments
+//!   included, so binary fan-out can be measured and tested across nodes) to
+//!   `bench:<room>` except the sender, cluster-wide; then `{ok: true}` if an ack was
+//!   asked. The server never looks at the other fields (the client's `seq`, `sentAt`,
+//!   `from`).
 //!
 //! Two test-only knobs make the loadtest's own failure detection testable: drop every Nth
 //! broadcast (still acked) and delay each broadcast.
 
 use crate::config::LoadtestNamespace;
 use crate::server::{AckSender, NamespaceBuilder};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -27,13 +29,12 @@ pub fn room_name(room: &str) -> String {
     format!("bench:{room}")
 }
 
-/// The object argument and its valid `room` field, or the reason it is not valid.
-fn room_arg(args: &[Value]) -> Result<(&Map<String, Value>, &str), &'static str> {
-    let obj = args
+/// The valid `room` field of the object argument, or the reason it is not valid.
+fn room_arg(args: &[Value]) -> Result<&str, &'static str> {
+    let room = args
         .first()
         .and_then(Value::as_object)
-        .ok_or("expected an object argument {room}")?;
-    let room = obj
+        .ok_or("expected an object argument {room}")?
         .get("room")
         .and_then(Value::as_str)
         .ok_or("room must be a string")?;
@@ -41,7 +42,7 @@ fn room_arg(args: &[Value]) -> Result<(&Map<String, Value>, &str), &'static str>
     if chars == 0 || chars > MAX_ROOM_CHARS {
         return Err("room must be 1 to 64 characters");
     }
-    Ok((obj, room))
+    Ok(room)
 }
 
 fn invalid(message: &str) -> Value {
@@ -62,7 +63,7 @@ fn dropped(drop_every: Option<u64>, n: u64) -> bool {
 pub fn register(ns: &mut NamespaceBuilder, knobs: LoadtestNamespace) {
     ns.on("join", |socket, event, ack| async move {
         let reply = match room_arg(event.args()) {
-            Ok((_, room)) => {
+            Ok(room) => {
                 socket.join(room_name(room));
                 json!({ "ok": true })
             }
@@ -76,14 +77,14 @@ pub fn register(ns: &mut NamespaceBuilder, knobs: LoadtestNamespace) {
         let published = published.clone();
         let knobs = knobs.clone();
         async move {
-            let (obj, room) = match room_arg(event.args()) {
-                Ok(v) => v,
+            let room = match room_arg(event.args()) {
+                Ok(room) => room,
                 Err(message) => return answer(ack, invalid(message)),
             };
             let n = published.fetch_add(1, Ordering::Relaxed) + 1;
             if !dropped(knobs.drop_every, n) {
                 let op = socket.to(room_name(room));
-                let payload = Value::Object(obj.clone());
+                let payload = event.payload.clone();
                 match knobs.delay {
                     None => {
                         op.emit("message", payload);
@@ -108,7 +109,7 @@ mod tests {
     #[test]
     fn room_argument_is_validated() {
         let args = |v: Value| vec![v];
-        assert_eq!(room_arg(&args(json!({"room": "r1"}))).unwrap().1, "r1");
+        assert_eq!(room_arg(&args(json!({"room": "r1"}))).unwrap(), "r1");
         let long = "é".repeat(MAX_ROOM_CHARS);
         assert!(room_arg(&args(json!({ "room": long }))).is_ok());
         for bad in [

@@ -7,7 +7,8 @@
 // - `join` (room) → acks true;  `to-room` (room, event, ...args) → socket.to(room).emit;
 // - `admin` (command, ...args) → runs a server-side API call and acks its result:
 //   socketsJoin(room, target?), disconnectSockets(room), serverSideEmit(event, ...args)
-//   (with ack), fetchSockets(), emitToRoom(room, event, ...args), rooms(sid).
+//   (with ack), fetchSockets(nsp = "/"), emitToRoom(room, event, ...args), rooms(sid),
+//   emitWithAck(nsp, room, event, ...args) (every client's answer, 3 s timeout).
 // Server-side event `ping` answers {from: "node", args}.
 
 import { createServer } from "node:http";
@@ -24,6 +25,10 @@ await Promise.all([pub.connect(), sub.connect()]);
 
 const http = createServer();
 const io = new Server(http, { adapter: createAdapter(pub, sub, { requestsTimeout: 3000 }) });
+
+// `/bench` exists from the start, so this node subscribes to its channels before any
+// request: the adapter counts the answers it waits for with PUBSUB NUMSUB.
+io.of("/bench");
 
 io.on("ping", (...args) => {
   const ack = typeof args[args.length - 1] === "function" ? args.pop() : null;
@@ -58,13 +63,18 @@ io.on("connection", (socket) => {
           return ack({ ok: true, responses });
         }
         case "fetchSockets": {
-          const sockets = await io.fetchSockets();
+          const sockets = await io.of(args[0] ?? "/").fetchSockets();
           return ack({ ok: true, sockets: sockets.map((s) => ({ id: s.id, data: s.data })) });
         }
         case "emitToRoom": {
           const [room, event, ...rest] = args;
           io.to(room).emit(event, ...rest);
           return ack({ ok: true });
+        }
+        case "emitWithAck": {
+          const [nsp, room, event, ...rest] = args;
+          const responses = await io.of(nsp).to(room).timeout(3000).emitWithAck(event, ...rest);
+          return ack({ ok: true, responses });
         }
         case "rooms":
           return ack({ ok: true, rooms: [...(io.sockets.sockets.get(args[0])?.rooms ?? [])] });

@@ -3,14 +3,14 @@
 //
 // What a team would write with the stock packages pinned in package.json: socket.io 4.8,
 // @socket.io/redis-adapter 8.3 on node-redis 4 (when --redis is given), next-auth 4's own
-// `decode` for the session token. It speaks the loadtest protocol of
-// notes/BENCH_PROTOCOL.md, with the same events, acks and errors as realtime-server:
+// `decode` for the session token. It speaks the /bench loadtest protocol of
+// src/loadtest_namespace.rs, with the same events, acks and errors as realtime-server:
 //
 // - every namespace authenticates `auth.token` (or `Authorization: Bearer`) as a NextAuth v4
 //   JWE sealed with --secret, exactly the tokens `rtctl token` mints by default (format v4);
 //   a refusal is `connect_error` {message: "unauthorized", data: {reason}};
 // - `/bench`: `join {room}` → ack {ok: true} and the socket is in room `bench:<room>`;
-//   `publish {room, ...}` → `message` with the same object to `bench:<room>` except the
+//   `publish {room, ...}` → `message` with the same arguments to `bench:<room>` except the
 //   sender (cluster-wide through the adapter), then ack {ok: true} if asked. Bad arguments
 //   → ack {error: "invalid", message};
 // - `/notifications`: the socket is in room `user:<sub>`;
@@ -199,7 +199,7 @@ bench.on("connection", (socket) => {
     const [arg, ack] = argAndAck(args);
     const target = benchRoom(arg);
     if (target.error) return ack?.(target);
-    socket.to(target.room).emit("message", arg);
+    socket.to(target.room).emit("message", ...args);
     ack?.({ ok: true });
   });
 });

@@ -1,10 +1,14 @@
 //! The Redis adapter against real processes: a real `redis-server`, several of our nodes
 //! (in-process servers, each with its own Redis connections, so everything between them
-//! goes through Redis), a real Node socket.io 4.8 server with @socket.io/redis-adapter,
-//! and @socket.io/redis-emitter — all from tests/interop.
+//! goes through Redis — where a test needs the server-side API — and real
+//! `realtime-server` processes), a real Node socket.io 4.8 server with
+//! @socket.io/redis-adapter, and @socket.io/redis-emitter — all from tests/interop.
 
+use crate::common::app::{random, TempDir};
+use crate::common::node::NodeProcess;
 use crate::common::raw::{quiet_options, wait_until, Ws, QUICK};
 use crate::common::redis::RedisServer;
+use crate::common::sio::SioClient;
 use crate::common::{test_namespace, TestServer};
 use realtime::cluster::driver::{LiveDriver, RedisDriver};
 use realtime::cluster::redis::{RedisAdapterFactory, RedisAdapterOptions};
@@ -146,9 +150,13 @@ fn ph(n: usize) -> Value {
 /// Waits until every node listens on the request channel of `/` (NUMSUB), so no message
 /// is published before everyone subscribed.
 async fn wait_subscribed(driver: &dyn RedisDriver, nodes: usize) {
+    wait_subscribed_to(driver, "/", nodes).await
+}
+
+async fn wait_subscribed_to(driver: &dyn RedisDriver, nsp: &str, nodes: usize) {
     for _ in 0..300 {
         let n = driver
-            .num_sub("socket.io-request#/#".into())
+            .num_sub(format!("socket.io-request#{nsp}#"))
             .await
             .unwrap_or(0);
         if n >= nodes {
@@ -638,4 +646,141 @@ async fn a_dead_node_s_users_vanish_within_two_heartbeats() {
         .collect();
     assert_eq!(ids, ["alive"]);
     assert_eq!(survivor.online_count().await.unwrap(), 1);
+}
+
+/// Reads the next `42<nsp>,<id>[…]` event (an event that asks for an ack): its id and
+/// arguments after the name.
+async fn event_with_ack_id(client: &mut SioClient, name: &str) -> (u64, Vec<Value>) {
+    let head = format!("42{},", client.nsp);
+    let text = client.packet(&head).await;
+    let rest = &text[head.len()..];
+    let digits = rest.find('[').expect("an event array");
+    let id = rest[..digits].parse().expect("the event asks for an ack");
+    let mut args: Vec<Value> = serde_json::from_str(&rest[digits..]).unwrap();
+    assert_eq!(args.remove(0), json!(name), "{text}");
+    (id, args)
+}
+
+/// Three real `realtime-server` processes (the built binary, as operators run it) and a
+/// real Node socket.io peer on one real `redis-server`: a client on node A receives what a
+/// client on node C publishes to their room, binary attachments included; the Node peer's
+/// `fetchSockets` is answered by all three processes; its broadcast with acks collects the
+/// answers of clients on two of our processes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_server_processes_are_one_server() {
+    let redis = RedisServer::start();
+    let secret = random("secret");
+    let redis_url = redis.url();
+    let mut nodes = Vec::new();
+    let mut dbs = Vec::new();
+    for id in ["proc-a", "proc-b", "proc-c"] {
+        let db = TempDir::new(id);
+        let database = db.sqlite_url();
+        let args = [
+            "--redis-url",
+            redis_url.as_str(),
+            "--database-url",
+            database.as_str(),
+            "--loadtest-namespace",
+            "--log-level",
+            "warn",
+        ];
+        nodes.push(NodeProcess::start(id, &args, &[("NEXTAUTH_SECRET", secret.as_str())]).await);
+        dbs.push(db);
+    }
+    let port = free_port();
+    let (_peer, _) = node_process(
+        "cluster-node.mjs",
+        &[&port.to_string(), &redis_url],
+        "listening",
+    )
+    .await;
+    let watcher = LiveDriver::connect(&redis_url, Duration::from_millis(500))
+        .await
+        .expect("connect to redis");
+    wait_subscribed_to(&*watcher, "/bench", 4).await;
+
+    let mut on_a = SioClient::connect(nodes[0].addr, &secret, "user-a", "/bench").await;
+    let mut on_b = SioClient::connect(nodes[1].addr, &secret, "user-b", "/bench").await;
+    let mut on_c = SioClient::connect(nodes[2].addr, &secret, "user-c", "/bench").await;
+    for client in [&mut on_a, &mut on_b, &mut on_c] {
+        assert_eq!(
+            client.call("join", json!({"room": "R"})).await,
+            json!({"ok": true})
+        );
+    }
+
+    // C publishes to R: A and B (other processes) receive it, C (the sender) does not.
+    let sent = json!({"room": "R", "seq": 1});
+    assert_eq!(
+        on_c.call("publish", sent.clone()).await,
+        json!({"ok": true})
+    );
+    assert_eq!(on_a.event("message").await, sent);
+    assert_eq!(on_b.event("message").await, sent);
+
+    // Binary: the attachment crosses from process C to process A through Redis.
+    let with_bytes = json!({"room": "R", "seq": 2, "data": ph(0)});
+    on_c.ws
+        .send_text(&format!(r#"451-/bench,90["publish",{with_bytes}]"#))
+        .await;
+    on_c.ws.send_binary(&[0xca, 0xfe, 0x00, 0xff]).await;
+    assert_eq!(
+        on_c.packet("43/bench,90").await,
+        r#"43/bench,90[{"ok":true}]"#
+    );
+    let header = on_a.packet("451-/bench,").await;
+    assert_eq!(header, format!(r#"451-/bench,["message",{with_bytes}]"#));
+    assert_eq!(
+        on_a.ws.recv_binary(QUICK).await,
+        vec![0xca, 0xfe, 0x00, 0xff]
+    );
+    on_c.expect_no_event("message", Duration::from_millis(300))
+        .await;
+
+    // The Node peer's fetchSockets on /bench: every one of our processes answers.
+    let node_addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut admin = Client::connect(node_addr).await;
+    let fetched = admin
+        .call("admin", vec![json!("fetchSockets"), json!("/bench")])
+        .await;
+    let mut seen: Vec<(String, Value)> = fetched[0]["sockets"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{fetched:?}"))
+        .iter()
+        .map(|s| (s["id"].as_str().unwrap().to_owned(), s["data"].clone()))
+        .collect();
+    seen.sort_by(|x, y| x.0.cmp(&y.0));
+    let mut want: Vec<(String, Value)> = [(&on_a, "user-a"), (&on_b, "user-b"), (&on_c, "user-c")]
+        .iter()
+        .map(|(c, user)| (c.sid.clone(), json!({ "userId": user })))
+        .collect();
+    want.sort_by(|x, y| x.0.cmp(&y.0));
+    assert_eq!(seen, want);
+
+    // A broadcast with acks from the Node peer to R: the clients on A, B and C answer, and
+    // each answer travels back through its process (BROADCAST_CLIENT_COUNT + _ACK).
+    let ask = tokio::spawn(async move {
+        let args = ["emitWithAck", "/bench", "bench:R", "question"].map(|a| json!(a));
+        let mut args = args.to_vec();
+        args.push(json!(42));
+        admin.call("admin", args).await
+    });
+    for (client, answer) in [
+        (&mut on_a, "from-a"),
+        (&mut on_b, "from-b"),
+        (&mut on_c, "from-c"),
+    ] {
+        let (id, args) = event_with_ack_id(client, "question").await;
+        assert_eq!(args, vec![json!(42)]);
+        client
+            .ws
+            .send_text(&format!(r#"43/bench,{id}["{answer}"]"#))
+            .await;
+    }
+    let answers = ask.await.unwrap();
+    assert_eq!(answers[0]["ok"], json!(true), "{answers:?}");
+    let mut got = answers[0]["responses"].as_array().unwrap().clone();
+    got.sort_by_key(|v| v.to_string());
+    assert_eq!(got, vec![json!("from-a"), json!("from-b"), json!("from-c")]);
 }
