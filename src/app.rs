@@ -126,7 +126,7 @@ pub fn track_presence(ns: &mut NamespaceBuilder, presence: Arc<crate::presence::
         let p = p.clone();
         async move {
             if let Some(user) = User::of(&socket) {
-                p.track(&socket, &user.id).await;
+                p.track(&user.id, socket.id.as_str());
             }
             Ok(())
         }
@@ -135,12 +135,7 @@ pub fn track_presence(ns: &mut NamespaceBuilder, presence: Arc<crate::presence::
         let Some(user) = User::of(&socket) else {
             return;
         };
-        let p = presence.clone();
-        tokio::spawn(async move {
-            if let Err(e) = p.disconnected(&user.id, socket.id.as_str()).await {
-                tracing::warn!(error = %e, "presence: cannot record a disconnection");
-            }
-        });
+        presence.untrack(&user.id, socket.id.as_str());
     });
 }
 
