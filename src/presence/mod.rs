@@ -20,6 +20,10 @@
 //! refreshing, so its users read as offline within 2 × heartbeat — reads compare scores
 //! with the clock — and the next heartbeat of any node sweeps them away.
 //!
+//! Writes leave the connect path: a node records a change in memory at once and one
+//! writer task per node ([`writer`]) applies changes in order, a batch per script call,
+//! with each heartbeat's refresh queued behind the changes that preceded its snapshot.
+//!
 //! `<p>:names` exists for paging: `<p>:users` is ordered by expiry, which every heartbeat
 //! moves, so an offset into it skips or repeats users between two pages. Names with equal
 //! scores sort lexicographically and do not move: a page starts after the last name of

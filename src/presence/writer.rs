@@ -159,3 +159,164 @@ async fn flush(
 pub(super) fn gone() -> PresenceError {
     PresenceError::Unavailable("the presence writer is not running".into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::presence::{NodeInfo, RoomCounts, SocketPresence, UsersPage};
+    use crate::server::BoxFuture;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    /// What the writer asked of the store, in order.
+    #[derive(Debug, Clone, PartialEq)]
+    enum Call {
+        Apply(Vec<(ChangeKind, String)>),
+        Beat(Vec<String>),
+    }
+
+    /// A store that records the calls, answers "first/last" for every change, and fails
+    /// `apply` while `down` is set.
+    #[derive(Default)]
+    struct Recording {
+        calls: Mutex<Vec<Call>>,
+        down: AtomicBool,
+    }
+
+    fn ok<T: Send + 'static>(v: T) -> BoxFuture<Result<T>> {
+        Box::pin(async move { Ok(v) })
+    }
+
+    impl PresenceStore for Recording {
+        fn apply(&self, _node: &str, changes: &[Change]) -> BoxFuture<Result<Vec<bool>>> {
+            if self.down.load(Ordering::Relaxed) {
+                return Box::pin(async { Err(PresenceError::Unavailable("down".into())) });
+            }
+            let seen = changes.iter().map(|c| (c.kind, c.sid.clone())).collect();
+            self.calls.lock().unwrap().push(Call::Apply(seen));
+            ok(vec![true; changes.len()])
+        }
+        fn heartbeat(&self, beat: Heartbeat) -> BoxFuture<Result<Vec<String>>> {
+            let mut sids: Vec<String> = beat.sockets.into_iter().map(|(_, s)| s).collect();
+            sids.sort();
+            self.calls.lock().unwrap().push(Call::Beat(sids));
+            ok(Vec::new())
+        }
+        fn is_online(&self, _: &str) -> BoxFuture<Result<bool>> {
+            ok(false)
+        }
+        fn sockets_of(&self, _: &str) -> BoxFuture<Result<Vec<SocketPresence>>> {
+            ok(Vec::new())
+        }
+        fn online_users(&self, _: Option<&str>, _: usize) -> BoxFuture<Result<UsersPage>> {
+            ok(UsersPage {
+                users: Vec::new(),
+                next_cursor: None,
+            })
+        }
+        fn online_count(&self) -> BoxFuture<Result<usize>> {
+            ok(0)
+        }
+        fn nodes(&self) -> BoxFuture<Result<Vec<NodeInfo>>> {
+            ok(Vec::new())
+        }
+        fn rooms(&self, _: &str) -> BoxFuture<Result<RoomCounts>> {
+            ok(Vec::new())
+        }
+        fn namespaces(&self) -> BoxFuture<Result<Vec<String>>> {
+            ok(Vec::new())
+        }
+    }
+
+    fn node(store: Arc<Recording>) -> Arc<Presence> {
+        Presence::new(store, "n1", "127.0.0.1:0", Duration::from_secs(3600))
+    }
+
+    fn applied(store: &Recording) -> Vec<(ChangeKind, String)> {
+        let calls = store.calls.lock().unwrap();
+        calls
+            .iter()
+            .filter_map(|c| match c {
+                Call::Apply(changes) => Some(changes.clone()),
+                Call::Beat(_) => None,
+            })
+            .flatten()
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn changes_reach_the_store_in_order_and_in_batches() {
+        let store = Arc::new(Recording::default());
+        let p = node(store.clone());
+        let mut want = Vec::new();
+        for i in 0..300 {
+            let sid = format!("s{i}");
+            p.track("u", &sid);
+            want.push((ChangeKind::Connected, sid.clone()));
+            if i % 2 == 0 {
+                p.untrack("u", &sid);
+                want.push((ChangeKind::Disconnected, sid));
+            }
+        }
+        // Waiting for the last change waits for every change before it.
+        p.connected("u", "last").await.unwrap();
+        want.push((ChangeKind::Connected, "last".into()));
+        assert_eq!(applied(&store), want);
+        let calls = store.calls.lock().unwrap().len();
+        assert!(
+            calls < want.len() / 10,
+            "{calls} store calls for {} changes",
+            want.len()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_heartbeat_comes_after_the_changes_before_it() {
+        let store = Arc::new(Recording::default());
+        let p = node(store.clone());
+        p.track("u", "gone");
+        p.track("u", "stays");
+        p.untrack("u", "gone");
+        p.beat().await.unwrap();
+        let calls = store.calls.lock().unwrap().clone();
+        let beat = calls
+            .iter()
+            .position(|c| matches!(c, Call::Beat(_)))
+            .expect("a heartbeat");
+        // The departed socket's removal was written before the snapshot without it.
+        assert_eq!(calls[beat], Call::Beat(vec!["stays".into()]));
+        let before: Vec<_> = calls[..beat].to_vec();
+        assert!(
+            before.iter().any(|c| matches!(c, Call::Apply(ch) if ch.contains(&(ChangeKind::Disconnected, "gone".into())))),
+            "{calls:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failing_store_keeps_memory_exact_and_the_next_beat_rewrites_it() {
+        let store = Arc::new(Recording::default());
+        let p = node(store.clone());
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let h = heard.clone();
+        p.on_change(Arc::new(move |user, online| {
+            h.lock().unwrap().push((user, online))
+        }));
+        store.down.store(true, Ordering::Relaxed);
+        assert!(p.connected("u", "s1").await.is_err());
+        p.track("u", "s2");
+        assert!(p.disconnected("u", "s2").await.is_err());
+        assert!(
+            heard.lock().unwrap().is_empty(),
+            "nothing written, nothing announced"
+        );
+        store.down.store(false, Ordering::Relaxed);
+        p.beat().await.unwrap();
+        assert_eq!(
+            store.calls.lock().unwrap().last(),
+            Some(&Call::Beat(vec!["s1".into()]))
+        );
+        assert!(p.connected("v", "s3").await.unwrap());
+        assert_eq!(*heard.lock().unwrap(), vec![("v".to_owned(), true)]);
+    }
+}
