@@ -143,9 +143,9 @@ pub fn track_presence(ns: &mut NamespaceBuilder, presence: Arc<crate::presence::
 /// [`crate::chat::announce_presence`]). One task sends the changes in the order presence
 /// saw them, so a quick connect + disconnect reaches peers as online, then offline. The
 /// queue is bounded: when the database is too slow to keep up, changes beyond it are
-/// dropped with a warning rather than held in memory (presence itself stays exact).
-/// During a database outage one warning is logged when the first update fails and one
-/// with the count when updates flow again, not one line per user.
+/// dropped rather than held in memory (presence itself stays exact). Drops and database
+/// failures are logged once when they start and once with the count when they stop,
+/// never one line per user: a 2,000 connects/s ramp would otherwise log thousands.
 fn announce_presence_changes(
     presence: &crate::presence::Presence,
     io: Io,
@@ -155,17 +155,33 @@ fn announce_presence_changes(
     let updates = PresenceUpdates::default();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<(String, bool)>(QUEUE);
     let pending = updates.pending.clone();
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let drops = dropped.clone();
     presence.on_change(Arc::new(move |user, online| {
         pending.fetch_add(1, Ordering::AcqRel);
         if tx.try_send((user, online)).is_err() {
             pending.fetch_sub(1, Ordering::AcqRel);
-            tracing::warn!("presence: update queue full; a presence:update was dropped");
+            if drops.fetch_add(1, Ordering::AcqRel) == 0 {
+                tracing::warn!(
+                    queued = QUEUE,
+                    "presence: the database is not keeping up; presence:updates are dropped (counted) until it does"
+                );
+            }
         }
     }));
     let pending = updates.pending.clone();
+    let stopped = updates.stopped.clone();
     tokio::spawn(async move {
         let mut failed = 0u64;
         while let Some((user, online)) = rx.recv().await {
+            if stopped.load(Ordering::Acquire) {
+                pending.fetch_sub(1, Ordering::AcqRel);
+                continue;
+            }
+            let lost = dropped.swap(0, Ordering::AcqRel);
+            if lost > 0 {
+                tracing::warn!(lost, "presence: the update queue has room again");
+            }
             match crate::chat::announce_presence(&io, &state, &user, online).await {
                 Ok(_) if failed > 0 => {
                     tracing::warn!(
@@ -194,6 +210,8 @@ fn announce_presence_changes(
 #[derive(Clone, Default)]
 pub struct PresenceUpdates {
     pending: Arc<AtomicUsize>,
+    /// Set when the node gives up on the rest (its store is about to close).
+    stopped: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl PresenceUpdates {
@@ -202,12 +220,16 @@ impl PresenceUpdates {
         self.pending.load(Ordering::Acquire)
     }
 
-    /// Waits until the queue is empty or `within` has passed; returns what is left.
+    /// Waits until the queue is empty or `within` has passed, then stops sending (what
+    /// is left would only fail against the closing store, one log line each); returns
+    /// how many were left unsent.
     pub async fn flush(&self, within: std::time::Duration) -> usize {
         let deadline = tokio::time::Instant::now() + within;
         while self.pending() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
+        self.stopped
+            .store(true, std::sync::atomic::Ordering::Release);
         self.pending()
     }
 }
