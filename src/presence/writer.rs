@@ -61,98 +61,96 @@ pub(super) fn spawn(
     failures: Arc<Failures>,
     mut rx: mpsc::Receiver<Job>,
 ) {
+    let writer = Writer {
+        presence,
+        store,
+        node,
+        failures,
+    };
     tokio::spawn(async move {
         let mut jobs = Vec::with_capacity(BATCH);
+        let mut batch = Batch::default();
         while rx.recv_many(&mut jobs, BATCH).await > 0 {
-            let mut changes = Vec::new();
-            let mut waiters = Vec::new();
             for job in jobs.drain(..) {
                 match job {
                     Job::Change(change, done) => {
-                        changes.push(change);
-                        waiters.push(done);
+                        batch.changes.push(change);
+                        batch.waiters.push(done);
                     }
                     Job::Beat(beat, done) => {
                         // Everything queued before the snapshot goes first.
-                        flush(
-                            &presence,
-                            &*store,
-                            &node,
-                            &failures,
-                            &mut changes,
-                            &mut waiters,
-                        )
-                        .await;
-                        let _ = done.send(store.heartbeat(beat).await);
+                        writer.flush(&mut batch).await;
+                        let _ = done.send(writer.store.heartbeat(beat).await);
                     }
                 }
             }
-            flush(
-                &presence,
-                &*store,
-                &node,
-                &failures,
-                &mut changes,
-                &mut waiters,
-            )
-            .await;
+            writer.flush(&mut batch).await;
         }
     });
 }
 
-/// Writes `changes` in one store call, tells the listener who came online or went
-/// offline, and answers the waiters.
-async fn flush(
-    presence: &Weak<Presence>,
-    store: &dyn PresenceStore,
-    node: &str,
-    failures: &Failures,
-    changes: &mut Vec<Change>,
-    waiters: &mut Vec<Option<oneshot::Sender<Result<bool>>>>,
-) {
-    if changes.is_empty() {
-        return;
-    }
-    let result = store.apply(node, changes).await;
-    match &result {
-        Ok(flips) => {
-            let failed = failures.failed_batches.swap(0, Ordering::Relaxed);
-            if failed > 0 {
-                tracing::info!(
-                    failed_batches = failed,
-                    dropped = failures.dropped.swap(0, Ordering::Relaxed),
-                    "presence store reachable again; the next heartbeat rewrites this node's sockets"
-                );
-            }
-            if let Some(p) = presence.upgrade() {
-                for (change, flipped) in changes.iter().zip(flips) {
-                    if *flipped {
-                        p.changed(&change.user, change.kind == ChangeKind::Connected);
+struct Writer {
+    presence: Weak<Presence>,
+    store: Arc<dyn PresenceStore>,
+    node: String,
+    failures: Arc<Failures>,
+}
+
+/// Changes gathered for one store call, and who waits for each.
+#[derive(Default)]
+struct Batch {
+    changes: Vec<Change>,
+    waiters: Vec<Option<oneshot::Sender<Result<bool>>>>,
+}
+
+impl Writer {
+    /// Writes the batch in one store call, tells the listener who came online or went
+    /// offline, answers the waiters, and leaves the batch empty.
+    async fn flush(&self, batch: &mut Batch) {
+        if batch.changes.is_empty() {
+            return;
+        }
+        let result = self.store.apply(&self.node, &batch.changes).await;
+        match &result {
+            Ok(flips) => {
+                let failed = self.failures.failed_batches.swap(0, Ordering::Relaxed);
+                if failed > 0 {
+                    tracing::info!(
+                        failed_batches = failed,
+                        dropped = self.failures.dropped.swap(0, Ordering::Relaxed),
+                        "presence store reachable again; the next heartbeat rewrites this node's sockets"
+                    );
+                }
+                if let Some(p) = self.presence.upgrade() {
+                    for (change, flipped) in batch.changes.iter().zip(flips) {
+                        if *flipped {
+                            p.changed(&change.user, change.kind == ChangeKind::Connected);
+                        }
                     }
                 }
             }
-        }
-        Err(e) => {
-            crate::metrics::redis_error("presence");
-            if failures.failed_batches.fetch_add(1, Ordering::Relaxed) == 0 {
-                tracing::warn!(
-                    error = %e,
-                    changes = changes.len(),
-                    "presence: cannot record connects/disconnects; further failures are counted until the store answers again"
-                );
+            Err(e) => {
+                crate::metrics::redis_error("presence");
+                if self.failures.failed_batches.fetch_add(1, Ordering::Relaxed) == 0 {
+                    tracing::warn!(
+                        error = %e,
+                        changes = batch.changes.len(),
+                        "presence: cannot record connects/disconnects; further failures are counted until the store answers again"
+                    );
+                }
             }
         }
-    }
-    for (i, done) in waiters.drain(..).enumerate() {
-        if let Some(done) = done {
-            let answer = match &result {
-                Ok(flips) => Ok(flips.get(i).copied().unwrap_or(false)),
-                Err(e) => Err(e.clone()),
-            };
-            let _ = done.send(answer);
+        for (i, done) in batch.waiters.drain(..).enumerate() {
+            if let Some(done) = done {
+                let answer = match &result {
+                    Ok(flips) => Ok(flips.get(i).copied().unwrap_or(false)),
+                    Err(e) => Err(e.clone()),
+                };
+                let _ = done.send(answer);
+            }
         }
+        batch.changes.clear();
     }
-    changes.clear();
 }
 
 /// The answer of a job the writer dropped (it ended, or the queue was full).
