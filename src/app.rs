@@ -12,7 +12,7 @@ use crate::server::{ConnectRefusal, Io, NamespaceBuilder, Routes};
 use crate::store::Store;
 use anyhow::Context as _;
 use serde_json::json;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -211,7 +211,7 @@ fn announce_presence_changes(
 pub struct PresenceUpdates {
     pending: Arc<AtomicUsize>,
     /// Set when the node gives up on the rest (its store is about to close).
-    stopped: Arc<std::sync::atomic::AtomicBool>,
+    stopped: Arc<AtomicBool>,
 }
 
 impl PresenceUpdates {
@@ -228,8 +228,7 @@ impl PresenceUpdates {
         while self.pending() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
-        self.stopped
-            .store(true, std::sync::atomic::Ordering::Release);
+        self.stopped.store(true, Ordering::Release);
         self.pending()
     }
 }

@@ -136,6 +136,10 @@ pub(crate) fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+fn queue_full() -> PresenceError {
+    PresenceError::Unavailable("the presence queue is full: the store is not keeping up".into())
+}
+
 /// A node's presence: its own sockets in memory, mirrored into a [`PresenceStore`].
 pub struct Presence {
     store: Arc<dyn PresenceStore>,
@@ -264,7 +268,10 @@ impl Presence {
             };
             self.queue
                 .try_send(writer::Job::Beat(beat, done))
-                .map_err(|_| writer::gone())?;
+                .map_err(|e| match e {
+                    mpsc::error::TrySendError::Full(_) => queue_full(),
+                    mpsc::error::TrySendError::Closed(_) => writer::gone(),
+                })?;
         }
         let gone = answer
             .await
@@ -336,9 +343,7 @@ impl Presence {
     async fn record_and_wait(&self, kind: ChangeKind, user: &str, sid: &str) -> Result<bool> {
         let (done, answer) = oneshot::channel();
         if !self.record(kind, user, sid, Some(done)) {
-            return Err(PresenceError::Unavailable(
-                "the presence queue is full".into(),
-            ));
+            return Err(queue_full());
         }
         answer.await.map_err(|_| writer::gone())?
     }

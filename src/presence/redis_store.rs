@@ -33,7 +33,8 @@ pub struct RedisPresence {
 /// Applies a batch of changes in order. KEYS: users, sockets, names. ARGV: now, expiry of
 /// a new entry, node id, user key prefix, then `op, user, sid` triples (`+` connect,
 /// `-` disconnect). Returns one 0/1 per change: 1 when a connect was the user's first
-/// live socket, or a disconnect left the user with none.
+/// live socket, or a disconnect took the user off the online list (0 if a sweep had
+/// already done so and reported it).
 const APPLY: &str = r#"
 local now = tonumber(ARGV[1])
 local out = {}
