@@ -6,6 +6,7 @@
 //! most until the next change or the TTL. A Redis error counts as a miss: the count is
 //! then read from the database, never guessed.
 
+use crate::telemetry::LogThrottle;
 use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
 use std::collections::HashMap;
@@ -56,7 +57,10 @@ impl UnreadCache {
                     Ok(v) => v,
                     Err(e) => {
                         crate::metrics::redis_error("cache");
-                        tracing::warn!(error = %e, "unread cache: Redis read failed; reading the database");
+                        static THROTTLE: LogThrottle = LogThrottle::new(Duration::from_secs(1));
+                        if let Some(held_back) = THROTTLE.allow() {
+                            tracing::warn!(error = %e, held_back, "unread cache: Redis read failed; reading the database");
+                        }
                         None
                     }
                 }
@@ -85,7 +89,10 @@ impl UnreadCache {
                     conn.set_ex(key(user), count, self.ttl.as_secs()).await;
                 if let Err(e) = r {
                     crate::metrics::redis_error("cache");
-                    tracing::warn!(error = %e, "unread cache: Redis write failed");
+                    static THROTTLE: LogThrottle = LogThrottle::new(Duration::from_secs(1));
+                    if let Some(held_back) = THROTTLE.allow() {
+                        tracing::warn!(error = %e, held_back, "unread cache: Redis write failed");
+                    }
                 }
             }
             None => {
@@ -107,7 +114,10 @@ impl UnreadCache {
                 let r: redis::RedisResult<()> = conn.del(key(user)).await;
                 if let Err(e) = r {
                     crate::metrics::redis_error("cache");
-                    tracing::warn!(error = %e, "unread cache: Redis invalidation failed; the entry expires within its TTL");
+                    static THROTTLE: LogThrottle = LogThrottle::new(Duration::from_secs(1));
+                    if let Some(held_back) = THROTTLE.allow() {
+                        tracing::warn!(error = %e, held_back, "unread cache: Redis invalidation failed; the entry expires within its TTL");
+                    }
                 }
             }
             None => {

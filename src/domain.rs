@@ -5,9 +5,11 @@ use crate::cache::UnreadCache;
 use crate::ratelimit::{Decision, RateLimiter};
 use crate::server::{AckSender, Event, NamespaceBuilder, Socket, SocketRef};
 use crate::store::{Store, StoreError};
+use crate::telemetry::LogThrottle;
 use serde_json::{json, Value};
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The user a socket authenticated as; put in `socket.extensions` by the auth middleware.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,8 +87,12 @@ impl Failure {
 
 impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Self {
-        // The database error itself (with its cause) goes to the log, not to the client.
-        tracing::warn!(error = ?e, code = e.code(), "store operation failed");
+        // The database error itself (with its cause) goes to the log, not to the client;
+        // during an outage one line a second, with how many were held back.
+        static THROTTLE: LogThrottle = LogThrottle::new(Duration::from_secs(1));
+        if let Some(held_back) = THROTTLE.allow() {
+            tracing::warn!(error = ?e, code = e.code(), held_back, "store operation failed");
+        }
         match e {
             StoreError::NotFound => Failure::new("not_found", "no such record"),
             e if e.is_transient() => Failure::new(

@@ -11,6 +11,7 @@
 //! fails, the limiter falls back to the in-process budget of this node rather than either
 //! refusing everything or letting floods through.
 
+use crate::telemetry::LogThrottle;
 use redis::aio::ConnectionManager;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -113,11 +114,15 @@ impl RateLimiter {
                 Ok(d) => return d,
                 Err(e) => {
                     crate::metrics::redis_error("rate_limit");
-                    tracing::warn!(
-                        error = %e,
-                        event,
-                        "rate limit: Redis unavailable, using this node's in-process budget"
-                    )
+                    static THROTTLE: LogThrottle = LogThrottle::new(Duration::from_secs(1));
+                    if let Some(held_back) = THROTTLE.allow() {
+                        tracing::warn!(
+                            error = %e,
+                            event,
+                            held_back,
+                            "rate limit: Redis unavailable, using this node's in-process budget"
+                        )
+                    }
                 }
             }
         }
