@@ -119,6 +119,12 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
     })
 }
 
+/// How long a connect waits for presence to have its socket (one writer batch, a few
+/// milliseconds normally). Within it, a client that is connected is online cluster-wide
+/// — a second tab opened and the first closed never flaps offline/online to peers; past
+/// it (Redis slow or down) the connect goes ahead and the write follows in order.
+const PRESENCE_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// Records every authenticated socket in presence.
 pub fn track_presence(ns: &mut NamespaceBuilder, presence: Arc<crate::presence::Presence>) {
     let p = presence.clone();
@@ -126,7 +132,9 @@ pub fn track_presence(ns: &mut NamespaceBuilder, presence: Arc<crate::presence::
         let p = p.clone();
         async move {
             if let Some(user) = User::of(&socket) {
-                p.track(&user.id, socket.id.as_str());
+                // A failed write is counted and logged by presence's writer.
+                let recorded = p.connected(&user.id, socket.id.as_str());
+                let _ = tokio::time::timeout(PRESENCE_WAIT, recorded).await;
             }
             Ok(())
         }

@@ -360,13 +360,6 @@ impl Presence {
             .await
     }
 
-    /// A socket of `user` connected here: recorded now, written to the store in the
-    /// background (a connect never waits for Redis). Listeners hear of a user coming
-    /// online once the store has it.
-    pub fn track(&self, user: &str, sid: &str) {
-        self.record(ChangeKind::Connected, user, sid, None);
-    }
-
     /// A socket of `user` left: recorded now, written in the background.
     pub fn untrack(&self, user: &str, sid: &str) {
         self.record(ChangeKind::Disconnected, user, sid, None);

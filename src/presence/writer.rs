@@ -250,7 +250,7 @@ mod tests {
         let mut want = Vec::new();
         for i in 0..300 {
             let sid = format!("s{i}");
-            p.track("u", &sid);
+            p.record(ChangeKind::Connected, "u", &sid, None);
             want.push((ChangeKind::Connected, sid.clone()));
             if i % 2 == 0 {
                 p.untrack("u", &sid);
@@ -273,8 +273,8 @@ mod tests {
     async fn a_heartbeat_comes_after_the_changes_before_it() {
         let store = Arc::new(Recording::default());
         let p = node(store.clone());
-        p.track("u", "gone");
-        p.track("u", "stays");
+        p.record(ChangeKind::Connected, "u", "gone", None);
+        p.record(ChangeKind::Connected, "u", "stays", None);
         p.untrack("u", "gone");
         p.beat().await.unwrap();
         let calls = store.calls.lock().unwrap().clone();
@@ -302,7 +302,7 @@ mod tests {
         }));
         store.down.store(true, Ordering::Relaxed);
         assert!(p.connected("u", "s1").await.is_err());
-        p.track("u", "s2");
+        p.record(ChangeKind::Connected, "u", "s2", None);
         assert!(p.disconnected("u", "s2").await.is_err());
         assert!(
             heard.lock().unwrap().is_empty(),
