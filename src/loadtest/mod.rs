@@ -20,6 +20,7 @@
 //! when the API answered 201 for a connected target.
 
 pub mod gate;
+pub mod machine;
 pub mod plan;
 mod receive;
 pub mod report;

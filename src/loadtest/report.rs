@@ -58,6 +58,9 @@ pub struct Report {
     pub workers: usize,
     pub client_cpu_seconds: f64,
     pub client_memory_per_connection_bytes: Option<f64>,
+    /// Share of the whole machine's CPU time that was busy during the schedule (0–1;
+    /// `None` where `/proc/stat` is missing): near 1, latencies are queueing on this box.
+    pub machine_cpu_busy: Option<f64>,
     pub nodes: Vec<NodeUsage>,
     pub gate: Value,
     pub checks: Vec<Check>,
@@ -122,6 +125,11 @@ impl Report {
                 "client memory per connection",
                 self.client_memory_per_connection_bytes
                     .map_or("-".into(), |b| format!("{:.0} B", b)),
+            ),
+            (
+                "machine CPU busy during the run",
+                self.machine_cpu_busy
+                    .map_or("-".into(), |b| format!("{:.0}%", b * 100.0)),
             ),
         ];
         for (k, v) in rows {

@@ -3,6 +3,7 @@
 //! reads the nodes' /metrics, and judges the gate.
 
 use super::gate::{self, Gate};
+use super::machine;
 use super::plan::{self, NodeTarget, WorkerConfig};
 use super::report::{self, NodeUsage, Report};
 use super::stats::{Counters, Histograms};
@@ -288,6 +289,7 @@ async fn run_inner(
     }
     let node_urls: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
     let before = scrape_all(&node_urls).await;
+    let cpu_before = machine::read();
     bar.set_length(opts.duration.as_secs().max(1));
     bar.set_position(0);
     bar.set_message("running");
@@ -314,8 +316,11 @@ async fn run_inner(
         bar.set_position(run_started.elapsed().as_secs().min(opts.duration.as_secs()));
         bar.set_message(format!("running: {received} received, {dropped} dropped"));
     }
+    let cpu_after = machine::read();
     let after = scrape_all(&node_urls).await;
     bar.finish_and_clear();
+    let machine_cpu_busy = machine::busy_fraction(cpu_before, cpu_after);
+    limits.extend(machine::saturation_note(machine_cpu_busy));
     for (mut child, stdin) in workers {
         drop(stdin);
         let _ = tokio::time::timeout(Duration::from_secs(15), child.wait()).await;
@@ -395,6 +400,7 @@ async fn run_inner(
         workers: results.len(),
         client_cpu_seconds: cpu,
         client_memory_per_connection_bytes: (mem_clients > 0).then(|| mem / mem_clients as f64),
+        machine_cpu_busy,
         nodes: node_usage,
         gate: json!({
             "name": opts.gate.map(Gate::as_str),
