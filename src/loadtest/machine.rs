@@ -49,16 +49,24 @@ pub fn busy_fraction(before: Option<CpuTimes>, after: Option<CpuTimes>) -> Optio
     (total > 0).then(|| busy as f64 / total as f64)
 }
 
-/// The line for the report's limits when the machine was saturated.
-pub fn saturation_note(busy: Option<f64>) -> Option<String> {
+/// The line for the report's limits when the machine was saturated; `servers_here`:
+/// the nodes under test run on this machine too (`--spawn-nodes`).
+pub fn saturation_note(busy: Option<f64>, servers_here: bool) -> Option<String> {
     let busy = busy.filter(|b| *b >= SATURATED)?;
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    Some(format!(
-        "this machine's CPUs were {:.0}% busy during the run ({cores} cores shared by the load \
-         generator, the nodes and Redis): latencies include queueing on this box; run the \
-         load generator on other machines to measure the servers",
-        busy * 100.0
-    ))
+    let percent = busy * 100.0;
+    Some(if servers_here {
+        format!(
+            "this machine's CPUs were {percent:.0}% busy during the run ({cores} cores shared by \
+             the load generator, the nodes and Redis): latencies include queueing on this box; \
+             run the load generator on other machines to measure the servers"
+        )
+    } else {
+        format!(
+            "this load generator's machine was {percent:.0}% busy during the run ({cores} \
+             cores): latencies include its own queueing; spread the clients over more machines"
+        )
+    })
 }
 
 #[cfg(test)]
@@ -93,7 +101,10 @@ mod tests {
         });
         let busy = busy_fraction(before, after);
         assert_eq!(busy, Some(0.95));
-        assert!(saturation_note(busy).unwrap().contains("95% busy"));
+        assert!(saturation_note(busy, true).unwrap().contains("95% busy"));
+        assert!(saturation_note(busy, false)
+            .unwrap()
+            .contains("spread the clients"));
         let calm = busy_fraction(
             before,
             Some(CpuTimes {
@@ -102,7 +113,7 @@ mod tests {
             }),
         );
         assert_eq!(calm, Some(0.3));
-        assert_eq!(saturation_note(calm), None);
+        assert_eq!(saturation_note(calm, true), None);
         assert_eq!(busy_fraction(None, after), None);
         assert_eq!(busy_fraction(after, before), None, "counters never go back");
     }

@@ -320,7 +320,10 @@ async fn run_inner(
     let after = scrape_all(&node_urls).await;
     bar.finish_and_clear();
     let machine_cpu_busy = machine::busy_fraction(cpu_before, cpu_after);
-    limits.extend(machine::saturation_note(machine_cpu_busy));
+    limits.extend(machine::saturation_note(
+        machine_cpu_busy,
+        opts.spawn_nodes > 0,
+    ));
     for (mut child, stdin) in workers {
         drop(stdin);
         let _ = tokio::time::timeout(Duration::from_secs(15), child.wait()).await;
