@@ -5,6 +5,7 @@
 //! @socket.io/redis-adapter, and @socket.io/redis-emitter — all from tests/interop.
 
 use crate::common::app::{random, TempDir};
+use crate::common::free_port;
 use crate::common::node::NodeProcess;
 use crate::common::raw::{quiet_options, wait_until, Ws, QUICK};
 use crate::common::redis::RedisServer;
@@ -302,14 +303,6 @@ async fn node_process(script: &str, args: &[&str], ready: &str) -> (Child, Vec<S
     );
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     (child, seen)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

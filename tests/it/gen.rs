@@ -1,6 +1,7 @@
 //! `rtctl gen`: the real tools accept what we generate, and real clients work through it.
 
 use crate::common::app::random;
+use crate::common::free_port;
 use crate::common::node::NodeProcess;
 use crate::common::postgres::fresh_database;
 use crate::common::raw;
@@ -43,14 +44,6 @@ fn nginx_paths(conf: &Path, dir: &Path) -> Vec<String> {
         "-g".into(),
         format!("pid {};", dir.join("nginx.pid").display()),
     ]
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[test]
@@ -368,22 +361,23 @@ async fn three_nodes_behind_the_generated_nginx_serve_real_clients() {
     drop(nodes);
 }
 
+/// `rtctl gen migrations --format <format> [extra…] -o <out>`, which must succeed.
+fn gen_migrations(format: &str, extra: &[&str], out: &Path) {
+    let mut args = vec!["gen", "migrations", "--format", format];
+    args.extend_from_slice(extra);
+    args.extend(["-o", out.to_str().unwrap()]);
+    let run = rtctl(&args);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+}
+
 #[test]
 fn gen_migrations_writes_sqlx_and_prisma_layouts() {
     let dir = tmpdir("migrations");
-    let out = rtctl(&[
-        "gen",
-        "migrations",
-        "--format",
-        "sqlx",
-        "-o",
-        dir.join("sqlx").to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    gen_migrations("sqlx", &[], &dir.join("sqlx"));
     let mut names: Vec<String> = std::fs::read_dir(dir.join("sqlx"))
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -398,20 +392,10 @@ fn gen_migrations_writes_sqlx_and_prisma_layouts() {
             "0005_idx_chat_rooms_user2.sql"
         ]
     );
-    let out = rtctl(&[
-        "gen",
-        "migrations",
-        "--format",
+    gen_migrations(
         "prisma",
-        "--timestamp",
-        "20260102030405",
-        "-o",
-        dir.join("app").to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        &["--timestamp", "20260102030405"],
+        &dir.join("app"),
     );
     let sql =
         std::fs::read_to_string(dir.join(
@@ -489,19 +473,7 @@ async fn assert_indexes(conn: &mut sqlx::PgConnection, how: &str) {
 #[tokio::test]
 async fn generated_sqlx_migrations_apply_to_postgres() {
     let dir = tmpdir("migrations-sqlx-pg");
-    let out = rtctl(&[
-        "gen",
-        "migrations",
-        "--format",
-        "sqlx",
-        "-o",
-        dir.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    gen_migrations("sqlx", &[], &dir);
     // The user's existing migrations: the base schema as version 1.
     std::fs::copy(
         PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -549,19 +521,7 @@ async fn generated_sqlx_migrations_apply_to_postgres() {
 #[tokio::test]
 async fn generated_prisma_migrations_apply_to_postgres() {
     let dir = tmpdir("migrations-prisma-pg");
-    let out = rtctl(&[
-        "gen",
-        "migrations",
-        "--format",
-        "prisma",
-        "-o",
-        dir.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    gen_migrations("prisma", &[], &dir);
     let mut migrations: Vec<PathBuf> = std::fs::read_dir(dir.join("prisma/migrations"))
         .unwrap()
         .map(|e| e.unwrap().path())

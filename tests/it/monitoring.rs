@@ -19,6 +19,7 @@
 //! install hint, never a silent skip.
 
 use crate::common::app::{parse_config, random, Served, TempDir};
+use crate::common::free_port;
 use crate::common::raw::{self, Ws};
 use crate::common::redis::RedisServer;
 use crate::common::sio::SioClient;
@@ -71,14 +72,6 @@ fn config(secret: &str, extra: &[&str]) -> Config {
     ];
     argv.extend_from_slice(extra);
     parse_config(&argv, extra.contains(&"--redis-url"))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 // ---- generated files -------------------------------------------------------------------

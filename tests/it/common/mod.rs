@@ -181,6 +181,15 @@ impl Drop for TestServer {
         }
     }
 }
+/// A loopback port nothing listens on right now (the OS picks it; the listener closes at
+/// once, so the caller binds it a moment later — the usual test race, on loopback only).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind 127.0.0.1:0")
+        .port()
+}
+
 pub mod app;
 pub mod node;
 pub mod postgres;

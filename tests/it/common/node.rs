@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 use super::app::TempDir;
+use super::free_port;
 use super::raw::HttpConn;
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -16,14 +17,6 @@ pub struct NodeProcess {
     pub addr: SocketAddr,
     child: Child,
     dir: TempDir,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl NodeProcess {

@@ -20,6 +20,7 @@
 
 #![allow(dead_code)]
 
+use super::free_port;
 use sqlx::{Connection, Executor, PgConnection};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -345,13 +346,6 @@ impl Drop for PgServer {
         self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind 127.0.0.1:0")
-        .port()
 }
 
 fn bin_dir() -> PathBuf {

@@ -1,7 +1,7 @@
 //! A real `redis-server` on a free loopback port, stopped when dropped; plain TCP, or
 //! TLS only ([`RedisServer::start_tls`]).
 
-use std::net::TcpListener;
+use super::free_port;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -11,14 +11,6 @@ pub struct RedisServer {
     child: Option<Child>,
     dir: std::path::PathBuf,
     tls: bool,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl RedisServer {
