@@ -245,7 +245,7 @@ impl PresenceUpdates {
 /// @socket.io/redis-adapter wire format); without, `None` (in-process default).
 pub async fn cluster_adapter(
     config: &Config,
-) -> anyhow::Result<Option<Arc<dyn crate::cluster::AdapterFactory>>> {
+) -> anyhow::Result<Option<Arc<dyn crate::server::adapter::AdapterFactory>>> {
     use crate::cluster::redis::{RedisAdapterFactory, RedisAdapterOptions};
     let (Some(url), Some(client)) = (config.redis.url(), config.redis.client()?) else {
         return Ok(None);

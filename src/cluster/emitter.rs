@@ -3,9 +3,11 @@
 //! `lib/index.ts` of socketio/socket.io-redis-emitter).
 
 use super::driver::RedisDriver;
+use super::wire::packet_to_wire;
 use crate::protocol::cluster::{
     BroadcastFlags, BroadcastMessage, BroadcastOpts, Channels, ClusterPacket, Request, Target,
 };
+use crate::server::adapter::BroadcastPacket;
 use crate::server::Payload;
 use serde_json::Value;
 use std::sync::Arc;
@@ -59,8 +61,8 @@ impl Emitter {
 
     /// Publishes the event; every node delivers it to its matching sockets.
     pub fn emit(&self, event: &str, payload: impl Into<Payload>) {
-        let packet = super::local_packet_of(&self.nsp, event, payload.into());
-        self.publish_broadcast(packet);
+        let packet = BroadcastPacket::event(event, payload.into());
+        self.publish_broadcast(packet_to_wire(&self.nsp, &packet));
     }
 
     fn publish_broadcast(&self, packet: ClusterPacket) {

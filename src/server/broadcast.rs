@@ -1,10 +1,10 @@
 //! Emitting to many sockets: `to(room)`, `except(room)`, the whole namespace — through the
 //! namespace's adapter, so the same call reaches every node of a cluster.
 
+use super::adapter::{AckEvent, AdapterError, BroadcastOptions, BroadcastPacket, RemoteSocket};
 use super::namespace::Namespace;
 use super::payload::Payload;
 use super::Room;
-use crate::cluster::{AckEvent, AdapterError, BroadcastFlags, BroadcastOpts, RemoteSocket};
 use crate::sid::Sid;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -19,7 +19,7 @@ pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Clone)]
 pub struct BroadcastOperator {
     ns: Arc<Namespace>,
-    opts: BroadcastOpts,
+    opts: BroadcastOptions,
 }
 
 /// A broadcast with acknowledgements that did not get every answer in time.
@@ -34,23 +34,15 @@ impl BroadcastOperator {
     pub(crate) fn new(ns: Arc<Namespace>) -> Self {
         BroadcastOperator {
             ns,
-            opts: BroadcastOpts {
-                rooms: Vec::new(),
-                except: Vec::new(),
-                flags: Some(BroadcastFlags::default()),
-            },
+            opts: BroadcastOptions::default(),
         }
-    }
-
-    fn flags(&mut self) -> &mut BroadcastFlags {
-        self.opts.flags.get_or_insert_with(BroadcastFlags::default)
     }
 
     /// Adds a target room (a socket id works as a room). No rooms means everyone.
     pub fn to(mut self, room: impl Into<Room>) -> Self {
         let room: Room = room.into();
-        if !self.opts.rooms.iter().any(|r| **r == *room) {
-            self.opts.rooms.push(room.to_string());
+        if !self.opts.rooms.contains(&room) {
+            self.opts.rooms.push(room);
         }
         self
     }
@@ -58,28 +50,28 @@ impl BroadcastOperator {
     /// Excludes the members of `room`.
     pub fn except(mut self, room: impl Into<Room>) -> Self {
         let room: Room = room.into();
-        if !self.opts.except.iter().any(|r| **r == *room) {
-            self.opts.except.push(room.to_string());
+        if !self.opts.except.contains(&room) {
+            self.opts.except.push(room);
         }
         self
     }
 
     /// Only this node's sockets (Node's `.local`).
     pub fn local(mut self) -> Self {
-        self.flags().local = Some(true);
+        self.opts.flags.local = true;
         self
     }
 
     /// Node's `.volatile` flag (carried to other nodes; every send here is already
     /// dropped rather than queued without bound for a slow client).
     pub fn volatile(mut self) -> Self {
-        self.flags().volatile = Some(true);
+        self.opts.flags.volatile = true;
         self
     }
 
     /// How long [`BroadcastOperator::emit_with_ack`] waits.
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.flags().timeout = Some(timeout.as_millis() as u64);
+        self.opts.flags.timeout = Some(timeout);
         self
     }
 
@@ -90,7 +82,7 @@ impl BroadcastOperator {
     }
 
     /// What this operator targets, as the adapter receives it.
-    pub fn options(&self) -> &BroadcastOpts {
+    pub fn options(&self) -> &BroadcastOptions {
         &self.opts
     }
 
@@ -103,7 +95,7 @@ impl BroadcastOperator {
     /// node it was queued for. The packet is encoded once, whatever the number of
     /// receivers, and other nodes are told in the background (never waits for Redis).
     pub fn emit(&self, event: &str, payload: impl Into<Payload>) -> usize {
-        let packet = crate::cluster::local_packet_of(&self.ns.name, event, payload.into());
+        let packet = BroadcastPacket::event(event, payload.into());
         self.ns
             .metrics
             .broadcast(self.ns.adapter().broadcast(packet, &self.opts))
@@ -120,18 +112,11 @@ impl BroadcastOperator {
         payload: impl Into<Payload>,
     ) -> Result<Vec<Payload>, BroadcastAckTimeout> {
         let mut opts = self.opts.clone();
-        let timeout = match opts.flags.as_ref().and_then(|f| f.timeout) {
-            Some(ms) => Duration::from_millis(ms),
-            None => {
-                opts.flags.get_or_insert_with(Default::default).timeout =
-                    Some(DEFAULT_ACK_TIMEOUT.as_millis() as u64);
-                DEFAULT_ACK_TIMEOUT
-            }
-        };
-        let packet = crate::cluster::local_packet_of(&self.ns.name, event, payload.into());
+        let timeout = *opts.flags.timeout.get_or_insert(DEFAULT_ACK_TIMEOUT);
+        let packet = BroadcastPacket::event(event, payload.into());
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let adapter = self.ns.adapter().clone();
-        let local_only = opts.flags.as_ref().is_some_and(|f| f.is_local());
+        let local_only = opts.is_local();
         adapter.broadcast_with_ack(packet, &opts, timeout, tx);
         let deadline = tokio::time::Instant::now() + timeout;
         let mut responses = Vec::new();

@@ -16,23 +16,24 @@
 //! # }
 //! ```
 
+pub mod adapter;
 mod broadcast;
 mod client;
+mod local_sockets;
 mod namespace;
 mod payload;
-mod rooms;
 mod socket;
 
 pub use broadcast::BroadcastOperator;
 pub use client::{ClientData, SocketIoHandler};
 pub use namespace::{BoxFuture, ConnectRefusal, Namespace, NamespaceBuilder};
 pub use payload::{encode_frames, Event, Payload};
-pub use rooms::RoomIndex;
 pub use socket::{AckError, AckSender, DisconnectReason, Socket, SocketRef};
 
 use crate::transport::handshake::Body;
 use crate::transport::listener::{accept_until, App};
 use crate::transport::{Engine, EngineConfig};
+use adapter::{Adapter, AdapterFactory, LocalAdapter, SocketEmitter};
 use bytes::Bytes;
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
@@ -75,7 +76,7 @@ impl Default for ServerOptions {
 pub struct IoBuilder {
     options: ServerOptions,
     namespaces: HashMap<String, NamespaceBuilder>,
-    adapter: Arc<dyn crate::cluster::AdapterFactory>,
+    adapter: Option<Arc<dyn AdapterFactory>>,
 }
 
 impl IoBuilder {
@@ -85,9 +86,10 @@ impl IoBuilder {
         self
     }
 
-    /// Sets how namespaces reach the cluster (default: [`crate::cluster::InProcess`]).
-    pub fn adapter(mut self, factory: Arc<dyn crate::cluster::AdapterFactory>) -> Self {
-        self.adapter = factory;
+    /// Sets how namespaces reach the cluster (default: a [`LocalAdapter`] each, for one
+    /// node).
+    pub fn adapter(mut self, factory: Arc<dyn AdapterFactory>) -> Self {
+        self.adapter = Some(factory);
         self
     }
 
@@ -98,8 +100,12 @@ impl IoBuilder {
             .into_iter()
             .map(|(name, b)| {
                 // The adapter holds a weak reference back to its namespace.
-                let ns = Arc::new_cyclic(|weak| {
-                    let adapter = factory.create(weak.clone(), &name);
+                let ns = Arc::new_cyclic(|weak: &std::sync::Weak<Namespace>| {
+                    let sockets: std::sync::Weak<dyn SocketEmitter> = weak.clone();
+                    let adapter: Arc<dyn Adapter> = match &factory {
+                        Some(factory) => factory.create(sockets, &name),
+                        None => Arc::new(LocalAdapter::new(sockets)),
+                    };
                     b.build(name.clone(), adapter)
                 });
                 (name, ns)
@@ -133,7 +139,7 @@ impl Io {
         IoBuilder {
             options,
             namespaces: HashMap::new(),
-            adapter: Arc::new(crate::cluster::InProcess),
+            adapter: None,
         }
     }
 

@@ -4,14 +4,14 @@
 //! and a handler exists before any client can reach it — so an event a client emits
 //! right after `connect` always finds its handler.
 
+use super::adapter::{Adapter, AdapterError, RemoteSocket, ServerAck};
 use super::broadcast::BroadcastOperator;
 use super::payload::{Event, Payload};
 use super::socket::{AckSender, DisconnectReason, SocketRef};
 use super::Room;
-use crate::cluster::{Adapter, AdapterError, RemoteSocket, ServerAck};
 use crate::sid::Sid;
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, RwLock};
@@ -179,6 +179,14 @@ impl Namespace {
         self.sockets_read().get(sid).cloned()
     }
 
+    /// The sockets among `sids` that are still here, looked up under one read lock.
+    pub(super) fn sockets_among(&self, sids: &HashSet<Sid>) -> Vec<SocketRef> {
+        let sockets = self.sockets_read();
+        sids.iter()
+            .filter_map(|sid| sockets.get(sid).cloned())
+            .collect()
+    }
+
     pub fn has_socket(&self, sid: &Sid) -> bool {
         self.sockets_read().contains_key(sid)
     }
@@ -266,8 +274,8 @@ impl Namespace {
     }
 
     /// Runs the handler of a server-side event from another node (`data` is
-    /// `[event, ...args]`).
-    pub fn dispatch_server_event(&self, mut data: Vec<Value>, ack: Option<ServerAck>) {
+    /// `[event, ...args]`); adapters reach it through [`super::adapter::SocketEmitter`].
+    pub(super) fn dispatch_server_event(&self, mut data: Vec<Value>, ack: Option<ServerAck>) {
         if data.is_empty() {
             return;
         }

@@ -146,7 +146,7 @@ impl Socket {
 
     /// Queues encoded frames for this socket. Before the CONNECT reply they wait in the
     /// socket, so a client never sees an event ahead of its own connection.
-    pub(crate) fn send_frames(&self, frames: &[Frame]) -> bool {
+    pub(super) fn send_frames(&self, frames: &[Frame]) -> bool {
         if self.disconnected.load(Ordering::Acquire) {
             return false;
         }
@@ -198,7 +198,7 @@ impl Socket {
     /// Sends an EVENT whose `data` is `[name, ...args]` with a fresh ack id; the future
     /// resolves with the answer. The packet is queued before this returns, so a caller
     /// may spawn the future (broadcasts with acks do).
-    pub(crate) fn send_with_ack(
+    pub(super) fn send_with_ack(
         self: &Arc<Self>,
         data: Value,
         binary: Vec<bytes::Bytes>,
