@@ -299,6 +299,14 @@ pub fn is_websocket_upgrade(method: &Method, headers: &HeaderMap) -> bool {
 mod tests {
     use super::*;
 
+    /// The metrics module pre-creates the byte counters of the transports it knows by
+    /// name; they must be the names this layer records under.
+    #[test]
+    fn metrics_know_every_transport_by_its_label() {
+        let ours = [TransportKind::Polling, TransportKind::Websocket].map(TransportKind::as_str);
+        assert_eq!(crate::metrics::TRANSPORTS, ours);
+    }
+
     #[test]
     fn every_engine_error_has_its_own_reason_label() {
         let all = [

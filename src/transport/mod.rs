@@ -144,13 +144,17 @@ impl<H: EngineHandler> Engine<H> {
         if req.method() == Method::OPTIONS {
             return cors.preflight(&req_headers);
         }
+        let refused = |e: EngineError| {
+            crate::metrics::engine_error(e.reason());
+            e.response()
+        };
         let mut res = if cors.allows(&req_headers) {
             match self.route(req, remote).await {
                 Ok(res) => res,
-                Err(e) => crate::metrics::engine_error(e).response(),
+                Err(e) => refused(e),
             }
         } else {
-            crate::metrics::engine_error(EngineError::Forbidden).response()
+            refused(EngineError::Forbidden)
         };
         cors.apply(&req_headers, &mut res);
         res
