@@ -206,7 +206,7 @@ fn hook_cost() -> (f64, f64) {
                 s.spawn(|| {
                     for i in 0..CALLS {
                         realtime::metrics::bytes_sent(
-                            TransportKind::Websocket,
+                            TransportKind::Websocket.as_str(),
                             std::hint::black_box(100 + (i & 7) as usize),
                         );
                     }

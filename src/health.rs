@@ -147,7 +147,7 @@ impl Endpoints {
                 by_transport[(s.transport() == TransportKind::Websocket) as usize] += 1;
             }
             for (t, n) in kinds.iter().zip(by_transport) {
-                snap.connections.push((ns.name.clone(), *t, n));
+                snap.connections.push((ns.name.clone(), t.as_str(), n));
             }
             snap.rooms.push((ns.name.clone(), ns.room_count() as i64));
         }
@@ -155,7 +155,11 @@ impl Endpoints {
         for s in self.io.engine().sessions() {
             sessions[(s.transport() == TransportKind::Websocket) as usize] += 1;
         }
-        snap.sessions = kinds.into_iter().zip(sessions).collect();
+        snap.sessions = kinds
+            .map(TransportKind::as_str)
+            .into_iter()
+            .zip(sessions)
+            .collect();
         let stats = self.store.pool_stats();
         let pools = std::iter::once(("primary", stats.primary))
             .chain(stats.replica.map(|r| ("replica", r)));

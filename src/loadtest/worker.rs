@@ -3,7 +3,7 @@
 //!
 //! Sending lives in `sending.rs`, receiving (the exactly-once accounting) in `receive.rs`.
 //!
-//! Memory per client is kept small on purpose: a [`Member`] (state, the writing half of
+//! Memory per client is kept small on purpose: a `Member` (state, the writing half of
 //! its connection) shared with the scheduler, and one task that reads the connection and
 //! owns the receiver's bookkeeping (a bitmap of the room sequence numbers seen).
 

@@ -21,7 +21,7 @@
 //! with the clock — and the next heartbeat of any node sweeps them away.
 //!
 //! Writes leave the connect path: a node records a change in memory at once and one
-//! writer task per node ([`writer`]) applies changes in order, a batch per script call,
+//! writer task per node (`writer`) applies changes in order, a batch per script call,
 //! with each heartbeat's refresh queued behind the changes that preceded its snapshot.
 //!
 //! `<p>:names` exists for paging: `<p>:users` is ordered by expiry, which every heartbeat

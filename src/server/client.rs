@@ -236,7 +236,10 @@ impl SocketIoHandler {
                 return refuse(&session, &socket, refusal);
             }
             socket.mark_connected();
-            socket.ns.metrics.connected(&socket.id, socket.transport());
+            socket
+                .ns
+                .metrics
+                .connected(&socket.id, socket.transport().as_str());
         };
         super::namespace::run_inline_then_spawn(Box::pin(connecting));
     }

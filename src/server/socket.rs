@@ -347,7 +347,7 @@ impl Socket {
             self.ns.metrics.disconnected(
                 connected,
                 &self.id,
-                self.transport(),
+                self.transport().as_str(),
                 reason.as_str(),
                 self.session.request.issued,
             );

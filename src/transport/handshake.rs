@@ -68,6 +68,23 @@ impl EngineError {
         }
     }
 
+    /// The `reason` label of `realtime_engine_request_errors_total`: one fixed snake_case
+    /// name per variant. It lives with the error so that a new variant gets its label
+    /// here, where the compiler asks for it, and the metrics module need not know this
+    /// type.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::UnknownTransport => "unknown_transport",
+            Self::UnknownSid => "unknown_sid",
+            Self::BadHandshakeMethod => "bad_handshake_method",
+            Self::BadRequest => "bad_request",
+            Self::Forbidden => "forbidden",
+            Self::UnsupportedProtocolVersion => "unsupported_protocol_version",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::Draining => "draining",
+        }
+    }
+
     pub fn status(self) -> StatusCode {
         match self {
             Self::Forbidden => StatusCode::FORBIDDEN,
@@ -281,6 +298,33 @@ pub fn is_websocket_upgrade(method: &Method, headers: &HeaderMap) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The metrics module pre-creates the byte counters of the transports it knows by
+    /// name; they must be the names this layer records under.
+    #[test]
+    fn metrics_know_every_transport_by_its_label() {
+        let ours = [TransportKind::Polling, TransportKind::Websocket].map(TransportKind::as_str);
+        assert_eq!(crate::metrics::TRANSPORTS, ours);
+    }
+
+    #[test]
+    fn every_engine_error_has_its_own_reason_label() {
+        let all = [
+            EngineError::UnknownTransport,
+            EngineError::UnknownSid,
+            EngineError::BadHandshakeMethod,
+            EngineError::BadRequest,
+            EngineError::Forbidden,
+            EngineError::UnsupportedProtocolVersion,
+            EngineError::PayloadTooLarge,
+            EngineError::Draining,
+        ];
+        let reasons: std::collections::HashSet<_> = all.iter().map(EngineError::reason).collect();
+        assert_eq!(reasons.len(), all.len());
+        assert!(reasons
+            .iter()
+            .all(|r| r.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')));
+    }
 
     #[test]
     fn query_parsing_and_checks_follow_node() {

@@ -1,9 +1,9 @@
 //! The Engine.IO server: the only place that touches hyper and tokio-tungstenite.
 //!
 //! [`Engine`] owns the sessions and routes each HTTP request under the engine path to
-//! long-polling ([`polling`]) or WebSocket ([`websocket`]). The layer above (Socket.IO, in
+//! long-polling (`polling`) or WebSocket (`websocket`). The layer above (Socket.IO, in
 //! `server/`) plugs in through [`EngineHandler`] and only ever sees [`Session`]s and
-//! message data. Every session has one supervisor task ([`supervisor`]) that runs its
+//! message data. Every session has one supervisor task (`supervisor`) that runs its
 //! heartbeat and, when the session closes for any reason, removes it and tells the
 //! handler exactly once — so cleanup never depends on which transport noticed first.
 
@@ -144,13 +144,17 @@ impl<H: EngineHandler> Engine<H> {
         if req.method() == Method::OPTIONS {
             return cors.preflight(&req_headers);
         }
+        let refused = |e: EngineError| {
+            crate::metrics::engine_error(e.reason());
+            e.response()
+        };
         let mut res = if cors.allows(&req_headers) {
             match self.route(req, remote).await {
                 Ok(res) => res,
-                Err(e) => crate::metrics::engine_error(e).response(),
+                Err(e) => refused(e),
             }
         } else {
-            crate::metrics::engine_error(EngineError::Forbidden).response()
+            refused(EngineError::Forbidden)
         };
         cors.apply(&req_headers, &mut res);
         res

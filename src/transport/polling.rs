@@ -29,7 +29,7 @@ pub(super) fn payload_response(frames: &[Frame]) -> Response<Body> {
             Frame::Binary(b) => engineio::encode_binary_base64(b, &mut out),
         }
     }
-    crate::metrics::bytes_sent(super::TransportKind::Polling, out.len());
+    crate::metrics::bytes_sent(super::TransportKind::Polling.as_str(), out.len());
     text_response(out, PAYLOAD_CONTENT_TYPE)
 }
 
@@ -115,7 +115,7 @@ pub(super) async fn post<H: EngineHandler>(
             return err.response();
         }
     };
-    crate::metrics::bytes_received(super::TransportKind::Polling, body.len());
+    crate::metrics::bytes_received(super::TransportKind::Polling.as_str(), body.len());
     let Ok(text) = std::str::from_utf8(&body) else {
         session.close(CloseReason::ParseError);
         return EngineError::BadRequest.response();

@@ -173,7 +173,7 @@ async fn run<H: EngineHandler>(engine: &Engine<H>, session: &Arc<Session<H::Data
             Drain::Frames(frames) => {
                 let mut result = Ok(());
                 for f in frames {
-                    crate::metrics::bytes_sent(TransportKind::Websocket, f.len());
+                    crate::metrics::bytes_sent(TransportKind::Websocket.as_str(), f.len());
                     result = ws.feed(to_message(f)).await;
                     if result.is_err() {
                         break;
@@ -208,7 +208,7 @@ fn on_message<H: EngineHandler>(
     msg: Option<Result<Message, WsError>>,
 ) {
     if let Some(Ok(m @ (Message::Text(_) | Message::Binary(_)))) = &msg {
-        crate::metrics::bytes_received(TransportKind::Websocket, m.len());
+        crate::metrics::bytes_received(TransportKind::Websocket.as_str(), m.len());
     }
     match msg {
         Some(Ok(Message::Text(t))) => match engineio::decode_text(t.as_str()) {
