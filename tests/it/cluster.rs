@@ -264,6 +264,9 @@ async fn three_nodes_are_one_server() {
         .disconnect_sockets(false);
     on_c.next_text(|t| t == "41").await;
     assert_eq!(a.driver.stats().publish_failures, 0);
+    for node in [a, b, c] {
+        node.server.stop().await;
+    }
 }
 
 /// Spawns `node tests/interop/<script> args…` with stdin kept open (the script exits
@@ -409,6 +412,7 @@ async fn a_node_socket_io_server_and_ours_are_one_cluster() {
     r.next_text(|t| t == "41").await;
     ns.to("dN").disconnect_sockets(false);
     n.next_text(|t| t == "41").await;
+    ours.server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -460,6 +464,7 @@ async fn the_node_emitter_reaches_our_clients() {
     u2.expect_no_event("except", Duration::from_millis(100))
         .await;
     let _ = child.kill().await;
+    ours.server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -500,6 +505,9 @@ async fn nodes_recover_when_redis_restarts() {
     }
     assert!(a.driver.stats().reconnects >= 1);
     assert!(realtime::metrics::cluster().redis_reconnects.get() >= 1);
+    for node in [a, b] {
+        node.server.stop().await;
+    }
 }
 
 // ---------------------------------------------------------------------------------------

@@ -1,9 +1,9 @@
 //! Issue 3 end to end: the product as `realtime-server` runs it (`app::build` from a
-//! `Config` parsed from argv, served with `run_with_routes`), driven by the real npm
-//! socket.io-client with a NextAuth v4 session cookie minted by next-auth's own `encode`
-//! (tests/interop/chat-flow.mjs): rooms, messages, history, notifications pushed by the
-//! HTTP API, error acks, the rate limit, refused handshakes and API errors. Against both
-//! backends:
+//! `Config` parsed from argv, then the library's lifecycle `App::serve`), driven by the
+//! real npm socket.io-client with a NextAuth v4 session cookie minted by next-auth's own
+//! `encode` (tests/interop/chat-flow.mjs): rooms, messages, history, notifications pushed
+//! by the HTTP API, error acks, the rate limit, refused handshakes and API errors. Against
+//! both backends:
 //!
 //! - `domain::sqlite::*`: the embedded default, a SQLite file in a temp dir and no Redis;
 //! - `domain::postgres::*`: PostgreSQL 15 (a fresh database, `--db-auto-migrate`) and a
