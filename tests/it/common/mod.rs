@@ -175,6 +175,7 @@ pub fn free_port() -> u16 {
 
 pub mod app;
 pub mod node;
+pub mod nodejs;
 pub mod postgres;
 pub mod raw;
 pub mod redis;
