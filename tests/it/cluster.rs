@@ -155,7 +155,7 @@ async fn wait_subscribed(driver: &dyn RedisDriver, nodes: usize) {
     wait_subscribed_to(driver, "/", nodes).await
 }
 
-async fn wait_subscribed_to(driver: &dyn RedisDriver, nsp: &str, nodes: usize) {
+pub(crate) async fn wait_subscribed_to(driver: &dyn RedisDriver, nsp: &str, nodes: usize) {
     for _ in 0..300 {
         let n = driver
             .num_sub(format!("socket.io-request#{nsp}#"))
