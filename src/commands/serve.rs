@@ -1,7 +1,13 @@
-//! `rtctl serve` (and `realtime-server`): run the server until SIGTERM or ctrl-c.
+//! `rtctl serve` (and `realtime-server`): run the server until SIGTERM or ctrl-c. The
+//! lifecycle itself is the library's ([`crate::app::serve`]); this command sets up what
+//! belongs to the process (logging, metrics, the listening socket) and reports errors.
 
 use crate::config::{Config, ServeArgs};
 use anyhow::Context as _;
+
+/// Moved to [`crate::app::shutdown_signal`]; re-exported while other code still calls it
+/// here (remove once nothing does).
+pub use crate::app::shutdown_signal;
 
 #[derive(clap::Args, Debug)]
 pub struct ServeCommand {
@@ -26,28 +32,8 @@ impl ServeCommand {
                 )
             })?;
         announce_generated_secrets(&config);
-        let app = crate::app::build(&config).await?;
-        tracing::info!(
-            address = %listener.local_addr()?,
-            path = %config.server.engine.path,
-            namespaces = ?config.namespaces,
-            database = app.state.store.backend(),
-            read_replica = app.state.store.has_replica(),
-            redis = config.redis.url().is_some(),
-            version = env!("CARGO_PKG_VERSION"),
-            node = %config.node_id,
-            "realtime server listening"
-        );
-        crate::server::run_with_routes(app.io, Some(app.routes), listener, shutdown_signal()).await;
-        // The drain disconnected everyone: tell their chat peers before the pool closes.
-        let left = app
-            .presence_updates
-            .flush(std::time::Duration::from_secs(5))
-            .await;
-        if left > 0 {
-            tracing::warn!(left, "shutting down with presence:updates not sent");
-        }
-        app.state.store.close().await;
+        // The unsent presence:updates, if any, were logged by the lifecycle.
+        let _stopped = crate::app::serve(&config, listener, shutdown_signal()).await?;
         Ok(())
     }
 }
@@ -66,27 +52,5 @@ fn announce_generated_secrets(config: &Config) {
             token = %config.service_token.value,
             "RT_SERVICE_TOKEN not set: generated a development token for the HTTP API"
         );
-    }
-}
-
-/// Resolves on ctrl-c or SIGTERM (what systemd, Kubernetes and `docker stop` send).
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
     }
 }

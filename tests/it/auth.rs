@@ -6,6 +6,7 @@
 //! stdin and reads one JSON answer from stdout. Needs `node` and `npm ci --prefix
 //! tests/interop`; both are checked, never silently skipped.
 
+use crate::common::nodejs::{interop_dir, require_node, PACKAGES_HINT};
 use http::header::{AUTHORIZATION, COOKIE};
 use http::HeaderMap;
 use realtime::auth::{
@@ -15,52 +16,11 @@ use realtime::auth::{
 };
 use serde_json::{json, Map, Value};
 use std::io::Write as _;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
 const SECRET: &str = "interop-secret-that-the-next-app-shares";
 const WRONG_SECRET: &str = "some-other-apps-secret";
-
-const NODE_HINT: &str = "install Node.js 18+, e.g. `apt-get install -y nodejs npm`";
-const PACKAGES_HINT: &str = "run `npm ci --prefix tests/interop` (scripts/test does this)";
-
-fn interop_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests")
-        .join("interop")
-}
-
-/// Panics with a fix-it hint unless `node` runs and both libraries are installed.
-fn require_node_and_libraries() {
-    static READY: OnceLock<Result<(), String>> = OnceLock::new();
-    let ready = READY.get_or_init(|| {
-        match Command::new("node").arg("--version").output() {
-            Ok(out) if out.status.success() => {}
-            Ok(out) => {
-                return Err(format!(
-                    "`node --version` failed ({}): {NODE_HINT}",
-                    out.status
-                ))
-            }
-            Err(err) => return Err(format!("`node` is not runnable ({err}): {NODE_HINT}")),
-        }
-        for package in ["next-auth", "@auth/core"] {
-            let manifest = interop_dir()
-                .join("node_modules")
-                .join(package)
-                .join("package.json");
-            if !manifest.is_file() {
-                return Err(format!("{package} is not installed: {PACKAGES_HINT}"));
-            }
-        }
-        Ok(())
-    });
-    if let Err(problem) = ready {
-        panic!("{problem}");
-    }
-}
 
 /// The two libraries, each behind its script.
 #[derive(Clone, Copy, Debug)]
@@ -79,7 +39,7 @@ impl Library {
 
     /// Runs one request through the library and returns its JSON answer.
     fn call(self, request: Value) -> Value {
-        require_node_and_libraries();
+        require_node(&["next-auth", "@auth/core"]);
         let dir = interop_dir();
         let mut child = Command::new("node")
             .arg(dir.join(self.script()))

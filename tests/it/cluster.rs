@@ -7,6 +7,7 @@
 use crate::common::app::{random, TempDir};
 use crate::common::free_port;
 use crate::common::node::NodeProcess;
+use crate::common::nodejs::NodeScript;
 use crate::common::raw::{quiet_options, wait_until, Ws, QUICK};
 use crate::common::redis::RedisServer;
 use crate::common::sio::SioClient;
@@ -15,13 +16,13 @@ use realtime::cluster::driver::{LiveDriver, RedisDriver};
 use realtime::cluster::redis::{RedisAdapterFactory, RedisAdapterOptions};
 use realtime::server::{Io, Payload};
 use serde_json::{json, Value};
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 use tokio_tungstenite::tungstenite::Message;
+
+/// What tests/interop/cluster-node.mjs (a Node socket.io server on the Redis adapter)
+/// imports.
+const CLUSTER_NODE_PACKAGES: [&str; 3] = ["socket.io", "@socket.io/redis-adapter", "redis"];
 
 /// One of our nodes: `/` and `/chat` with the shared test handlers, on the Redis adapter.
 struct Node {
@@ -154,7 +155,7 @@ async fn wait_subscribed(driver: &dyn RedisDriver, nodes: usize) {
     wait_subscribed_to(driver, "/", nodes).await
 }
 
-async fn wait_subscribed_to(driver: &dyn RedisDriver, nsp: &str, nodes: usize) {
+pub(crate) async fn wait_subscribed_to(driver: &dyn RedisDriver, nsp: &str, nodes: usize) {
     for _ in 0..300 {
         let n = driver
             .num_sub(format!("socket.io-request#{nsp}#"))
@@ -264,45 +265,9 @@ async fn three_nodes_are_one_server() {
         .disconnect_sockets(false);
     on_c.next_text(|t| t == "41").await;
     assert_eq!(a.driver.stats().publish_failures, 0);
-}
-
-/// Spawns `node tests/interop/<script> args…` with stdin kept open (the script exits
-/// when it closes), and waits for a stdout line starting with `ready`.
-async fn node_process(script: &str, args: &[&str], ready: &str) -> (Child, Vec<String>) {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop");
-    assert!(
-        dir.join("node_modules/@socket.io/redis-adapter").is_dir(),
-        "run `npm ci --prefix tests/interop` (scripts/test does this)"
-    );
-    let mut child = Command::new("node")
-        .arg(dir.join(script))
-        .args(args)
-        .current_dir(&dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn node (install Node.js 18+)");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut seen = Vec::new();
-    let found = tokio::time::timeout(Duration::from_secs(20), async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            let hit = line.starts_with(ready);
-            seen.push(line);
-            if hit {
-                return true;
-            }
-        }
-        false
-    })
-    .await;
-    assert!(
-        matches!(found, Ok(true)),
-        "node {script} never printed {ready:?}: {seen:?}"
-    );
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, seen)
+    for node in [a, b, c] {
+        node.server.stop().await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -310,10 +275,11 @@ async fn a_node_socket_io_server_and_ours_are_one_cluster() {
     let redis = RedisServer::start();
     let ours = rust_node(&redis.url()).await;
     let port = free_port();
-    let (_node, _) = node_process(
+    let _node = NodeScript::start(
         "cluster-node.mjs",
         &[&port.to_string(), &redis.url()],
         "listening",
+        &CLUSTER_NODE_PACKAGES,
     )
     .await;
     wait_subscribed(&*ours.driver, 2).await;
@@ -409,6 +375,7 @@ async fn a_node_socket_io_server_and_ours_are_one_cluster() {
     r.next_text(|t| t == "41").await;
     ns.to("dN").disconnect_sockets(false);
     n.next_text(|t| t == "41").await;
+    ours.server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -441,10 +408,11 @@ async fn the_node_emitter_reaches_our_clients() {
         {"to": ["room:1"], "except": ["muted"], "event": "except", "args": []},
         {"event": "everyone", "args": [true]}
     ]);
-    let (mut child, _) = node_process(
+    let mut emitter = NodeScript::start(
         "cluster-emit.mjs",
         &[&redis.url(), "/", &steps.to_string()],
         "emitted everyone",
+        &["@socket.io/redis-emitter", "redis"],
     )
     .await;
     assert_eq!(u1.event("to-room").await.0, vec![json!({"x": 1})]);
@@ -459,7 +427,8 @@ async fn the_node_emitter_reaches_our_clients() {
     assert_eq!(u2.event("everyone").await.0, vec![json!(true)]);
     u2.expect_no_event("except", Duration::from_millis(100))
         .await;
-    let _ = child.kill().await;
+    let _ = emitter.child.kill().await;
+    ours.server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -500,6 +469,9 @@ async fn nodes_recover_when_redis_restarts() {
     }
     assert!(a.driver.stats().reconnects >= 1);
     assert!(realtime::metrics::cluster().redis_reconnects.get() >= 1);
+    for node in [a, b] {
+        node.server.stop().await;
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -682,10 +654,11 @@ async fn three_server_processes_are_one_server() {
         dbs.push(db);
     }
     let port = free_port();
-    let (_peer, _) = node_process(
+    let _peer = NodeScript::start(
         "cluster-node.mjs",
         &[&port.to_string(), &redis_url],
         "listening",
+        &CLUSTER_NODE_PACKAGES,
     )
     .await;
     let watcher = LiveDriver::connect(&redis_url, Duration::from_millis(500))

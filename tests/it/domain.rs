@@ -1,9 +1,9 @@
 //! Issue 3 end to end: the product as `realtime-server` runs it (`app::build` from a
-//! `Config` parsed from argv, served with `run_with_routes`), driven by the real npm
-//! socket.io-client with a NextAuth v4 session cookie minted by next-auth's own `encode`
-//! (tests/interop/chat-flow.mjs): rooms, messages, history, notifications pushed by the
-//! HTTP API, error acks, the rate limit, refused handshakes and API errors. Against both
-//! backends:
+//! `Config` parsed from argv, then the library's lifecycle `App::serve`), driven by the
+//! real npm socket.io-client with a NextAuth v4 session cookie minted by next-auth's own
+//! `encode` (tests/interop/chat-flow.mjs): rooms, messages, history, notifications pushed
+//! by the HTTP API, error acks, the rate limit, refused handshakes and API errors. Against
+//! both backends:
 //!
 //! - `domain::sqlite::*`: the embedded default, a SQLite file in a temp dir and no Redis;
 //! - `domain::postgres::*`: PostgreSQL 15 (a fresh database, `--db-auto-migrate`) and a
@@ -16,6 +16,7 @@
 //! one panics with an install hint, never a silent skip.
 
 use crate::common::app::{parse_config, random, Served, TempDir};
+use crate::common::nodejs::{interop_dir, require_node};
 use crate::common::postgres::{fresh_database, PgServer};
 use crate::common::raw::{self, Ws};
 use crate::common::redis::RedisServer;
@@ -23,53 +24,12 @@ use realtime::auth::{mint, session_claims, TokenFormat};
 use realtime::config::Config;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime};
 use tokio_tungstenite::tungstenite::Message;
 
 /// Upper bound for one chat-flow run; the script times itself out after 15 s.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(25);
-
-const NODE_HINT: &str = "install Node.js 18+, e.g. `apt-get install -y nodejs npm`";
-const MODULES_HINT: &str = "run `npm ci --prefix tests/interop` (scripts/test does this)";
-
-fn interop_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests")
-        .join("interop")
-}
-
-/// Panics with a fix-it hint unless `node` runs and the pinned npm packages are installed.
-fn require_node_and_libraries() {
-    static READY: OnceLock<Result<(), String>> = OnceLock::new();
-    let ready = READY.get_or_init(|| {
-        match std::process::Command::new("node").arg("--version").output() {
-            Ok(out) if out.status.success() => {}
-            Ok(out) => {
-                return Err(format!(
-                    "`node --version` failed ({}): {NODE_HINT}",
-                    out.status
-                ))
-            }
-            Err(err) => return Err(format!("`node` is not runnable ({err}): {NODE_HINT}")),
-        }
-        for package in ["socket.io-client", "next-auth"] {
-            let manifest = interop_dir()
-                .join("node_modules")
-                .join(package)
-                .join("package.json");
-            if !manifest.is_file() {
-                return Err(format!("{package} is not installed: {MODULES_HINT}"));
-            }
-        }
-        Ok(())
-    });
-    if let Err(problem) = ready {
-        panic!("{problem}");
-    }
-}
 
 /// The secrets a test server runs with.
 struct Secrets {
@@ -121,7 +81,7 @@ fn config(secrets: &Secrets, extra: &[&str], with_redis: bool) -> Config {
 /// Runs `node chat-flow.mjs <url> <secret> <service token> <transport>`; requires exit
 /// status 0 and panics with the script's whole output otherwise.
 async fn chat_flow(server: &Served, secrets: &Secrets, transport: &str) {
-    require_node_and_libraries();
+    require_node(&["socket.io-client", "next-auth"]);
     let started = Instant::now();
     let child = tokio::process::Command::new("node")
         .arg(interop_dir().join("chat-flow.mjs"))

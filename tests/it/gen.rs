@@ -3,6 +3,7 @@
 use crate::common::app::random;
 use crate::common::free_port;
 use crate::common::node::NodeProcess;
+use crate::common::nodejs::{interop_dir, require_node};
 use crate::common::postgres::fresh_database;
 use crate::common::raw;
 use crate::common::redis::RedisServer;
@@ -208,7 +209,8 @@ async fn scrape(node: &NodeProcess) -> String {
 /// Runs `node nginx-cluster.mjs <url> <transport>` with the nodes' secret; requires exit
 /// status 0 and returns its stdout (panics with the whole output otherwise).
 async fn nginx_cluster_script(url: &str, transport: &str, secret: &str) -> String {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop");
+    require_node(&["next-auth", "socket.io-client"]);
+    let dir = interop_dir();
     let child = tokio::process::Command::new("node")
         .arg(dir.join("nginx-cluster.mjs"))
         .args([url, transport])
@@ -219,9 +221,7 @@ async fn nginx_cluster_script(url: &str, transport: &str, secret: &str) -> Strin
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .unwrap_or_else(|e| {
-            panic!("cannot run node ({e}): install Node.js 18+ and `npm ci --prefix tests/interop`")
-        });
+        .unwrap_or_else(|e| panic!("spawn node nginx-cluster.mjs: {e}"));
     let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
         .await
         .unwrap_or_else(|_| panic!("nginx-cluster.mjs {transport}: no exit within 60 s"))

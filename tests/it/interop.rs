@@ -4,12 +4,13 @@
 //! carries the script's whole output.
 //!
 //! Transports: `default` (polling, then upgrade to websocket), `websocket` only, `polling` only.
-//! Needs `node` and `npm ci --prefix tests/interop`; both are checked, never silently skipped.
+//! Needs `node` and `npm ci --prefix tests/interop`; both are checked ([`require_node`]),
+//! never silently skipped.
 
+use crate::common::nodejs::{interop_dir, require_node};
 use crate::common::{fast_options, test_io, TestServer};
-use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
@@ -18,41 +19,6 @@ use tokio::task::JoinHandle;
 
 /// Upper bound for one script; the scripts time themselves out earlier (15–20 s) with a message.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(25);
-
-pub(crate) fn interop_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests")
-        .join("interop")
-}
-
-const NODE_HINT: &str = "install Node.js 18+, e.g. `apt-get install -y nodejs npm`";
-const CLIENT_HINT: &str =
-    "socket.io-client is not installed: run `npm ci --prefix tests/interop` (scripts/test does this)";
-
-/// Panics with a fix-it hint unless `node` runs and socket.io-client is installed.
-pub(crate) fn require_node_and_client() {
-    static READY: OnceLock<Result<(), String>> = OnceLock::new();
-    let ready = READY.get_or_init(|| {
-        match std::process::Command::new("node").arg("--version").output() {
-            Ok(out) if out.status.success() => {}
-            Ok(out) => {
-                return Err(format!(
-                    "`node --version` failed ({}): {NODE_HINT}",
-                    out.status
-                ))
-            }
-            Err(err) => return Err(format!("`node` is not runnable ({err}): {NODE_HINT}")),
-        }
-        let client = interop_dir().join("node_modules/socket.io-client/package.json");
-        if !client.is_file() {
-            return Err(CLIENT_HINT.to_owned());
-        }
-        Ok(())
-    });
-    if let Err(problem) = ready {
-        panic!("{problem}");
-    }
-}
 
 /// A running interop script: stdout lines are forwarded to [`NodeClient::expect_line`] and,
 /// with stderr, collected in a transcript for failure messages.
@@ -76,7 +42,7 @@ impl NodeClient {
         transport: &str,
         env: &[(&str, &str)],
     ) -> Self {
-        require_node_and_client();
+        require_node(&["socket.io-client"]);
         let dir = interop_dir();
         let mut child = Command::new("node")
             .arg(dir.join(script))

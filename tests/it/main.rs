@@ -5,6 +5,7 @@ mod auth;
 mod cluster;
 mod common;
 mod domain;
+mod emitter;
 mod engine;
 mod fuzz;
 mod gen;

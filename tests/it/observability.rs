@@ -1,5 +1,5 @@
 //! Issue 5 end to end: `/metrics`, `/api/health` (+ `/live`, `/ready`) and JSON logs, on
-//! the product as `realtime-server` runs it (`app::build` + `run_with_routes`, or the real
+//! the product as `realtime-server` runs it (`app::build` + `App::serve`, or the real
 //! binary for logs), with real clients and real dependencies:
 //!
 //! - metrics move with real traffic (a raw WebSocket client connecting to `/chat`,

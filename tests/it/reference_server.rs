@@ -3,8 +3,9 @@
 //! the cluster, a real `redis-server`. Tokens are minted by this crate exactly as `rtctl token`
 //! mints them, so a pass also proves the Node server accepts our tokens.
 
+use crate::common::nodejs::{interop_dir, require_node};
 use crate::common::redis::RedisServer;
-use crate::interop::{interop_dir, require_node_and_client, NodeClient};
+use crate::interop::NodeClient;
 use realtime::auth::{mint, session_claims, TokenFormat};
 use std::process::Stdio;
 use std::time::{Duration, SystemTime};
@@ -41,6 +42,9 @@ impl Secrets {
     }
 }
 
+/// What reference-server.mjs imports (and, with `--redis`, also `redis` and the adapter).
+const REFERENCE_PACKAGES: [&str; 2] = ["socket.io", "next-auth"];
+
 /// A running `node reference-server.mjs`, killed when dropped.
 struct ReferenceServer {
     child: Child,
@@ -50,7 +54,10 @@ struct ReferenceServer {
 impl ReferenceServer {
     /// Starts one on a free port (`--port 0`); the secrets go through the environment.
     async fn start(secrets: &Secrets, redis: Option<&str>) -> Self {
-        require_node_and_client();
+        require_node(&REFERENCE_PACKAGES);
+        if redis.is_some() {
+            require_node(&["redis", "@socket.io/redis-adapter"]);
+        }
         let mut cmd = Command::new("node");
         cmd.arg(interop_dir().join("reference-server.mjs"))
             .args(["--port", "0"])
@@ -149,7 +156,7 @@ async fn two_nodes_on_redis_deliver_across_nodes() {
 
 #[tokio::test]
 async fn refuses_to_start_without_a_secret() {
-    require_node_and_client();
+    require_node(&REFERENCE_PACKAGES);
     let out = Command::new("node")
         .arg(interop_dir().join("reference-server.mjs"))
         .args(["--port", "0", "--service-token", "t"])

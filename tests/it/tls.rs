@@ -389,11 +389,11 @@ async fn two_nodes_run_on_tls_redis_and_verified_postgres() {
     n2.stop().await;
 }
 
-/// `app::build`'s error, which must exist.
+/// `app::build`'s error, which must exist, with its causes (as the binaries print it).
 async fn startup_error(config: &Config) -> String {
     match realtime::app::build(config).await {
         Ok(_) => panic!("the server started"),
-        Err(e) => format!("{e:#}"),
+        Err(e) => format!("{:#}", anyhow::Error::from(e)),
     }
 }
 

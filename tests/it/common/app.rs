@@ -1,16 +1,15 @@
-//! The real application (`app::build` + `run_with_routes`) on a loopback port, configured
-//! by parsing `realtime-server` flags: what the domain, observability and monitoring tests
-//! start.
+//! The real application (`app::build` + `App::serve`, the library's lifecycle) on a
+//! loopback port, configured by parsing `realtime-server` flags: what the domain,
+//! observability and monitoring tests start.
 
+use super::serving::Serving;
 use clap::Parser;
+use realtime::app::Stopped;
 use realtime::config::{Config, ServeArgs};
 use realtime::domain::State;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 /// `realtime-server`'s flags, parsed the way the binary parses them.
 #[derive(Parser)]
@@ -36,12 +35,14 @@ pub fn random(prefix: &str) -> String {
     format!("{prefix}-{:032x}", rand::random::<u128>())
 }
 
-/// The application built by `app::build` and served on a loopback port.
+/// The application as `realtime-server` runs it (`app::build`, then the library's one
+/// lifecycle `App::serve`: drain, presence flush, store close) on a loopback port.
+/// [`Served::stop`] fails the test when that shutdown hangs, panics or leaves
+/// connections open (see [`Serving`]).
 pub struct Served {
     pub addr: SocketAddr,
     pub state: State,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
+    serving: Serving<Stopped>,
 }
 
 impl Served {
@@ -53,21 +54,15 @@ impl Served {
             .await
             .expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
         let state = app.state.clone();
-        let task = tokio::spawn(realtime::server::run_with_routes(
-            app.io,
-            Some(app.routes),
-            listener,
-            async {
-                let _ = stopped.await;
-            },
-        ));
+        let io = app.io.clone();
+        let serving = Serving::spawn(format!("app on {addr}"), io, move |shutdown| {
+            app.serve(listener, shutdown)
+        });
         Served {
             addr,
             state,
-            stop: Some(stop),
-            task: Some(task),
+            serving,
         }
     }
 
@@ -78,24 +73,13 @@ impl Served {
 
     /// Starts the graceful shutdown without waiting for it.
     pub fn begin_stop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+        self.serving.begin_stop();
     }
 
-    /// Graceful shutdown, then the pools are closed (as `serve` does).
-    pub async fn stop(mut self) {
-        self.begin_stop();
-        if let Some(task) = self.task.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
-        }
-        self.state.store.close().await;
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        self.begin_stop();
+    /// The app's graceful shutdown (drain, presence flush, store close); returns how it
+    /// ended.
+    pub async fn stop(self) -> Stopped {
+        self.serving.stop().await
     }
 }
 

@@ -5,10 +5,9 @@
 use realtime::server::{Io, NamespaceBuilder, Payload, ServerOptions};
 use realtime::transport::{Cors, EngineConfig};
 use serde_json::{json, Value};
+use serving::Serving;
 use std::net::SocketAddr;
 use std::time::Duration;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 /// Options for a test server: fast heartbeats so timeouts are observable in tests.
 pub fn fast_options() -> ServerOptions {
@@ -123,12 +122,12 @@ pub fn test_io(options: ServerOptions) -> Io {
         .build()
 }
 
-/// A server running in this process on a loopback port.
+/// A server running in this process on a loopback port; [`TestServer::stop`] fails the
+/// test when the shutdown hangs, panics or leaves connections open (see [`Serving`]).
 pub struct TestServer {
     pub addr: SocketAddr,
     pub io: Io,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
+    serving: Serving<()>,
 }
 
 impl TestServer {
@@ -146,16 +145,11 @@ impl TestServer {
             .await
             .expect("bind test server");
         let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(realtime::server::run(io.clone(), listener, async {
-            let _ = stopped.await;
-        }));
-        TestServer {
-            addr,
-            io,
-            stop: Some(stop),
-            task: Some(task),
-        }
+        let serving = Serving::spawn(format!("test server on {addr}"), io.clone(), {
+            let io = io.clone();
+            move |shutdown| realtime::server::run(io, listener, shutdown)
+        });
+        TestServer { addr, io, serving }
     }
 
     /// `http://127.0.0.1:PORT`
@@ -163,24 +157,13 @@ impl TestServer {
         format!("http://{}", self.addr)
     }
 
-    /// Graceful shutdown; waits until the server returned.
-    pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
-        }
+    /// Graceful shutdown; returns once the server did, and fails the test if it did not
+    /// within [`serving::STOP_DEADLINE`], panicked, or left connections open.
+    pub async fn stop(self) {
+        self.serving.stop().await
     }
 }
 
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
-}
 /// A loopback port nothing listens on right now (the OS picks it; the listener closes at
 /// once, so the caller binds it a moment later — the usual test race, on loopback only).
 pub fn free_port() -> u16 {
@@ -192,7 +175,9 @@ pub fn free_port() -> u16 {
 
 pub mod app;
 pub mod node;
+pub mod nodejs;
 pub mod postgres;
 pub mod raw;
 pub mod redis;
+pub mod serving;
 pub mod sio;
