@@ -1,28 +1,38 @@
 //! realtime: a clustered Socket.IO server (Engine.IO v4 / Socket.IO v5) and the `rtctl`
 //! ops CLI, in one crate.
 //!
-//! Data flows bytes → [`protocol`] → [`transport`] → [`server`], never back up:
-//! - [`protocol`]: pure Engine.IO and Socket.IO codecs;
-//! - [`transport`]: hyper + tokio-tungstenite: polling, WebSocket, upgrade, heartbeat, CORS;
-//! - [`server`]: namespaces, sockets, rooms, acks, connect middleware, graceful drain;
-//! - [`config`]: the one validated configuration both binaries share;
-//! - [`commands`]: one module per `rtctl` subcommand.
+//! Dependencies point one way, from the wire up to the binaries (docs/architecture.md
+//! draws it, with the path of one message):
+//!
+//! - [`protocol`]: pure codecs — Engine.IO, Socket.IO and the cluster wire formats;
+//! - [`transport`]: hyper + tokio-tungstenite: polling, WebSocket, upgrade, heartbeat,
+//!   CORS — the only networking code of the server;
+//! - [`server`]: namespaces, sockets, rooms, acks, middleware, drain, and the adapter
+//!   contract ([`server::adapter`]) every adapter implements;
+//! - [`cluster`]: adapters that leave the process (Redis), and the Redis emitter;
+//! - the app's services ([`auth`], [`store`], [`presence`], [`cache`], [`ratelimit`],
+//!   [`redis_client`]) and its [`handlers`] (`/chat`, `/notifications`, `/bench`, the HTTP
+//!   API), with [`observability`] (health and metrics endpoints);
+//! - [`app`]: wiring and the one lifecycle every node runs (`app::serve`);
+//! - the ops side: [`client`] (our outgoing Socket.IO and HTTP client), [`loadtest`],
+//!   [`probe`] (what `rtctl health` asks of nodes);
+//! - [`commands`]: one thin module per `rtctl` subcommand; `src/bin` is thinner still.
+//!
+//! Leaves every layer may use: [`metrics`] (each caller passes its own labels), [`sid`],
+//! [`telemetry`], [`templates`], [`config`] (the one validated configuration both
+//! binaries share).
 
-pub mod api;
 pub mod app;
 pub mod auth;
 pub mod cache;
-pub mod chat;
 pub mod client;
 pub mod cluster;
 pub mod commands;
 pub mod config;
-pub mod domain;
-pub mod health;
+pub mod handlers;
 pub mod loadtest;
-pub mod loadtest_namespace;
 pub mod metrics;
-pub mod notifications;
+pub mod observability;
 pub mod presence;
 pub mod protocol;
 pub mod ratelimit;

@@ -1,11 +1,11 @@
 //! Connects the services and declares the namespaces: a [`Config`] in, an [`App`] out.
 
 use super::{cluster_adapter, lifecycle::Banner, App, BuildError};
-use crate::api::Api;
 use crate::auth::Verifier;
 use crate::cache::UnreadCache;
 use crate::config::Config;
-use crate::domain::{AppState, State};
+use crate::handlers::api::Api;
+use crate::handlers::kit::{AppState, State};
 use crate::presence::Presence;
 use crate::ratelimit::RateLimiter;
 use crate::server::Io;
@@ -36,8 +36,8 @@ pub async fn build(config: &Config) -> Result<App, BuildError> {
         builder = builder.namespace(name, |ns| {
             super::authenticate(ns, verifier.clone());
             match name.as_str() {
-                "/chat" => crate::chat::register(ns, state.clone()),
-                "/notifications" => crate::notifications::register(ns, state.clone()),
+                "/chat" => crate::handlers::chat::register(ns, state.clone()),
+                "/notifications" => crate::handlers::notifications::register(ns, state.clone()),
                 _ => {}
             }
             // Last connect step: a socket refused by an earlier step is never recorded.
@@ -47,9 +47,9 @@ pub async fn build(config: &Config) -> Result<App, BuildError> {
     if let Some(knobs) = &config.loadtest {
         // No presence tracking: /bench measures fan-out alone (each client is also on
         // /notifications, which tracks it).
-        builder = builder.namespace(crate::loadtest_namespace::NAMESPACE, |ns| {
+        builder = builder.namespace(crate::handlers::bench::NAMESPACE, |ns| {
             super::authenticate(ns, verifier.clone());
-            crate::loadtest_namespace::register(ns, knobs.clone());
+            crate::handlers::bench::register(ns, knobs.clone());
         });
     }
     let io = builder.build();
@@ -60,7 +60,7 @@ pub async fn build(config: &Config) -> Result<App, BuildError> {
         state.clone(),
         config.service_token.value.clone(),
     ));
-    let observability = Arc::new(crate::health::Endpoints::new(
+    let observability = Arc::new(crate::observability::Endpoints::new(
         io.clone(),
         state.store.clone(),
         redis,

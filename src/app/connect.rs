@@ -2,7 +2,7 @@
 //! is online (presence).
 
 use crate::auth::Verifier;
-use crate::domain::User;
+use crate::handlers::kit::User;
 use crate::presence::Presence;
 use crate::server::{ConnectRefusal, NamespaceBuilder};
 use serde_json::json;

@@ -39,7 +39,7 @@ pub use lifecycle::{serve, Stopped};
 pub use presence_updates::PresenceUpdates;
 pub use signal::shutdown_signal;
 
-use crate::domain::State;
+use crate::handlers::kit::State;
 use crate::server::{Io, Routes};
 use std::sync::Arc;
 

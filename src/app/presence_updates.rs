@@ -3,7 +3,7 @@
 //! node's disconnects queue one "offline" per user, and they must go out before the store
 //! closes.
 
-use crate::domain::State;
+use crate::handlers::kit::State;
 use crate::presence::Presence;
 use crate::server::Io;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -42,7 +42,7 @@ impl PresenceUpdates {
     }
 }
 
-/// Tells chat peers of every presence change (see [`crate::chat::announce_presence`]).
+/// Tells chat peers of every presence change (see [`crate::handlers::chat::announce_presence`]).
 /// One task sends the changes in the order presence saw them, so a quick connect +
 /// disconnect reaches peers as online, then offline. The queue is bounded: when the
 /// database is too slow to keep up, changes beyond it are dropped rather than held in
@@ -88,7 +88,7 @@ async fn send_in_order(
         if lost > 0 {
             tracing::warn!(lost, "presence: the update queue has room again");
         }
-        match crate::chat::announce_presence(&io, &state, &user, online).await {
+        match crate::handlers::chat::announce_presence(&io, &state, &user, online).await {
             Ok(_) if failed > 0 => {
                 tracing::warn!(
                     failed,

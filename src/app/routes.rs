@@ -1,8 +1,8 @@
 //! The HTTP paths beside the Socket.IO engine path: health and metrics first (cheap,
 //! and answered while draining), then the service API under `/api/`, else 404.
 
-use crate::api::Api;
-use crate::health::Endpoints;
+use crate::handlers::api::Api;
+use crate::observability::Endpoints;
 use crate::server::Routes;
 use std::sync::Arc;
 

@@ -71,8 +71,10 @@ impl Emitter {
             packet,
             opts: self.opts.clone(),
         };
-        self.driver
-            .publish(self.channels.for_rooms(&self.opts.rooms), msg.encode());
+        self.driver.publish(
+            self.channels.for_rooms(&self.opts.rooms),
+            msg.encode_as_emitter(),
+        );
     }
 
     fn targets(&self) -> Target {

@@ -274,11 +274,18 @@ pub struct BroadcastMessage {
 impl BroadcastMessage {
     /// The msgpack bytes (`this.parser.encode([this.uid, packet, rawOpts])`).
     pub fn encode(&self) -> Vec<u8> {
-        let msg = Mp::Array(vec![
-            Mp::from(self.uid.as_str()),
-            self.packet.to_mp(),
-            opts_to_mp(&self.opts),
-        ]);
+        self.encode_with_opts(opts_to_mp(&self.opts))
+    }
+
+    /// The bytes `@socket.io/redis-emitter` publishes for the same broadcast: the same
+    /// message, with the `opts` keys in the emitter's order (receivers read them by name,
+    /// so either decodes the same; this keeps our emitter byte for byte the npm one).
+    pub fn encode_as_emitter(&self) -> Vec<u8> {
+        self.encode_with_opts(emitter_opts_to_mp(&self.opts))
+    }
+
+    fn encode_with_opts(&self, opts: Mp) -> Vec<u8> {
+        let msg = Mp::Array(vec![Mp::from(self.uid.as_str()), self.packet.to_mp(), opts]);
         write_mp(&msg)
     }
 
@@ -304,9 +311,17 @@ impl BroadcastMessage {
     }
 }
 
+/// `opts` with its keys in the adapter's order, `{rooms, except, flags}`.
 fn opts_to_mp(o: &BroadcastOpts) -> Mp {
     let flags = o.flags.clone().unwrap_or_default();
     let json = serde_json::json!({ "rooms": o.rooms, "except": o.except, "flags": flags });
+    to_msgpack(&json, &[])
+}
+
+/// `opts` as `@socket.io/redis-emitter` writes it: `{rooms, flags, except}`.
+fn emitter_opts_to_mp(o: &BroadcastOpts) -> Mp {
+    let flags = o.flags.clone().unwrap_or_default();
+    let json = serde_json::json!({ "rooms": o.rooms, "flags": flags, "except": o.except });
     to_msgpack(&json, &[])
 }
 

@@ -18,14 +18,14 @@
 
 pub mod adapter;
 mod broadcast;
-mod client;
+mod connection;
 mod local_sockets;
 mod namespace;
 mod payload;
 mod socket;
 
 pub use broadcast::BroadcastOperator;
-pub use client::{ClientData, SocketIoHandler};
+pub use connection::{ConnectionState, SocketIoHandler};
 pub use namespace::{BoxFuture, ConnectRefusal, Namespace, NamespaceBuilder};
 pub use payload::{encode_frames, Event, Payload};
 pub use socket::{AckError, AckSender, DisconnectReason, Socket, SocketRef};

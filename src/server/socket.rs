@@ -1,7 +1,7 @@
 //! A Socket.IO socket: one client connected to one namespace.
 
 use super::broadcast::BroadcastOperator;
-use super::client::ClientData;
+use super::connection::ConnectionState;
 use super::namespace::Namespace;
 use super::payload::{encode_frames, Payload};
 use super::Room;
@@ -84,7 +84,7 @@ struct State {
 pub struct Socket {
     pub id: Sid,
     pub(crate) ns: Arc<Namespace>,
-    pub(crate) session: Arc<Session<ClientData>>,
+    pub(crate) session: Arc<Session<ConnectionState>>,
     /// The `auth` object the client sent with CONNECT.
     pub auth: Value,
     /// Per-socket data set by middleware (e.g. the authenticated user).
@@ -98,7 +98,11 @@ pub struct Socket {
 }
 
 impl Socket {
-    pub(crate) fn new(ns: Arc<Namespace>, session: Arc<Session<ClientData>>, auth: Value) -> Self {
+    pub(crate) fn new(
+        ns: Arc<Namespace>,
+        session: Arc<Session<ConnectionState>>,
+        auth: Value,
+    ) -> Self {
         Socket {
             id: Sid::new(),
             ns,

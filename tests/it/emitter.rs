@@ -6,9 +6,7 @@
 //!   (tests/interop/emitter-peer.mjs) receives every event, room change, disconnect and
 //!   server-side event exactly as addressed;
 //! - it publishes what the npm emitter 5.1.0 publishes for the same calls
-//!   (tests/interop/cluster-emit.mjs): on the same channels, the same bytes, except
-//!   that a broadcast's `opts` keys come in the adapter's order (rooms, except, flags)
-//!   instead of the npm emitter's (rooms, flags, except).
+//!   (tests/interop/cluster-emit.mjs): on the same channels, the same bytes.
 //!
 //! One scenario drives both: [`scenario`] is the npm script's JSON, and [`apply`] makes
 //! the same calls on our emitter.
@@ -351,38 +349,8 @@ async fn our_emitter_publishes_what_the_npm_emitter_publishes() {
             meaning(their_bytes),
             "the message of {step}"
         );
-        if their_bytes.first() == Some(&b'{') {
-            // JSON requests: the very same bytes (same keys in the same order).
-            assert_eq!(
-                String::from_utf8_lossy(our_bytes),
-                String::from_utf8_lossy(their_bytes),
-                "the bytes of {step}"
-            );
-        } else {
-            // Broadcasts: the same bytes up to `opts`, whose keys we write in the
-            // adapter's order (rooms, except, flags) where the npm emitter writes rooms,
-            // flags, except; receivers look them up by name.
-            let (our_head, our_opts) = split_opts(our_bytes);
-            let (their_head, their_opts) = split_opts(their_bytes);
-            assert_eq!(our_head, their_head, "the bytes of {step} before opts");
-            assert_eq!(
-                from_mp(&our_opts),
-                from_mp(&their_opts),
-                "the opts of {step}"
-            );
-        }
+        // JSON requests and msgpack broadcasts alike: the very same bytes (same keys in
+        // the same order, `opts` of a broadcast in the emitter's {rooms, flags, except}).
+        assert_eq!(our_bytes, their_bytes, "the bytes of {step}");
     }
-}
-
-/// A msgpack broadcast `[uid, packet, opts]` as the bytes before `opts`, and `opts`.
-fn split_opts(bytes: &[u8]) -> (&[u8], rmpv::Value) {
-    assert_eq!(bytes.first(), Some(&0x93), "a 3-element msgpack array");
-    let mut rest = &bytes[1..];
-    for _ in 0..2 {
-        rmpv::decode::read_value(&mut rest).expect("uid, then packet");
-    }
-    let head = &bytes[..bytes.len() - rest.len()];
-    let opts = rmpv::decode::read_value(&mut rest).expect("opts");
-    assert!(rest.is_empty(), "nothing after opts");
-    (head, opts)
 }

@@ -6,7 +6,7 @@ use super::serving::Serving;
 use clap::Parser;
 use realtime::app::Stopped;
 use realtime::config::{Config, ServeArgs};
-use realtime::domain::State;
+use realtime::handlers::kit::State;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -6,8 +6,8 @@
 //! `{id, createdAt}`. Bearer `RT_SERVICE_TOKEN`; JSON in and out; errors are
 //! `{"error": code, "message": …}` with 400/401/403/404/413/429/503.
 
-use crate::chat::{member_room, message_json, room_name, validate_text};
-use crate::domain::{check_rate, no_nul, no_nul_in, Failure, State};
+use crate::handlers::chat::{member_room, message_json, room_name, validate_text};
+use crate::handlers::kit::{check_rate, no_nul, no_nul_in, Failure, State};
 use crate::server::Io;
 use crate::store::NewNotification;
 use crate::transport::Body;
@@ -98,11 +98,12 @@ impl Api {
         let ns = self.io.of("/notifications").ok_or_else(|| {
             Failure::new("not_found", "the /notifications namespace is not served")
         })?;
-        let (created, delivered) = crate::notifications::create(&self.state, &ns, new).await?;
-        let count = crate::notifications::unread_count(&self.state, user_id).await?;
+        let (created, delivered) =
+            crate::handlers::notifications::create(&self.state, &ns, new).await?;
+        let count = crate::handlers::notifications::unread_count(&self.state, user_id).await?;
         Ok(json!({
             "id": created.id,
-            "createdAt": crate::notifications::notification_json(&created)["createdAt"],
+            "createdAt": crate::handlers::notifications::notification_json(&created)["createdAt"],
             "unreadCount": count,
             "delivered": delivered,
         }))

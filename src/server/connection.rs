@@ -1,5 +1,8 @@
-//! The Socket.IO side of one Engine.IO session: which namespaces it joined, binary
-//! packets being assembled, and the dispatch of every decoded packet.
+//! The Socket.IO side of one Engine.IO connection (what Node's socket.io calls its
+//! `Client`): which namespaces it joined, binary packets being assembled, and the
+//! dispatch of every decoded packet. Named *connection* here so "client" means only the
+//! crate's outgoing client (`crate::client`, which the load generator and the health
+//! probe use).
 
 use super::namespace::Namespace;
 use super::payload::{encode_frames, event_from_packet, Payload};
@@ -21,15 +24,15 @@ struct State {
     closed: bool,
 }
 
-/// Per-session Socket.IO state, kept inside the engine [`Session`].
+/// Per-connection Socket.IO state, kept inside the engine [`Session`].
 #[derive(Default)]
-pub struct ClientData {
+pub struct ConnectionState {
     state: Mutex<State>,
     assembler: Mutex<Option<BinaryAssembler>>,
     first_connect: Notify,
 }
 
-impl ClientData {
+impl ConnectionState {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -78,14 +81,14 @@ pub struct SocketIoHandler {
 }
 
 impl EngineHandler for SocketIoHandler {
-    type Data = ClientData;
+    type Data = ConnectionState;
 
-    fn new_data(&self) -> ClientData {
-        ClientData::default()
+    fn new_data(&self) -> ConnectionState {
+        ConnectionState::default()
     }
 
     /// A client must connect to a namespace within `connectTimeout`, or it is closed.
-    fn on_open(&self, session: &Arc<Session<ClientData>>) {
+    fn on_open(&self, session: &Arc<Session<ConnectionState>>) {
         let session = session.clone();
         let timeout = self.connect_timeout;
         tokio::spawn(async move {
@@ -102,7 +105,7 @@ impl EngineHandler for SocketIoHandler {
         });
     }
 
-    fn on_message(&self, session: &Arc<Session<ClientData>>, data: Data<'_>) {
+    fn on_message(&self, session: &Arc<Session<ConnectionState>>, data: Data<'_>) {
         match data {
             Data::Text(text) => {
                 if session
@@ -162,20 +165,25 @@ impl EngineHandler for SocketIoHandler {
         }
     }
 
-    fn on_close(&self, session: &Arc<Session<ClientData>>, reason: CloseReason) {
+    fn on_close(&self, session: &Arc<Session<ConnectionState>>, reason: CloseReason) {
         for socket in session.data.take_all() {
             socket.on_disconnect(DisconnectReason::from(reason));
         }
     }
 }
 
-fn protocol_error(session: &Session<ClientData>, what: &str) {
+fn protocol_error(session: &Session<ConnectionState>, what: &str) {
     tracing::debug!(sid = %session.sid, error = what, "invalid socket.io packet; closing");
     session.close(CloseReason::ParseError);
 }
 
 impl SocketIoHandler {
-    fn dispatch(&self, session: &Arc<Session<ClientData>>, packet: Packet, binary: Vec<Bytes>) {
+    fn dispatch(
+        &self,
+        session: &Arc<Session<ConnectionState>>,
+        packet: Packet,
+        binary: Vec<Bytes>,
+    ) {
         match packet.kind {
             PacketKind::Connect => self.connect(session, packet),
             PacketKind::Disconnect => {
@@ -210,7 +218,7 @@ impl SocketIoHandler {
     }
 
     /// CONNECT: middleware, registration, connect steps, and only then the reply.
-    fn connect(&self, session: &Arc<Session<ClientData>>, packet: Packet) {
+    fn connect(&self, session: &Arc<Session<ConnectionState>>, packet: Packet) {
         let Some(ns) = self.namespaces.get(&packet.nsp).cloned() else {
             let reply = Packet::connect_error(&packet.nsp, "Invalid namespace", None);
             session.send_all(encode_frames(&reply, &[]));
@@ -245,7 +253,7 @@ impl SocketIoHandler {
     }
 }
 
-fn refuse(session: &Session<ClientData>, socket: &Socket, refusal: super::ConnectRefusal) {
+fn refuse(session: &Session<ConnectionState>, socket: &Socket, refusal: super::ConnectRefusal) {
     let reply = Packet::connect_error(socket.nsp(), &refusal.message, refusal.data);
     session.send_all(encode_frames(&reply, &[]));
 }

@@ -3,10 +3,10 @@
 //! A message that was acked is a message that was stored: the insert on the primary
 //! completes before the broadcast and the ack. History reads go to the read replica.
 
-use crate::domain::{
+use crate::handlers::kit::{
     check_rate, id_field, limit_field, object_arg, on_request, Failure, State, User,
 };
-use crate::notifications::user_room;
+use crate::handlers::notifications::user_room;
 use crate::server::{Io, NamespaceBuilder};
 use crate::store::{ChatRoom, Message};
 use serde_json::{json, Value};
@@ -37,7 +37,7 @@ pub fn validate_text(v: Option<&Value>) -> Result<&str, Failure> {
     if text.trim().is_empty() {
         return Err(Failure::invalid("text must not be empty"));
     }
-    crate::domain::no_nul("text", text)?;
+    crate::handlers::kit::no_nul("text", text)?;
     if text.chars().count() > MAX_MESSAGE_CHARS {
         return Err(Failure::new(
             "payload_too_large",
@@ -111,7 +111,7 @@ pub fn register(ns: &mut NamespaceBuilder, state: State) {
                 .and_then(Value::as_str)
                 .filter(|p| !p.is_empty())
                 .ok_or_else(|| Failure::invalid("peerId must be a non-empty string"))?;
-            let peer = crate::domain::no_nul("peerId", peer)?;
+            let peer = crate::handlers::kit::no_nul("peerId", peer)?;
             if peer == user.id {
                 return Err(Failure::invalid("cannot open a room with yourself"));
             }

@@ -1,8 +1,8 @@
 //! The `/notifications` namespace: each socket joins `user:<id>`; lists, unread counts
 //! (cached, see [`crate::cache`]) and mark-read. New notifications arrive through the
-//! HTTP API ([`crate::api`]) and are pushed as `notification:new` with the fresh count.
+//! HTTP API ([`crate::handlers::api`]) and are pushed as `notification:new` with the fresh count.
 
-use crate::domain::{limit_field, object_arg, on_request, AppState, Failure, State, User};
+use crate::handlers::kit::{limit_field, object_arg, on_request, AppState, Failure, State, User};
 use crate::server::{Namespace, NamespaceBuilder};
 use crate::store::{NewNotification, Notification};
 use serde_json::{json, Value};
@@ -77,7 +77,7 @@ pub fn register(ns: &mut NamespaceBuilder, state: State) {
             let limit = limit_field(args, 50, 20)?;
             let cursor = match args.get("cursor") {
                 None | Some(Value::Null) => None,
-                Some(_) => Some(crate::domain::id_field(args, "cursor")?),
+                Some(_) => Some(crate::handlers::kit::id_field(args, "cursor")?),
             };
             let items = st.store.list_notifications(&user.id, cursor, limit).await?;
             let next = (items.len() as u32 == limit)

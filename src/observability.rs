@@ -299,7 +299,7 @@ fn store_failure(e: &StoreError, timeout: Duration) -> String {
 }
 
 fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
-    let mut res = crate::api::json_response(status, value);
+    let mut res = crate::handlers::api::json_response(status, value);
     res.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     res
