@@ -22,6 +22,7 @@ pub mod health;
 pub mod loadtest;
 pub mod loadtest_namespace;
 pub mod metrics;
+pub mod node_addr;
 pub mod notifications;
 pub mod presence;
 pub mod protocol;
