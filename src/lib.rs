@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod node_addr;
 pub mod notifications;
 pub mod presence;
+pub mod probe;
 pub mod protocol;
 pub mod ratelimit;
 pub mod redis_client;
