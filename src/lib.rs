@@ -15,7 +15,8 @@
 //!   API), with [`observability`] (health and metrics endpoints);
 //! - [`app`]: wiring and the one lifecycle every node runs (`app::serve`);
 //! - the ops side: [`client`] (our outgoing Socket.IO and HTTP client), [`loadtest`],
-//!   [`probe`] (what `rtctl health` asks of nodes);
+//!   [`probe`] (what `rtctl health` asks of nodes), [`node_addr`] (the one parser of
+//!   node addresses they and `rtctl gen` share);
 //! - [`commands`]: one thin module per `rtctl` subcommand; `src/bin` is thinner still.
 //!
 //! Leaves every layer may use: [`metrics`] (each caller passes its own labels), [`sid`],
@@ -32,8 +33,10 @@ pub mod config;
 pub mod handlers;
 pub mod loadtest;
 pub mod metrics;
+pub mod node_addr;
 pub mod observability;
 pub mod presence;
+pub mod probe;
 pub mod protocol;
 pub mod ratelimit;
 pub mod redis_client;

@@ -13,27 +13,62 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Redis settings. Without any of them the server runs on in-process state (one node).
+/// Where the cluster's Redis is: the flags (and environment twins) the server and `rtctl
+/// presence|rooms|nodes` share, declared once so an operator's REDIS_URL or REDIS_HOST
+/// means the same Redis to both and the names cannot drift apart.
 #[derive(clap::Args, Debug, Clone)]
-pub struct RedisArgs {
-    /// Redis URL (`redis://host:6379/0`); switches rate limits, caches, presence and the
-    /// adapter to Redis.
+pub struct RedisLocation {
+    /// The cluster's Redis URL (`redis://host:6379/0`): the server keeps rate limits,
+    /// caches, presence and the adapter there; `rtctl presence|rooms|nodes` read it.
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: Option<String>,
+
+    /// Redis host (the Node app's REDIS_HOST), used when REDIS_URL is not set.
+    #[arg(long, env = "REDIS_HOST")]
+    pub redis_host: Option<String>,
+
+    /// Redis port (the Node app's REDIS_PORT), with --redis-host.
+    #[arg(long, env = "REDIS_PORT", default_value_t = 6379)]
+    pub redis_port: u16,
+}
+
+impl Default for RedisLocation {
+    fn default() -> Self {
+        RedisLocation {
+            redis_url: None,
+            redis_host: None,
+            redis_port: 6379,
+        }
+    }
+}
+
+impl RedisLocation {
+    /// The URL to use, if Redis is configured at all.
+    pub fn url(&self) -> Option<String> {
+        if let Some(url) = &self.redis_url {
+            return Some(url.clone());
+        }
+        self.redis_host
+            .as_ref()
+            .map(|h| format!("redis://{h}:{}", self.redis_port))
+    }
+}
+
+/// Redis settings. Without any of them the server runs on in-process state (one node).
+///
+/// The command timeout and the presence prefix are declared here and again in `rtctl`'s
+/// inspection flags: the timeout on purpose (a server's command must fail fast, 1 s; an
+/// operator's read may wait, 2 s), the prefix because the app reads it from here.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RedisArgs {
+    #[command(flatten)]
+    pub location: RedisLocation,
 
     /// PEM file of the CA(s) that signed the Redis server's certificate, for a
     /// `rediss://` URL whose server certificate the system's roots do not vouch for
     /// (a private CA, a managed service's own CA). Replaces the system roots.
     #[arg(long, env = "REDIS_CA_CERT")]
     pub redis_ca_cert: Option<PathBuf>,
-
-    /// Redis host (the Node app's REDIS_HOST), used when REDIS_URL is not set.
-    #[arg(long, env = "REDIS_HOST")]
-    pub redis_host: Option<String>,
-
-    /// Redis port (the Node app's REDIS_PORT).
-    #[arg(long, env = "REDIS_PORT", default_value_t = 6379)]
-    pub redis_port: u16,
 
     /// Milliseconds a Redis command may take before it counts as failed.
     #[arg(long, env = "REDIS_TIMEOUT", default_value_t = 1000)]
@@ -101,10 +136,8 @@ fn hint(target: &str, err: &redis::RedisError) -> &'static str {
 impl Default for RedisArgs {
     fn default() -> Self {
         RedisArgs {
-            redis_url: None,
+            location: RedisLocation::default(),
             redis_ca_cert: None,
-            redis_host: None,
-            redis_port: 6379,
             redis_timeout: 1000,
             redis_adapter_key: "socket.io".into(),
             redis_requests_timeout: 5000,
@@ -115,14 +148,20 @@ impl Default for RedisArgs {
 }
 
 impl RedisArgs {
+    /// Settings for the Redis at `url`, the rest default (what tests and tools start from).
+    pub fn at_url(url: impl Into<String>) -> RedisArgs {
+        RedisArgs {
+            location: RedisLocation {
+                redis_url: Some(url.into()),
+                ..RedisLocation::default()
+            },
+            ..RedisArgs::default()
+        }
+    }
+
     /// The URL to use, if Redis is configured at all.
     pub fn url(&self) -> Option<String> {
-        if let Some(url) = &self.redis_url {
-            return Some(url.clone());
-        }
-        self.redis_host
-            .as_ref()
-            .map(|h| format!("redis://{h}:{}", self.redis_port))
+        self.location.url()
     }
 
     /// The client every Redis connection of the server is made from (commands, the
@@ -210,8 +249,11 @@ mod tests {
     #[test]
     fn host_and_port_make_a_url_and_passwords_are_redacted() {
         let a = RedisArgs {
-            redis_host: Some("cache".into()),
-            redis_port: 6380,
+            location: RedisLocation {
+                redis_host: Some("cache".into()),
+                redis_port: 6380,
+                ..Default::default()
+            },
             ..Default::default()
         };
         assert_eq!(a.url().as_deref(), Some("redis://cache:6380"));
@@ -225,9 +267,8 @@ mod tests {
 
     fn with_ca(url: &str, ca: &std::path::Path) -> RedisArgs {
         RedisArgs {
-            redis_url: Some(url.into()),
             redis_ca_cert: Some(ca.to_owned()),
-            ..Default::default()
+            ..RedisArgs::at_url(url)
         }
     }
 
@@ -263,10 +304,7 @@ mod tests {
         assert!(text.contains("no PEM certificate"), "{text}");
 
         // Without a CA file a rediss:// URL is a TLS client on the system roots.
-        let plain = RedisArgs {
-            redis_url: Some("rediss://cache:6380".into()),
-            ..Default::default()
-        };
+        let plain = RedisArgs::at_url("rediss://cache:6380");
         let client = plain.client().unwrap().unwrap();
         assert!(matches!(
             client.get_connection_info().addr(),

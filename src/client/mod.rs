@@ -25,14 +25,26 @@ pub enum ClientError {
     },
     #[error("WebSocket: {0}")]
     WebSocket(#[from] tokio_tungstenite::tungstenite::Error),
+    #[error("cannot resolve {authority:?}: {error}")]
+    Resolve {
+        authority: String,
+        error: std::io::Error,
+    },
+    // Not a `#[source]`: the text is in the message once.
     #[error("HTTP: {0}")]
-    Http(String),
+    Http(http::HttpError),
     #[error("protocol: {0}")]
     Protocol(String),
     #[error("the connection was closed")]
     Closed,
     #[error("no answer within {0:?}")]
     Timeout(Duration),
+}
+
+impl From<http::HttpError> for ClientError {
+    fn from(e: http::HttpError) -> Self {
+        ClientError::Http(e)
+    }
 }
 
 /// Which Engine.IO transport to use.

@@ -1,7 +1,7 @@
 //! The HTTP long-polling transport (for small runs: two HTTP connections per client, a
 //! GET always waiting and POSTs for what the client sends).
 
-use super::http::HttpConn;
+use super::http::{HttpConn, HttpError};
 use super::{ClientError, Target, Transport};
 use bytes::Bytes;
 use std::collections::VecDeque;
@@ -56,10 +56,7 @@ async fn get(conn: &mut HttpConn, path: &str) -> Result<String, ClientError> {
         .request(http::Method::GET, path, &[], Bytes::new())
         .await?;
     if res.status != 200 {
-        return Err(ClientError::Http(format!(
-            "poll answered HTTP {}",
-            res.status
-        )));
+        return Err(HttpError::Status(format!("poll answered HTTP {}", res.status)).into());
     }
     String::from_utf8(res.body.to_vec())
         .map_err(|_| ClientError::Protocol("poll body is not UTF-8".into()))
@@ -109,10 +106,7 @@ impl PollingWriter {
             )
             .await?;
         if res.status != 200 {
-            return Err(ClientError::Http(format!(
-                "POST answered HTTP {}",
-                res.status
-            )));
+            return Err(HttpError::Status(format!("POST answered HTTP {}", res.status)).into());
         }
         Ok(())
     }

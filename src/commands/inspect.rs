@@ -7,7 +7,7 @@
 
 use super::Exit;
 use crate::presence::{PresenceError, PresenceStore, RedisPresence};
-use crate::redis_client::{RedisArgs, DEFAULT_PRESENCE_PREFIX};
+use crate::redis_client::{RedisArgs, RedisLocation, DEFAULT_PRESENCE_PREFIX};
 use serde_json::Value;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -22,17 +22,8 @@ Exit codes:
 /// `realtime-server` (REDIS_URL or REDIS_HOST/REDIS_PORT, PRESENCE_PREFIX).
 #[derive(clap::Args, Debug, Clone)]
 pub struct InspectArgs {
-    /// The cluster's Redis URL (`redis://host:6379/0`).
-    #[arg(long, env = "REDIS_URL")]
-    pub redis_url: Option<String>,
-
-    /// Redis host, used when REDIS_URL is not set.
-    #[arg(long, env = "REDIS_HOST")]
-    pub redis_host: Option<String>,
-
-    /// Redis port, with --redis-host.
-    #[arg(long, env = "REDIS_PORT", default_value_t = 6379)]
-    pub redis_port: u16,
+    #[command(flatten)]
+    pub redis: RedisLocation,
 
     /// Milliseconds to connect and for each Redis command.
     #[arg(long, env = "REDIS_TIMEOUT", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..))]
@@ -50,9 +41,7 @@ pub struct InspectArgs {
 impl InspectArgs {
     fn redis(&self) -> RedisArgs {
         RedisArgs {
-            redis_url: self.redis_url.clone(),
-            redis_host: self.redis_host.clone(),
-            redis_port: self.redis_port,
+            location: self.redis.clone(),
             redis_timeout: self.redis_timeout,
             presence_prefix: self.presence_prefix.clone(),
             ..RedisArgs::default()

@@ -75,7 +75,7 @@ impl NodesReport {
                 Cell::new(&n.address),
                 Cell::new(&n.version),
                 Cell::new(n.connections).set_alignment(CellAlignment::Right),
-                Cell::new(super::health::uptime(
+                Cell::new(crate::probe::render::uptime(
                     self.now.saturating_sub(n.started_at) / 1000,
                 ))
                 .set_alignment(CellAlignment::Right),

@@ -5,10 +5,6 @@
 use crate::config::{Config, ServeArgs};
 use anyhow::Context as _;
 
-/// Moved to [`crate::app::shutdown_signal`]; re-exported while other code still calls it
-/// here (remove once nothing does).
-pub use crate::app::shutdown_signal;
-
 #[derive(clap::Args, Debug)]
 pub struct ServeCommand {
     #[command(flatten)]
@@ -33,7 +29,7 @@ impl ServeCommand {
             })?;
         announce_generated_secrets(&config);
         // The unsent presence:updates, if any, were logged by the lifecycle.
-        let _stopped = crate::app::serve(&config, listener, shutdown_signal()).await?;
+        let _stopped = crate::app::serve(&config, listener, crate::app::shutdown_signal()).await?;
         Ok(())
     }
 }

@@ -2,12 +2,20 @@
 //! nodes, an open-model message schedule, exact loss/duplicate accounting, HdrHistograms
 //! merged over worker processes, and the phase 1–3 success criteria as a gate.
 //!
-//! - [`plan`]: who connects where — clients sharded over worker processes by room;
-//! - [`schedule`]: when each message is due;
-//! - [`worker`]: one process's clients, schedule and measurements;
-//! - [`stats`]: histograms and counters, their wire format and merge;
-//! - [`gate`]: the phase criteria; [`report`]: table and JSON;
-//! - [`spawn`]: local nodes (and Redis) for `--spawn-nodes`; [`run`]: the coordinator.
+//! This is library code: it takes its settings ([`run::Options`]), a shutdown future and
+//! an [`observe::Observer`], and returns a [`run::Verdict`] or a [`error::LoadtestError`];
+//! the command prints and picks the exit code. It never imports `crate::commands`.
+//!
+//! The coordinator (this process), in the order it runs:
+//! - [`setup`]: secrets, the nodes to load, the split into workers ([`plan`]);
+//! - [`spawn`]: local nodes (and Redis) for `--spawn-nodes`;
+//! - [`processes`]: the worker processes, driven over [`ipc`] (JSON lines);
+//! - [`scrape`] and [`machine`]: the nodes' and the machine's own figures;
+//! - [`merge`]: results into one [`report::Report`], judged by [`gate`];
+//! - [`run`]: the phases above in order.
+//!
+//! Each worker process ([`worker`]) holds its clients and runs its share of the
+//! [`schedule`], measuring into [`stats`].
 //!
 //! ## What counts as lost
 //! A room message (a /bench room's, or a /chat 1:1 room's) is *expected* by each other member of its room that was connected
@@ -19,17 +27,27 @@
 //! message as lost (it is also counted as a *dropped* client). A notification is expected
 //! when the API answered 201 for a connected target.
 
+pub mod error;
 pub mod gate;
+pub mod ipc;
 pub mod machine;
+mod merge;
+pub mod observe;
 pub mod plan;
-mod receive;
+mod processes;
 pub mod report;
 pub mod run;
 pub mod schedule;
-mod sending;
+pub mod scrape;
+mod setup;
 pub mod spawn;
 pub mod stats;
 pub mod worker;
+
+pub use error::LoadtestError;
+pub use observe::{Observer, Update};
+pub use run::{run, Options, Verdict};
+pub use setup::node_target;
 
 use serde::{Deserialize, Serialize};
 

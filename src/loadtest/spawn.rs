@@ -9,13 +9,44 @@
 //! Everything is stopped when the run ends, on error or Ctrl-C ([`Cluster`]'s drop kills
 //! what a graceful stop did not reach).
 
+use super::observe::{Observer, Update};
 use crate::client::http::HttpConn;
-use anyhow::{bail, Context as _};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 use tokio::process::{Child, Command};
+
+/// Why the local nodes (or their Redis) could not be started; each says what to check.
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    #[error("creating {}: {error}", dir.display())]
+    TempDir { dir: PathBuf, error: std::io::Error },
+    #[error("binding a free port: {0}")]
+    FreePort(std::io::Error),
+    #[error(
+        "cannot start redis-server (install it: apt-get install redis-server), or pass \
+         REDIS_URL: {0}"
+    )]
+    RedisServer(std::io::Error),
+    #[error("redis-server did not start listening: nothing listening on {addr} after {timeout:?}")]
+    RedisNotListening { addr: SocketAddr, timeout: Duration },
+    #[error("cannot find this executable to run nodes: {0}")]
+    Exe(std::io::Error),
+    #[error("cannot start node {node} ({exe}): {error}")]
+    Node {
+        node: usize,
+        exe: String,
+        error: std::io::Error,
+    },
+    #[error("node {node} on {addr} did not become ready: not ready after {timeout:?} ({last})")]
+    NotReady {
+        node: usize,
+        addr: SocketAddr,
+        timeout: Duration,
+        last: String,
+    },
+}
 
 pub struct Cluster {
     pub nodes: Vec<SocketAddr>,
@@ -26,9 +57,9 @@ pub struct Cluster {
 
 /// A free loopback port (bound then released: another process could take it in between,
 /// which start-up would then report).
-fn free_port() -> anyhow::Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").context("binding a free port")?;
-    Ok(l.local_addr()?.port())
+fn free_port() -> Result<u16, SpawnError> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(SpawnError::FreePort)?;
+    Ok(l.local_addr().map_err(SpawnError::FreePort)?.port())
 }
 
 /// Starts `count` nodes (and Redis when needed).
@@ -38,13 +69,15 @@ pub async fn start(
     service_token: &str,
     redis_url: Option<String>,
     shared_database: bool,
-) -> anyhow::Result<Cluster> {
+) -> Result<Cluster, SpawnError> {
     let dir = std::env::temp_dir().join(format!(
         "rtctl-loadtest-{}-{:08x}",
         std::process::id(),
         rand::random::<u32>()
     ));
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    if let Err(error) = std::fs::create_dir_all(&dir) {
+        return Err(SpawnError::TempDir { dir, error });
+    }
     let mut cluster = Cluster {
         nodes: Vec::new(),
         redis_url,
@@ -73,14 +106,12 @@ pub async fn start(
             .process_group(0)
             .kill_on_drop(true)
             .spawn()
-            .context("cannot start redis-server (install it: apt-get install redis-server), or pass REDIS_URL")?;
+            .map_err(SpawnError::RedisServer)?;
         cluster.children.push(("redis-server".into(), child));
-        wait_tcp(([127, 0, 0, 1], port).into(), Duration::from_secs(10))
-            .await
-            .context("redis-server did not start listening")?;
+        wait_tcp(([127, 0, 0, 1], port).into(), Duration::from_secs(10)).await?;
         cluster.redis_url = Some(format!("redis://127.0.0.1:{port}"));
     }
-    let exe = std::env::current_exe().context("cannot find this executable to run nodes")?;
+    let exe = std::env::current_exe().map_err(SpawnError::Exe)?;
     for i in 0..count {
         let db = if shared_database {
             cluster.dir.join("loadtest.db")
@@ -112,20 +143,28 @@ pub async fn start(
         if let Some(url) = &cluster.redis_url {
             cmd.args(["--redis-url", url]);
         }
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("cannot start node {i} ({})", exe.display()))?;
+        let child = cmd.spawn().map_err(|error| SpawnError::Node {
+            node: i,
+            exe: exe.display().to_string(),
+            error,
+        })?;
         cluster.children.push((format!("node {i}"), child));
         // One at a time: the first creates the SQLite schema, the others find it.
-        wait_http(addr, Duration::from_secs(30))
-            .await
-            .with_context(|| format!("node {i} on {addr} did not become ready"))?;
+        let timeout = Duration::from_secs(30);
+        if let Err(last) = wait_ready(addr, timeout).await {
+            return Err(SpawnError::NotReady {
+                node: i,
+                addr,
+                timeout,
+                last,
+            });
+        }
         cluster.nodes.push(addr);
     }
     Ok(cluster)
 }
 
-async fn wait_tcp(addr: SocketAddr, timeout: Duration) -> anyhow::Result<()> {
+async fn wait_tcp(addr: SocketAddr, timeout: Duration) -> Result<(), SpawnError> {
     let until = Instant::now() + timeout;
     while Instant::now() < until {
         if tokio::net::TcpStream::connect(addr).await.is_ok() {
@@ -133,11 +172,11 @@ async fn wait_tcp(addr: SocketAddr, timeout: Duration) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    bail!("nothing listening on {addr} after {timeout:?}")
+    Err(SpawnError::RedisNotListening { addr, timeout })
 }
 
-/// Waits until `GET /api/health/ready` answers 200.
-async fn wait_http(addr: SocketAddr, timeout: Duration) -> anyhow::Result<()> {
+/// Waits until `GET /api/health/ready` answers 200; else the last thing it said.
+async fn wait_ready(addr: SocketAddr, timeout: Duration) -> Result<(), String> {
     let until = Instant::now() + timeout;
     let mut last = String::from("not listening");
     while Instant::now() < until {
@@ -158,24 +197,24 @@ async fn wait_http(addr: SocketAddr, timeout: Duration) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    bail!("not ready after {timeout:?} ({last})")
+    Err(last)
 }
 
 impl Cluster {
     /// Stops the nodes (SIGTERM, then SIGKILL after 10 s), then Redis, and removes the
     /// temporary database.
-    pub async fn stop(mut self) {
+    pub async fn stop(mut self, observer: &dyn Observer) {
         let (redis, nodes): (Vec<_>, Vec<_>) = std::mem::take(&mut self.children)
             .into_iter()
             .partition(|(name, _)| name == "redis-server");
         // Nodes first (they talk to Redis while draining), Redis last.
-        terminate(nodes).await;
-        terminate(redis).await;
+        terminate(nodes, observer).await;
+        terminate(redis, observer).await;
     }
 }
 
 /// SIGTERM to all, then wait for each (SIGKILL after 10 s).
-async fn terminate(mut children: Vec<(String, Child)>) {
+async fn terminate(mut children: Vec<(String, Child)>, observer: &dyn Observer) {
     for (_, child) in &children {
         if let Some(pid) = child.id() {
             // SAFETY: signalling a child process we started and have not yet reaped.
@@ -189,7 +228,9 @@ async fn terminate(mut children: Vec<(String, Child)>) {
             .await
             .is_err()
         {
-            eprintln!("warning: {name} did not stop within 10 s; killing it");
+            observer.update(Update::Warning(&format!(
+                "{name} did not stop within 10 s; killing it"
+            )));
             let _ = child.kill().await;
         }
     }

@@ -1,4 +1,4 @@
-// The loadtest protocol (the /bench protocol, src/loadtest_namespace.rs) end to end with the real socket.io-client,
+// The loadtest protocol (the /bench protocol, src/handlers/bench.rs) end to end with the real socket.io-client,
 // against any server that speaks it: the Node reference server (reference-server.mjs) or
 // realtime-server started with --loadtest-namespace. Driven by tests/it/reference_server.rs.
 //

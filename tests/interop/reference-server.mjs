@@ -4,7 +4,7 @@
 // What a team would write with the stock packages pinned in package.json: socket.io 4.8,
 // @socket.io/redis-adapter 8.3 on node-redis 4 (when --redis is given), next-auth 4's own
 // `decode` for the session token. It speaks the /bench loadtest protocol of
-// src/loadtest_namespace.rs, with the same events, acks and errors as realtime-server:
+// src/handlers/bench.rs, with the same events, acks and errors as realtime-server:
 //
 // - every namespace authenticates `auth.token` (or `Authorization: Bearer`) as a NextAuth v4
 //   JWE sealed with --secret, exactly the tokens `rtctl token` mints by default (format v4);

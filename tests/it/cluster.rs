@@ -481,14 +481,11 @@ async fn nodes_recover_when_redis_restarts() {
 use realtime::presence::{Presence, RedisPresence};
 
 async fn presence_node(redis: &RedisServer, id: &str, heartbeat: Duration) -> Arc<Presence> {
-    let conn = realtime::redis_client::RedisArgs {
-        redis_url: Some(redis.url()),
-        ..Default::default()
-    }
-    .connect()
-    .await
-    .unwrap()
-    .unwrap();
+    let conn = realtime::redis_client::RedisArgs::at_url(redis.url())
+        .connect()
+        .await
+        .unwrap()
+        .unwrap();
     let store = RedisPresence::new(conn, "test:presence", heartbeat);
     Presence::new(Arc::new(store), id, "127.0.0.1:0", heartbeat)
 }

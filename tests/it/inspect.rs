@@ -135,14 +135,11 @@ impl Cluster {
 
     /// The library's presence reader on the cluster's Redis (what rtctl uses).
     async fn presence(&self) -> RedisPresence {
-        let conn = realtime::redis_client::RedisArgs {
-            redis_url: Some(self.redis.url()),
-            ..Default::default()
-        }
-        .connect()
-        .await
-        .unwrap()
-        .unwrap();
+        let conn = realtime::redis_client::RedisArgs::at_url(self.redis.url())
+            .connect()
+            .await
+            .unwrap()
+            .unwrap();
         RedisPresence::new(conn, PREFIX, HEARTBEAT)
     }
 }

@@ -8,9 +8,8 @@ use std::time::Duration;
 
 async fn connect(server: &RedisServer) -> redis::aio::ConnectionManager {
     RedisArgs {
-        redis_url: Some(server.url()),
         redis_timeout: 500,
-        ..Default::default()
+        ..RedisArgs::at_url(server.url())
     }
     .connect()
     .await

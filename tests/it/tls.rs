@@ -263,10 +263,7 @@ async fn two_nodes_run_on_tls_redis_and_verified_postgres() {
         refused.contains("no encryption"),
         "plaintext PostgreSQL: {refused:?}"
     );
-    let plain_redis = RedisArgs {
-        redis_url: Some(format!("redis://127.0.0.1:{}", servers.redis.port)),
-        ..Default::default()
-    };
+    let plain_redis = RedisArgs::at_url(format!("redis://127.0.0.1:{}", servers.redis.port));
     assert!(
         plain_redis.connect().await.is_err(),
         "plaintext Redis was accepted"
@@ -293,9 +290,8 @@ async fn two_nodes_run_on_tls_redis_and_verified_postgres() {
 
     // The test's own look into Redis, over TLS with the same settings as the nodes.
     let conn = RedisArgs {
-        redis_url: Some(redis_url.clone()),
         redis_ca_cert: Some(servers.pki.ca.clone()),
-        ..Default::default()
+        ..RedisArgs::at_url(redis_url.clone())
     }
     .connect()
     .await
@@ -441,10 +437,7 @@ async fn a_wrong_ca_is_refused_with_an_error_saying_what_to_fix() {
 
     // `#insecure` (the redis crate's syntax) skips verification: the escape hatch for a
     // provider whose CA cannot be had.
-    let insecure = RedisArgs {
-        redis_url: Some(format!("{redis_url}/#insecure")),
-        ..Default::default()
-    };
+    let insecure = RedisArgs::at_url(format!("{redis_url}/#insecure"));
     let mut conn = insecure
         .connect()
         .await

@@ -1,6 +1,7 @@
 //! `rtctl gen nginx`: an nginx.conf in front of the cluster.
 
 use super::write_output;
+use crate::node_addr::NodeAddr;
 use crate::templates::Templates;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -8,8 +9,8 @@ use std::path::PathBuf;
 #[derive(clap::Args, Debug)]
 pub struct NginxArgs {
     /// A node, `HOST:PORT` (repeat, or comma-separate, for each node).
-    #[arg(long = "upstream", required = true, value_delimiter = ',', value_parser = parse_upstream)]
-    pub upstreams: Vec<String>,
+    #[arg(long = "upstream", required = true, value_delimiter = ',', value_parser = NodeAddr::parse)]
+    pub upstreams: Vec<NodeAddr>,
 
     /// `server_name` of the virtual host.
     #[arg(long, default_value = "_")]
@@ -56,24 +57,9 @@ pub struct NginxArgs {
     pub output: Option<PathBuf>,
 }
 
-fn parse_upstream(s: &str) -> Result<String, String> {
-    let s = s.trim();
-    let (host, port) = s
-        .rsplit_once(':')
-        .ok_or_else(|| format!("{s:?} is not HOST:PORT"))?;
-    if host.is_empty() || host.contains(char::is_whitespace) || host.contains(';') {
-        return Err(format!("{s:?} has no valid host"));
-    }
-    port.parse::<u16>()
-        .ok()
-        .filter(|p| *p > 0)
-        .ok_or_else(|| format!("{s:?} has no valid port"))?;
-    Ok(s.to_owned())
-}
-
 #[derive(Serialize)]
 struct Context<'a> {
-    upstreams: &'a [String],
+    upstreams: Vec<&'a str>,
     server_name: &'a str,
     listen: &'a str,
     sticky: &'a str,
@@ -99,7 +85,7 @@ impl NginxArgs {
         let worker_connections = 2 * self.connections as u64 + 1024;
         let heartbeat_ms = self.ping_interval + self.ping_timeout;
         let ctx = Context {
-            upstreams: &self.upstreams,
+            upstreams: self.upstreams.iter().map(NodeAddr::authority).collect(),
             server_name: &self.server_name,
             listen: &self.listen,
             sticky: &self.sticky,
@@ -201,7 +187,7 @@ mod tests {
     #[test]
     fn bad_upstreams_are_refused() {
         for bad in ["nohost", ":80", "a:0", "a:99999", "a b:80"] {
-            assert!(parse_upstream(bad).is_err(), "{bad}");
+            assert!(NodeAddr::parse(bad).is_err(), "{bad}");
         }
         assert!(Cli::try_parse_from(["gen", "--upstream", "a:1", "--tls-cert", "c"]).is_err());
     }

@@ -6,6 +6,7 @@
 //! `promtool` checks both files).
 
 use super::grafana::write_all;
+use crate::node_addr::NodeAddr;
 use crate::templates::Templates;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -16,8 +17,8 @@ pub const RULES_FILE: &str = "rules/realtime.rules.yml";
 #[derive(clap::Args, Debug)]
 pub struct PrometheusArgs {
     /// A node to scrape, `HOST:PORT` (repeat, or comma-separate, for each node).
-    #[arg(long = "target", required = true, value_delimiter = ',', value_parser = parse_target)]
-    pub targets: Vec<String>,
+    #[arg(long = "target", required = true, value_delimiter = ',', value_parser = NodeAddr::parse)]
+    pub targets: Vec<NodeAddr>,
 
     /// Directory to write `prometheus.yml` and `rules/realtime.rules.yml` into.
     #[arg(short = 'o', long, default_value = "prometheus")]
@@ -57,25 +58,6 @@ pub fn phase_p99_target_ms(phase: u8) -> u32 {
         2 => 50,
         _ => 20,
     }
-}
-
-fn parse_target(s: &str) -> Result<String, String> {
-    let s = s.trim();
-    let (host, port) = s
-        .rsplit_once(':')
-        .ok_or_else(|| format!("{s:?} is not HOST:PORT"))?;
-    let host_ok = !host.is_empty()
-        && host
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-._[]:".contains(c));
-    if !host_ok {
-        return Err(format!("{s:?} has no valid host"));
-    }
-    port.parse::<u16>()
-        .ok()
-        .filter(|p| *p > 0)
-        .ok_or_else(|| format!("{s:?} has no valid port"))?;
-    Ok(s.to_owned())
 }
 
 fn parse_job(s: &str) -> Result<String, String> {
@@ -129,7 +111,7 @@ impl PrometheusArgs {
         let config = templates.render(
             "prometheus/prometheus.yml.j2",
             ConfigCtx {
-                targets: self.targets.iter().map(|t| quoted(t)).collect(),
+                targets: self.targets.iter().map(|t| quoted(t.authority())).collect(),
                 job: quoted(&self.job),
                 scrape_interval: self.scrape_interval.clone(),
                 rules_file: quoted(RULES_FILE),
@@ -207,7 +189,7 @@ mod tests {
     #[test]
     fn bad_values_are_refused() {
         for bad in ["nohost", ":80", "a:0", "a b:80", "a\":1"] {
-            assert!(parse_target(bad).is_err(), "{bad}");
+            assert!(NodeAddr::parse(bad).is_err(), "{bad}");
         }
         assert!(parse_job("1abc").is_err());
         assert!(parse_job("a\"b").is_err());

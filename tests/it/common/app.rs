@@ -24,8 +24,8 @@ struct Cli {
 pub fn parse_config(argv: &[&str], with_redis: bool) -> Config {
     let mut cli = Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
     if !with_redis {
-        cli.args.redis.redis_url = None;
-        cli.args.redis.redis_host = None;
+        cli.args.redis.location.redis_url = None;
+        cli.args.redis.location.redis_host = None;
     }
     Config::from_args(&cli.args).unwrap_or_else(|e| panic!("{argv:?}: {e}"))
 }

@@ -1,11 +1,18 @@
 //! `rtctl loadtest`: drive one or more nodes with many Socket.IO clients and judge the
-//! phase 1–3 success criteria (the logic is in [`crate::loadtest`]).
+//! phase 1–3 success criteria. The run is the library's ([`crate::loadtest`]); this is
+//! the command line, the terminal display ([`progress`]), the report on stdout (and in
+//! `--report`), and the exit code of the verdict.
+
+mod progress;
 
 use crate::client::Transport;
 use crate::commands::Exit;
 use crate::loadtest::gate::Gate;
-use crate::loadtest::run::Options;
-use crate::loadtest::Scenario;
+use crate::loadtest::{Options, Scenario, Verdict};
+use crate::node_addr::NodeUrl;
+use anyhow::Context as _;
+use progress::TerminalProgress;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(clap::Args, Debug)]
@@ -22,8 +29,8 @@ Without --gate a run is judged on held clients and loss, plus --max-p99 / --max-
 Exit codes: 0 all criteria hold, 1 a criterion failed, 2 the run could not be made.")]
 pub struct LoadtestCommand {
     /// Nodes to connect to, comma-separated (http://host:port).
-    #[arg(long, value_delimiter = ',', value_name = "URL")]
-    pub url: Vec<String>,
+    #[arg(long, value_delimiter = ',', value_name = "URL", value_parser = NodeUrl::parse)]
+    pub url: Vec<NodeUrl>,
 
     /// Start M local nodes (and redis-server when M > 1 and no REDIS_URL) for the run.
     #[arg(long, value_name = "M", default_value_t = 0)]
@@ -216,7 +223,6 @@ impl LoadtestCommand {
             token_secret: self.token_secret.clone().filter(|s| !s.is_empty()),
             service_token: self.service_token.clone().filter(|s| !s.is_empty()),
             gate: self.gate,
-            report: self.report.clone(),
             workers: self.workers,
             redis_url: self.redis_url.clone().filter(|s| !s.is_empty()),
             connect_timeout: Duration::from_secs(self.connect_timeout.max(1)),
@@ -225,9 +231,31 @@ impl LoadtestCommand {
         })
     }
 
+    /// Exit codes: 0 the criteria hold, 1 one failed (after the report), 2 no run.
     pub async fn run(self) -> anyhow::Result<()> {
         let opts = self.options()?;
-        crate::loadtest::run::run(opts).await
+        let name = opts.gate.map_or("loadtest", Gate::as_str);
+        let progress = Arc::new(TerminalProgress::new());
+        let outcome =
+            crate::loadtest::run(opts, crate::app::shutdown_signal(), progress.clone()).await;
+        progress.clear();
+        let verdict = outcome.map_err(|e| Exit::new(2, e.to_string()))?;
+        print!("{}", verdict.report().render());
+        if let Some(path) = &self.report {
+            let text = serde_json::to_string_pretty(&verdict.report().to_json())?;
+            std::fs::write(path, text + "\n")
+                .with_context(|| format!("cannot write the report to {}", path.display()))?;
+        }
+        match verdict {
+            Verdict::Met(_) => {
+                println!("{name}: all criteria hold");
+                Ok(())
+            }
+            Verdict::Failed(_) => {
+                let failed = verdict.failed_criteria().join(", ");
+                Err(Exit::new(1, format!("{name}: criteria failed: {failed}")).into())
+            }
+        }
     }
 }
 
@@ -238,7 +266,7 @@ pub struct LoadtestWorkerCommand {}
 
 impl LoadtestWorkerCommand {
     pub async fn run(self) -> anyhow::Result<()> {
-        crate::loadtest::worker::main().await
+        Ok(crate::loadtest::worker::main().await?)
     }
 }
 

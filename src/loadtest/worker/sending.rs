@@ -1,11 +1,12 @@
 //! The sending side of a worker: the room messages and API requests it owns, each sent at
 //! its scheduled time (open model), stamped with that time so latency includes any lag.
 
-use super::schedule::Schedule;
-use super::stats::H;
-use super::worker::{send, Fanout, Pending, Shared, BENCH, CHAT, READY};
+use super::state::{Fanout, Pending, Shared, BENCH, CHAT, READY};
 use crate::client::frames;
 use crate::client::http::HttpPool;
+use crate::loadtest::schedule::Schedule;
+use crate::loadtest::stats::H;
+use crate::loadtest::Scenario;
 use serde_json::json;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -56,7 +57,7 @@ pub(super) async fn message_schedule(shared: Arc<Shared>, start: Instant, end: I
             "from": cfg.first_client + sender,
             "k": k,
         });
-        let packet = if cfg.scenario == super::Scenario::Chat {
+        let packet = if cfg.scenario == Scenario::Chat {
             let room_id = shared.chat_rooms[slot.room as usize].load(Ordering::Acquire);
             let arg = json!({ "roomId": room_id, "text": fields.to_string() });
             frames::event(CHAT, "message:send", arg, Some(k + 1))
@@ -67,7 +68,7 @@ pub(super) async fn message_schedule(shared: Arc<Shared>, start: Instant, end: I
         };
         let shared = shared.clone();
         tokio::spawn(async move {
-            if let Err(e) = send(&shared, sender, packet).await {
+            if let Err(e) = shared.send(sender, packet).await {
                 let mut m = shared.m();
                 m.c.send_failed += 1;
                 m.c.messages_sent -= 1;

@@ -2,8 +2,8 @@
 //! notification and publish ack — exactly-once accounting (a bitmap per receiver) and the
 //! latency histograms.
 
-use super::stats::H;
-use super::worker::Shared;
+use super::state::Shared;
+use crate::loadtest::stats::H;
 use serde_json::Value;
 
 /// Which room sequence numbers a receiver has seen.

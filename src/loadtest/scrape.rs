@@ -1,0 +1,63 @@
+//! The nodes' own figures, read from their `/metrics` before and after the schedule: how
+//! much memory they hold and how much CPU the run cost them.
+
+use crate::client::http::HttpConn;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// One node's process figures at one moment (`None`: not readable).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct NodeSample {
+    pub rss_bytes: Option<f64>,
+    pub cpu_seconds: Option<f64>,
+}
+
+/// Each node's sample, in order (a node that does not answer within 5 s has none).
+pub async fn sample_all(nodes: &[SocketAddr]) -> Vec<NodeSample> {
+    let mut out = Vec::new();
+    for addr in nodes {
+        out.push(sample(*addr).await.unwrap_or_default());
+    }
+    out
+}
+
+async fn sample(addr: SocketAddr) -> Option<NodeSample> {
+    let fetch = async {
+        let mut conn = HttpConn::open(addr, None, &addr.to_string()).await.ok()?;
+        conn.request(http::Method::GET, "/metrics", &[], bytes::Bytes::new())
+            .await
+            .ok()
+    };
+    let res = tokio::time::timeout(Duration::from_secs(5), fetch)
+        .await
+        .ok()??;
+    let text = String::from_utf8_lossy(&res.body);
+    Some(NodeSample {
+        rss_bytes: metric(&text, "process_resident_memory_bytes"),
+        cpu_seconds: metric(&text, "process_cpu_seconds_total"),
+    })
+}
+
+/// The value of an unlabelled sample in Prometheus text format.
+pub fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (n, v) = l.split_once(' ')?;
+        (n == name).then(|| v.trim().parse().ok()).flatten()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_unlabelled_samples() {
+        let text = "# HELP x\nprocess_cpu_seconds_total 12.5\nprocess_resident_memory_bytes 1048576\nother{a=\"b\"} 3\n";
+        assert_eq!(metric(text, "process_cpu_seconds_total"), Some(12.5));
+        assert_eq!(
+            metric(text, "process_resident_memory_bytes"),
+            Some(1048576.0)
+        );
+        assert_eq!(metric(text, "missing"), None);
+    }
+}

@@ -1,0 +1,181 @@
+//! What a worker's tasks share: each client's state and writer, the measurements, and
+//! the schedule. Kept small per client on purpose (see the module docs of [`super`]).
+
+use crate::client::{self, Target, Writer};
+use crate::loadtest::ipc::Progress;
+use crate::loadtest::plan::WorkerConfig;
+use crate::loadtest::schedule::Schedule;
+use crate::loadtest::stats::{Counters, Histograms};
+use crate::loadtest::{Clock, Scenario};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The namespaces.
+pub(super) const BENCH: &str = "/bench";
+pub(super) const CHAT: &str = "/chat";
+pub(super) const NOTIFICATIONS: &str = "/notifications";
+
+/// A client's state ([`Member::state`]).
+pub(super) const CONNECTING: u8 = 0;
+pub(super) const READY: u8 = 1;
+pub(super) const FAILED: u8 = 2;
+pub(super) const DROPPED: u8 = 3;
+pub(super) const CLOSED: u8 = 4;
+
+/// One client as the scheduler sees it.
+pub(super) struct Member {
+    pub(super) state: AtomicU8,
+    pub(super) writer: tokio::sync::Mutex<Option<Writer>>,
+}
+
+/// A message on its way to its receivers.
+pub(super) struct Fanout {
+    pub(super) remaining: u64,
+    pub(super) sent_ms: f64,
+}
+
+/// A notification on its way.
+pub(super) struct Pending {
+    pub(super) answered_ok: bool,
+}
+
+#[derive(Default)]
+pub(super) struct Measured {
+    pub(super) h: Histograms,
+    pub(super) c: Counters,
+    pub(super) fanout: HashMap<u64, Fanout>,
+    pub(super) notifications: HashMap<u64, Pending>,
+    pub(super) notifications_seen: HashSet<u64>,
+    pub(super) errors: Vec<String>,
+}
+
+impl Measured {
+    /// Keeps the first five distinct errors, for the report.
+    pub(super) fn error(&mut self, e: String) {
+        if self.errors.len() < 5 && !self.errors.contains(&e) {
+            self.errors.push(e);
+        }
+    }
+}
+
+pub(super) struct Shared {
+    pub(super) cfg: WorkerConfig,
+    pub(super) clock: Clock,
+    pub(super) members: Box<[Member]>,
+    pub(super) m: Mutex<Measured>,
+    /// Set when the schedule starts: a client not connected by then has failed.
+    pub(super) started: AtomicBool,
+    pub(super) stopping: AtomicBool,
+    pub(super) schedule: Schedule,
+    pub(super) schedule_start: Mutex<Option<Instant>>,
+    /// Chat: each pair's room id, set by the member that opened it (0 until then).
+    pub(super) chat_rooms: Box<[AtomicI64]>,
+}
+
+impl Shared {
+    /// Every client connecting, nothing measured yet.
+    pub(super) fn new(cfg: WorkerConfig) -> Shared {
+        let members: Box<[Member]> = (0..cfg.clients)
+            .map(|_| Member {
+                state: AtomicU8::new(CONNECTING),
+                writer: tokio::sync::Mutex::new(None),
+            })
+            .collect();
+        let rooms = cfg.rooms();
+        let chat_rooms = if cfg.scenario == Scenario::Chat {
+            rooms
+        } else {
+            0
+        };
+        Shared {
+            schedule: Schedule {
+                rate: cfg.message_rate,
+                rooms,
+            },
+            cfg,
+            clock: Clock::new(),
+            members,
+            m: Mutex::new(Measured::default()),
+            started: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
+            schedule_start: Mutex::new(None),
+            chat_rooms: (0..chat_rooms).map(|_| AtomicI64::new(0)).collect(),
+        }
+    }
+
+    pub(super) fn m(&self) -> std::sync::MutexGuard<'_, Measured> {
+        self.m.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    pub(super) fn state(&self, i: u64) -> u8 {
+        self.members[i as usize].state.load(Ordering::Acquire)
+    }
+    pub(super) fn room_of(&self, i: u64) -> u64 {
+        i / self.cfg.room_size
+    }
+    pub(super) fn progress(&self) -> Progress {
+        let mut p = Progress::default();
+        for m in self.members.iter() {
+            match m.state.load(Ordering::Relaxed) {
+                READY => p.connected += 1,
+                FAILED => p.failed += 1,
+                DROPPED => p.dropped += 1,
+                _ => {}
+            }
+        }
+        let m = self.m();
+        p.received = m.c.received + m.c.notifications_received;
+        p.sent = m.c.messages_sent + m.c.api_sent;
+        p
+    }
+
+    /// Where global client `c` connects.
+    pub(super) fn target(&self, c: u64) -> Target {
+        let node = &self.cfg.nodes[self.cfg.node_of(c)];
+        Target {
+            addr: node.addr,
+            authority: node.authority.clone(),
+            path: node.path.clone(),
+            source: self.cfg.source_of(c),
+        }
+    }
+
+    /// A token for global client `c` (the same code as `rtctl token`, NextAuth v4 format).
+    pub(super) fn token(&self, c: u64) -> String {
+        let claims = crate::auth::session_claims(
+            &self.cfg.user_of(c),
+            None,
+            None,
+            std::time::SystemTime::now(),
+            Duration::from_secs(self.cfg.duration_ms / 1000 + 3600),
+        );
+        crate::auth::mint(
+            &self.cfg.token_secret,
+            crate::auth::TokenFormat::V4,
+            &claims,
+        )
+    }
+
+    /// Sends an Engine.IO packet on local client `i`'s connection.
+    pub(super) async fn send(&self, i: u64, packet: String) -> Result<(), client::ClientError> {
+        let mut w = self.members[i as usize].writer.lock().await;
+        match w.as_mut() {
+            Some(w) => w.send(packet).await,
+            None => Err(client::ClientError::Closed),
+        }
+    }
+
+    /// Closes every connection (best effort, bounded in time).
+    pub(super) async fn close_all(&self) {
+        let closing = async {
+            for m in self.members.iter() {
+                m.state.store(CLOSED, Ordering::Release);
+                if let Some(mut w) = m.writer.lock().await.take() {
+                    w.close().await;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(10), closing).await;
+    }
+}
