@@ -4,7 +4,7 @@
 //!
 //! This is library code: it takes its settings ([`run::Options`]), a shutdown future and
 //! an [`observe::Observer`], and returns a [`run::Verdict`] or a [`error::LoadtestError`];
-//! the command prints and picks the exit code. It never imports `crate::commands`.
+//! the command prints and picks the exit code; nothing here depends on the CLI layer.
 //!
 //! The coordinator (this process), in the order it runs:
 //! - [`setup`]: secrets, the nodes to load, the split into workers ([`plan`]);
