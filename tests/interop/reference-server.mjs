@@ -17,7 +17,7 @@
 // - `POST /api/notifications` (Bearer --service-token, JSON {userId, type, title, body, data})
 //   → 201 {id, createdAt, delivered} and `notification:new` {id, userId, type, title, body,
 //   data, status: "unread", createdAt} to `user:<userId>`; errors {error, message} with the
-//   codes of src/api.rs (401 unauthorized, 400 invalid_input, 413 payload_too_large);
+//   codes of src/handlers/api.rs (401 unauthorized, 400 invalid_input, 413 payload_too_large);
 // - `GET /api/health` (and /api/health/live, /api/health/ready) → 200;
 // - `GET /metrics` → `process_resident_memory_bytes` and `process_cpu_seconds_total`, the two
 //   lines the loadtest reads from every server (prom-client is not installed; written by hand).
@@ -44,7 +44,7 @@ import { parseArgs } from "node:util";
 import { Server } from "socket.io";
 import { decode } from "next-auth/jwt";
 
-/** Request bodies larger than this are refused with 413 (the same limit as src/api.rs). */
+/** Request bodies larger than this are refused with 413 (the same limit as src/handlers/api.rs). */
 const MAX_BODY_BYTES = 64 * 1024;
 
 function usage(problem) {
