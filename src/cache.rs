@@ -6,6 +6,7 @@
 //! most until the next change or the TTL. A Redis error counts as a miss: the count is
 //! then read from the database, never guessed.
 
+use crate::sync::MutexExt as _;
 use crate::telemetry::LogThrottle;
 use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
@@ -39,7 +40,7 @@ impl UnreadCache {
     }
 
     fn local(&self) -> std::sync::MutexGuard<'_, HashMap<String, (i64, Instant)>> {
-        self.local.lock().unwrap_or_else(|e| e.into_inner())
+        self.local.lock_unpoisoned()
     }
 
     /// The cached count, if any.

@@ -20,8 +20,8 @@
 //! - [`commands`]: one thin module per `rtctl` subcommand; `src/bin` is thinner still.
 //!
 //! Leaves every layer may use: [`metrics`] (each caller passes its own labels), [`sid`],
-//! [`telemetry`], [`templates`], [`config`] (the one validated configuration both
-//! binaries share).
+//! [`sync`] (locks that outlive a panic), [`telemetry`], [`templates`], [`config`] (the
+//! one validated configuration both binaries share).
 
 pub mod app;
 pub mod auth;
@@ -43,6 +43,7 @@ pub mod redis_client;
 pub mod server;
 pub mod sid;
 pub mod store;
+pub mod sync;
 pub mod telemetry;
 pub mod templates;
 pub mod transport;

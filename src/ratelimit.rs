@@ -11,6 +11,7 @@
 //! fails, the limiter falls back to the in-process budget of this node rather than either
 //! refusing everything or letting floods through.
 
+use crate::sync::MutexExt as _;
 use crate::telemetry::LogThrottle;
 use redis::aio::ConnectionManager;
 use std::collections::HashMap;
@@ -131,7 +132,7 @@ impl RateLimiter {
 
     fn consume_local(&self, key: &str, rule: &Rule) -> Decision {
         let now = Instant::now();
-        let mut local = self.local.lock().unwrap_or_else(|e| e.into_inner());
+        let mut local = self.local.lock_unpoisoned();
         local.consumes_since_prune += 1;
         if local.consumes_since_prune >= 1024 {
             local.consumes_since_prune = 0;

@@ -5,6 +5,7 @@ use crate::auth::Verifier;
 use crate::handlers::kit::User;
 use crate::presence::Presence;
 use crate::server::{ConnectRefusal, NamespaceBuilder};
+use crate::sync::MutexExt as _;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -58,15 +59,11 @@ pub fn authenticate(ns: &mut NamespaceBuilder, verifier: Arc<Verifier>) {
                     ConnectRefusal::new("unauthorized").with_data(json!({ "reason": e.reason() }))
                 })?;
             socket.set_data(json!({ "userId": identity.user_id }));
-            socket
-                .extensions
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(User {
-                    id: identity.user_id,
-                    name: identity.name,
-                    email: identity.email,
-                });
+            socket.extensions.lock_unpoisoned().insert(User {
+                id: identity.user_id,
+                name: identity.name,
+                email: identity.email,
+            });
             Ok(())
         }
     });

@@ -4,6 +4,7 @@
 
 use super::{net, ClientError};
 use crate::node_addr::NodeAddr;
+use crate::sync::MutexExt as _;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
@@ -161,7 +162,7 @@ impl HttpPool {
         body: Bytes,
     ) -> Result<Response, ClientError> {
         let reused = {
-            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            let mut idle = self.idle.lock_unpoisoned();
             std::iter::from_fn(|| idle.pop())
                 .find(|(c, since)| c.is_open() && since.elapsed() < MAX_IDLE)
                 .map(|(c, _)| c)
@@ -172,10 +173,7 @@ impl HttpPool {
         };
         let res = conn.request(method, path, headers, body).await?;
         if conn.is_open() {
-            self.idle
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push((conn, Instant::now()));
+            self.idle.lock_unpoisoned().push((conn, Instant::now()));
         }
         Ok(res)
     }

@@ -18,6 +18,7 @@
 //! keep being served, and cluster traffic flows again once the subscriber is back.
 
 use crate::server::BoxFuture;
+use crate::sync::{MutexExt as _, RwLockExt as _};
 use futures_util::StreamExt;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -197,7 +198,7 @@ impl RedisDriver for LiveDriver {
 
     fn subscribe(&self, patterns: Vec<String>, channels: Vec<String>, sink: Weak<dyn MessageSink>) {
         {
-            let mut routes = self.routes.write().unwrap_or_else(|e| e.into_inner());
+            let mut routes = self.routes.write_unpoisoned();
             for p in patterns {
                 routes.patterns.insert(p, sink.clone());
             }
@@ -355,7 +356,7 @@ async fn resubscribe(
     timeout: Duration,
 ) -> bool {
     let (patterns, channels): (Vec<String>, Vec<String>) = {
-        let r = routes.read().unwrap_or_else(|e| e.into_inner());
+        let r = routes.read_unpoisoned();
         (
             r.patterns
                 .keys()
@@ -387,7 +388,7 @@ async fn resubscribe(
 fn route(routes: &RwLock<Routes>, msg: &redis::Msg) {
     let channel = msg.get_channel_name();
     let sink = {
-        let r = routes.read().unwrap_or_else(|e| e.into_inner());
+        let r = routes.read_unpoisoned();
         if msg.from_pattern() {
             msg.get_pattern::<String>()
                 .ok()
@@ -446,8 +447,7 @@ impl MemoryBus {
                 let Some(bus) = weak.upgrade() else { return };
                 let sinks: Vec<_> = bus
                     .subs
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
+                    .lock_unpoisoned()
                     .iter()
                     .filter(|s| {
                         s.channels.contains(&channel)
@@ -505,7 +505,7 @@ impl RedisDriver for MemoryDriver {
             if !bus.up.load(Ordering::Relaxed) {
                 return Err(DriverError::Unavailable("bus down".into()));
             }
-            let subs = bus.subs.lock().unwrap_or_else(|e| e.into_inner());
+            let subs = bus.subs.lock_unpoisoned();
             let mut drivers: Vec<u64> = subs
                 .iter()
                 .filter(|s| s.channels.contains(&channel) && s.sink.strong_count() > 0)
@@ -517,16 +517,12 @@ impl RedisDriver for MemoryDriver {
     }
 
     fn subscribe(&self, patterns: Vec<String>, channels: Vec<String>, sink: Weak<dyn MessageSink>) {
-        self.bus
-            .subs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(BusSub {
-                driver: self.id,
-                patterns,
-                channels,
-                sink,
-            });
+        self.bus.subs.lock_unpoisoned().push(BusSub {
+            driver: self.id,
+            patterns,
+            channels,
+            sink,
+        });
     }
 
     fn stats(&self) -> DriverStats {

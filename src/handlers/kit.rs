@@ -5,6 +5,7 @@ use crate::cache::UnreadCache;
 use crate::ratelimit::{Decision, RateLimiter};
 use crate::server::{AckSender, Event, NamespaceBuilder, Socket, SocketRef};
 use crate::store::{Store, StoreError};
+use crate::sync::MutexExt as _;
 use crate::telemetry::LogThrottle;
 use serde_json::{json, Value};
 use std::future::Future;
@@ -23,12 +24,7 @@ impl User {
     /// The user of a socket. Every namespace runs the auth middleware, so a socket that
     /// reached a handler has one.
     pub fn of(socket: &Socket) -> Option<User> {
-        socket
-            .extensions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get::<User>()
-            .cloned()
+        socket.extensions.lock_unpoisoned().get::<User>().cloned()
     }
 }
 

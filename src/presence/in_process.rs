@@ -5,6 +5,7 @@ use super::{
     SocketPresence, UsersPage,
 };
 use crate::server::BoxFuture;
+use crate::sync::MutexExt as _;
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock, Weak};
 
@@ -21,7 +22,7 @@ impl InProcessPresence {
     }
 
     fn users(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<SocketPresence>>> {
-        self.users.lock().unwrap_or_else(|e| e.into_inner())
+        self.users.lock_unpoisoned()
     }
 
     fn ready<T: Send + 'static>(v: T) -> BoxFuture<Result<T>> {

@@ -39,6 +39,7 @@ pub use redis_store::RedisPresence;
 pub use writer::{Change, ChangeKind};
 
 use crate::server::{BoxFuture, Io};
+use crate::sync::MutexExt as _;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
@@ -248,7 +249,7 @@ impl Presence {
         {
             // The snapshot and its place in the queue are taken together: every change
             // before it is in it, every change after it is queued after it.
-            let local = self.local.lock().unwrap_or_else(|e| e.into_inner());
+            let local = self.local.lock_unpoisoned();
             let sockets = local
                 .iter()
                 .flat_map(|(u, sids)| sids.iter().map(move |s| (u.clone(), s.clone())))
@@ -300,7 +301,7 @@ impl Presence {
         sid: &str,
         done: Option<oneshot::Sender<Result<bool>>>,
     ) -> bool {
-        let mut local = self.local.lock().unwrap_or_else(|e| e.into_inner());
+        let mut local = self.local.lock_unpoisoned();
         match kind {
             ChangeKind::Connected => {
                 local

@@ -10,6 +10,7 @@ use super::socket::{AckSender, DisconnectReason, Socket, SocketRef};
 use crate::protocol::engineio::Data;
 use crate::protocol::socketio::{self, BinaryAssembler, Packet, PacketKind};
 use crate::sid::Sid;
+use crate::sync::MutexExt as _;
 use crate::transport::{CloseReason, EngineHandler, Session};
 use bytes::Bytes;
 use serde_json::Value;
@@ -34,7 +35,7 @@ pub struct ConnectionState {
 
 impl ConnectionState {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock_unpoisoned()
     }
 
     pub fn socket_for(&self, nsp: &str) -> Option<SocketRef> {
@@ -108,13 +109,7 @@ impl EngineHandler for SocketIoHandler {
     fn on_message(&self, session: &Arc<Session<ConnectionState>>, data: Data<'_>) {
         match data {
             Data::Text(text) => {
-                if session
-                    .data
-                    .assembler
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .is_some()
-                {
+                if session.data.assembler.lock_unpoisoned().is_some() {
                     return protocol_error(
                         session,
                         "text packet while binary attachments were expected",
@@ -122,11 +117,7 @@ impl EngineHandler for SocketIoHandler {
                 }
                 match socketio::decode(text) {
                     Ok(p) if p.attachments > 0 => {
-                        *session
-                            .data
-                            .assembler
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner()) = Some(BinaryAssembler::new(p));
+                        *session.data.assembler.lock_unpoisoned() = Some(BinaryAssembler::new(p));
                     }
                     Ok(p) => self.dispatch(session, p, Vec::new()),
                     Err(e) => protocol_error(session, &e.to_string()),
@@ -134,11 +125,7 @@ impl EngineHandler for SocketIoHandler {
             }
             Data::Binary(bytes) => {
                 let done = {
-                    let mut guard = session
-                        .data
-                        .assembler
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner());
+                    let mut guard = session.data.assembler.lock_unpoisoned();
                     let Some(asm) = guard.as_mut() else {
                         drop(guard);
                         return protocol_error(session, "binary data without a binary packet");

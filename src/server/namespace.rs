@@ -10,6 +10,7 @@ use super::payload::{Event, Payload};
 use super::socket::{AckSender, DisconnectReason, SocketRef};
 use super::Room;
 use crate::sid::Sid;
+use crate::sync::RwLockExt as _;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -160,11 +161,11 @@ pub struct Namespace {
 
 impl Namespace {
     fn sockets_read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Sid, SocketRef>> {
-        self.sockets.read().unwrap_or_else(|e| e.into_inner())
+        self.sockets.read_unpoisoned()
     }
 
     fn sockets_write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Sid, SocketRef>> {
-        self.sockets.write().unwrap_or_else(|e| e.into_inner())
+        self.sockets.write_unpoisoned()
     }
 
     pub(crate) fn insert_socket(&self, socket: SocketRef) {

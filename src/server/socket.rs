@@ -7,6 +7,7 @@ use super::payload::{encode_frames, Payload};
 use super::Room;
 use crate::protocol::socketio::Packet;
 use crate::sid::Sid;
+use crate::sync::MutexExt as _;
 use crate::transport::{CloseReason, Frame, RequestInfo, Session};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -118,7 +119,7 @@ impl Socket {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock_unpoisoned()
     }
 
     /// The namespace name (`/chat`).
@@ -245,11 +246,11 @@ impl Socket {
 
     /// Node's `socket.data`: JSON that other nodes see in `fetch_sockets`.
     pub fn data(&self) -> Value {
-        self.data.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.data.lock_unpoisoned().clone()
     }
 
     pub fn set_data(&self, data: Value) {
-        *self.data.lock().unwrap_or_else(|e| e.into_inner()) = data;
+        *self.data.lock_unpoisoned() = data;
     }
 
     /// Node's `socket.handshake` object, as `fetch_sockets` sends it to other nodes:

@@ -19,6 +19,7 @@ pub use session::{CloseReason, Frame, Session};
 
 use crate::protocol::engineio::{Data, Handshake, Packet, TransportKind};
 use crate::sid::Sid;
+use crate::sync::RwLockExt as _;
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
 use std::collections::HashMap;
@@ -110,13 +111,13 @@ impl<H: EngineHandler> Engine<H> {
     }
 
     fn read_sessions(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Sid, Arc<Session<H::Data>>>> {
-        self.sessions.read().unwrap_or_else(|e| e.into_inner())
+        self.sessions.read_unpoisoned()
     }
 
     fn write_sessions(
         &self,
     ) -> std::sync::RwLockWriteGuard<'_, HashMap<Sid, Arc<Session<H::Data>>>> {
-        self.sessions.write().unwrap_or_else(|e| e.into_inner())
+        self.sessions.write_unpoisoned()
     }
 
     /// Stops taking new sessions and closes every open one with `server shutting down`,

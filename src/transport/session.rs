@@ -12,6 +12,7 @@
 use super::handshake::RequestInfo;
 use crate::protocol::engineio::TransportKind;
 use crate::sid::Sid;
+use crate::sync::MutexExt as _;
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -153,7 +154,7 @@ impl<D> Session<D> {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // A panic while holding this lock cannot leave the queue half-written, so a
         // poisoned lock is still usable.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock_unpoisoned()
     }
 
     /// The transport currently carrying the session.

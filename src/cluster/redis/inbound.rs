@@ -2,13 +2,14 @@
 //! to answer, and responses to our own requests.
 
 use super::super::wire::{opts_from_wire, packet_from_wire, remote_socket_to_wire, rooms_to_wire};
-use super::{lock, RedisAdapter};
+use super::RedisAdapter;
 use crate::protocol::cluster::{
     BroadcastMessage, BroadcastOpts, ClusterPacket, Request, RequestType, Response, Target,
 };
 use crate::server::adapter::{AckEvent, BroadcastOptions, ServerAck};
 use crate::server::{Payload, Room};
 use crate::sid::Sid;
+use crate::sync::MutexExt as _;
 use serde_json::Value;
 use std::collections::HashSet;
 
@@ -201,7 +202,11 @@ impl RedisAdapter {
         packet: ClusterPacket,
         opts: BroadcastOpts,
     ) {
-        if lock(&self.ack_requests).contains_key(&request_id) {
+        if self
+            .ack_requests
+            .lock_unpoisoned()
+            .contains_key(&request_id)
+        {
             return; // our own
         }
         let opts = opts_from_wire(opts);
@@ -232,7 +237,11 @@ impl RedisAdapter {
             Ok(r) => r,
             Err(e) => return tracing::debug!(error = %e, "ignoring malformed response"),
         };
-        if let Some(sink) = lock(&self.ack_requests).get(&response.request_id) {
+        if let Some(sink) = self
+            .ack_requests
+            .lock_unpoisoned()
+            .get(&response.request_id)
+        {
             let event = match response.kind {
                 Some(RequestType::BroadcastClientCount) => {
                     AckEvent::ClientCount(response.client_count.unwrap_or(0) as usize)

@@ -107,10 +107,6 @@ fn random_id() -> String {
     uid2(6, |n| rand::random_range(0..n))
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 impl RedisAdapter {
     pub fn new(
         sockets: Weak<dyn SocketEmitter>,
@@ -174,6 +170,7 @@ mod tests {
     use crate::protocol::cluster::BroadcastMessage;
     use crate::server::adapter::AdapterError;
     use crate::server::{BoxFuture, Io, ServerOptions};
+    use crate::sync::MutexExt as _;
     use serde_json::json;
 
     fn node(bus: &MemoryBus, timeout: Duration) -> Io {
@@ -249,7 +246,7 @@ mod tests {
 
     impl RedisDriver for Recorder {
         fn publish(&self, channel: String, payload: Vec<u8>) {
-            lock(&self.0).push((channel, payload));
+            self.0.lock_unpoisoned().push((channel, payload));
         }
         fn num_sub(&self, _: String) -> BoxFuture<Result<usize, DriverError>> {
             Box::pin(async { Err(DriverError::Timeout) })
@@ -275,7 +272,7 @@ mod tests {
         ns.server_side_emit("hello", vec![json!("w")]);
         // Redis unreachable: the server count falls back to this node.
         assert_eq!(ns.server_count().await, 1);
-        let published = lock(&rec.0).clone();
+        let published = rec.0.lock_unpoisoned().clone();
         let channels: Vec<&str> = published.iter().map(|(c, _)| c.as_str()).collect();
         assert_eq!(
             channels,

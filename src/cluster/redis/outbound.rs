@@ -5,12 +5,13 @@
 use super::super::wire::{
     opts_to_wire, packet_to_wire, remote_socket_from_wire, rooms_to_wire, targets_to_wire,
 };
-use super::{lock, random_id, RedisAdapter};
+use super::{random_id, RedisAdapter};
 use crate::protocol::cluster::{BroadcastMessage, Request, RequestType, Target};
 use crate::server::adapter::{
     AckSink, Adapter, AdapterError, BroadcastOptions, BroadcastPacket, LocalAdapter, RemoteSocket,
 };
 use crate::server::{BoxFuture, Room};
+use crate::sync::MutexExt as _;
 use serde_json::Value;
 use std::time::Duration;
 
@@ -47,14 +48,16 @@ impl Adapter for RedisAdapter {
                 packet: packet_to_wire(&self.nsp, &packet),
                 opts: opts_to_wire(opts),
             };
-            lock(&self.ack_requests).insert(request_id.clone(), sink.clone());
+            self.ack_requests
+                .lock_unpoisoned()
+                .insert(request_id.clone(), sink.clone());
             self.publish_request(request);
             // Node cannot know when every remote answer is in either: forget the request
             // after the broadcast's timeout.
             let acks = self.ack_requests.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(timeout).await;
-                lock(&acks).remove(&request_id);
+                acks.lock_unpoisoned().remove(&request_id);
             });
         }
         self.local.broadcast_with_ack(&packet, opts, timeout, sink)

@@ -2,10 +2,11 @@
 //! serverSideEmit with acks): count the other nodes, send, gather until each answered or
 //! the request timeout passed — one sequence for all three.
 
-use super::{lock, random_id, RedisAdapter};
+use super::{random_id, RedisAdapter};
 use crate::protocol::cluster::{Request, RequestType, Response};
 use crate::server::adapter::AdapterError;
 use crate::server::BoxFuture;
+use crate::sync::MutexExt as _;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -63,7 +64,7 @@ impl RedisAdapter {
                 return Ok(Vec::new());
             }
             let (tx, rx) = oneshot::channel();
-            lock(&requests).insert(
+            requests.lock_unpoisoned().insert(
                 request_id.clone(),
                 Pending {
                     kind,
@@ -90,7 +91,7 @@ impl RedisAdapter {
     /// An answer to one of our requests: its items are kept; the request completes when
     /// every node answered.
     pub(super) fn on_request_answer(&self, response: Response) {
-        let mut requests = lock(&self.requests);
+        let mut requests = self.requests.lock_unpoisoned();
         let Some(pending) = requests.get_mut(&response.request_id) else {
             return;
         };
@@ -123,7 +124,7 @@ impl RedisAdapter {
     /// Whether `request_id` is a request of ours still waiting (our own request echoed
     /// back by Redis is not answered).
     pub(super) fn is_own_request(&self, request_id: &str) -> bool {
-        lock(&self.requests).contains_key(request_id)
+        self.requests.lock_unpoisoned().contains_key(request_id)
     }
 }
 
@@ -142,7 +143,10 @@ fn finish(
     match answer {
         Ok(Ok(items)) => Ok(items),
         _ => {
-            let received = lock(requests).remove(request_id).map_or(0, |p| p.received);
+            let received = requests
+                .lock_unpoisoned()
+                .remove(request_id)
+                .map_or(0, |p| p.received);
             Err(AdapterError::Timeout {
                 what,
                 received,

@@ -20,6 +20,7 @@ mod state;
 use super::ipc::{Command, Event, WorkerResult};
 use super::plan::WorkerConfig;
 use crate::client::net::raise_nofile_limit;
+use crate::sync::MutexExt as _;
 use process::{cpu_seconds, rss_bytes};
 use sending::{api_schedule, message_schedule};
 use state::{Shared, CONNECTING, DROPPED, FAILED, READY};
@@ -225,10 +226,7 @@ async fn wait_for_start(
             .state
             .compare_exchange(CONNECTING, FAILED, Ordering::AcqRel, Ordering::Acquire);
     }
-    *shared
-        .schedule_start
-        .lock()
-        .unwrap_or_else(|e| e.into_inner()) = Some(start);
+    *shared.schedule_start.lock_unpoisoned() = Some(start);
     Ok(start)
 }
 

@@ -4,6 +4,7 @@
 
 use super::state::Shared;
 use crate::loadtest::stats::H;
+use crate::sync::MutexExt as _;
 use serde_json::Value;
 
 /// Which room sequence numbers a receiver has seen.
@@ -80,8 +81,7 @@ pub(super) fn on_notification(shared: &Shared, n: &Value) {
 pub(super) fn on_publish_ack(shared: &Shared, k: u64, answer: Option<&Value>) {
     let due = shared
         .schedule_start
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
+        .lock_unpoisoned()
         .map(|s| s + shared.schedule.due(k));
     let Some(due) = due else { return };
     let ms = shared.clock.now_ms() - shared.clock.at_ms(due);

@@ -7,6 +7,7 @@ use crate::loadtest::plan::WorkerConfig;
 use crate::loadtest::schedule::Schedule;
 use crate::loadtest::stats::{Counters, Histograms};
 use crate::loadtest::{Clock, Scenario};
+use crate::sync::MutexExt as _;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, Ordering};
 use std::sync::Mutex;
@@ -106,7 +107,7 @@ impl Shared {
     }
 
     pub(super) fn m(&self) -> std::sync::MutexGuard<'_, Measured> {
-        self.m.lock().unwrap_or_else(|e| e.into_inner())
+        self.m.lock_unpoisoned()
     }
     pub(super) fn state(&self, i: u64) -> u8 {
         self.members[i as usize].state.load(Ordering::Acquire)

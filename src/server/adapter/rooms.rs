@@ -6,6 +6,7 @@
 
 use crate::server::Room;
 use crate::sid::Sid;
+use crate::sync::RwLockExt as _;
 use std::collections::{HashMap, HashSet};
 use std::sync::RwLock;
 
@@ -48,7 +49,7 @@ impl RoomIndex {
     }
 
     pub fn add(&self, room: &Room, sid: Sid) {
-        let mut rooms = self.rooms.write().unwrap_or_else(|e| e.into_inner());
+        let mut rooms = self.rooms.write_unpoisoned();
         let members = match rooms.get_mut(room) {
             Some(members) => members,
             None => {
@@ -62,7 +63,7 @@ impl RoomIndex {
     }
 
     pub fn remove(&self, room: &str, sid: Sid) {
-        let mut rooms = self.rooms.write().unwrap_or_else(|e| e.into_inner());
+        let mut rooms = self.rooms.write_unpoisoned();
         let Some(members) = rooms.get_mut(room) else {
             return;
         };
@@ -81,18 +82,18 @@ impl RoomIndex {
 
     /// Calls `f` with the members of `room` while holding the read lock (no copy).
     pub fn with_members<R>(&self, room: &str, f: impl FnOnce(Option<&HashSet<Sid>>) -> R) -> R {
-        let rooms = self.rooms.read().unwrap_or_else(|e| e.into_inner());
+        let rooms = self.rooms.read_unpoisoned();
         f(rooms.get(room))
     }
 
     /// Room names with their member counts.
     pub fn list(&self) -> Vec<(Room, usize)> {
-        let rooms = self.rooms.read().unwrap_or_else(|e| e.into_inner());
+        let rooms = self.rooms.read_unpoisoned();
         rooms.iter().map(|(r, m)| (r.clone(), m.len())).collect()
     }
 
     pub fn len(&self) -> usize {
-        self.rooms.read().unwrap_or_else(|e| e.into_inner()).len()
+        self.rooms.read_unpoisoned().len()
     }
 }
 
