@@ -11,20 +11,10 @@
 //   emitWithAck(nsp, room, event, ...args) (every client's answer, 3 s timeout).
 // Server-side event `ping` answers {from: "node", args}.
 
-import { createServer } from "node:http";
-import { Server } from "socket.io";
-import { createAdapter } from "@socket.io/redis-adapter";
-import { createClient } from "redis";
+import { redisAdapterServer } from "./redis-peer.mjs";
 
 const [port, redisUrl] = process.argv.slice(2);
-const pub = createClient({ url: redisUrl });
-const sub = pub.duplicate();
-pub.on("error", (e) => console.error("redis pub", e.message));
-sub.on("error", (e) => console.error("redis sub", e.message));
-await Promise.all([pub.connect(), sub.connect()]);
-
-const http = createServer();
-const io = new Server(http, { adapter: createAdapter(pub, sub, { requestsTimeout: 3000 }) });
+const { http, io } = await redisAdapterServer(redisUrl, { requestsTimeout: 3000 });
 
 // `/bench` exists from the start, so this node subscribes to its channels before any
 // request: the adapter counts the answers it waits for with PUBSUB NUMSUB.

@@ -16,26 +16,16 @@
 //                                                    its own id left out).
 // Exits when stdin closes.
 
-import { createServer } from "node:http";
 import { createInterface } from "node:readline";
-import { Server } from "socket.io";
-import { createAdapter } from "@socket.io/redis-adapter";
 import { io as connect } from "socket.io-client";
-import { createClient } from "redis";
+import { redisAdapterServer } from "./redis-peer.mjs";
 
 const [redisUrl, nsp] = process.argv.slice(2);
 const ROOMS = { a: ["room:1"], b: ["room:1", "muted"], c: [] };
 const out = (obj) => console.log(JSON.stringify(obj));
 const plain = (arg) => (Buffer.isBuffer(arg) ? { $binary: [...arg] } : arg);
 
-const pub = createClient({ url: redisUrl });
-const sub = pub.duplicate();
-pub.on("error", (e) => console.error("redis pub", e.message));
-sub.on("error", (e) => console.error("redis sub", e.message));
-await Promise.all([pub.connect(), sub.connect()]);
-
-const http = createServer();
-const io = new Server(http, { adapter: createAdapter(pub, sub) });
+const { http, io } = await redisAdapterServer(redisUrl);
 const namespace = io.of(nsp);
 const byName = new Map();
 namespace.on("connection", (socket) => {
