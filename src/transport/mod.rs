@@ -198,10 +198,10 @@ impl<H: EngineHandler> Engine<H> {
         let session = Sid::parse(sid)
             .and_then(|sid| self.get_session(&sid))
             .ok_or(EngineError::UnknownSid)?;
-        // A closed session is gone for the client, except a polling one the server closed:
-        // that one waits for the poll that tells the client (see the supervisor).
+        // A closed session is gone for the client, except a polling one that still owes
+        // the client the answer to its next poll (see the supervisor).
         if let Some(reason) = session.close_reason() {
-            let awaiting_close_poll = reason.is_server_initiated()
+            let awaiting_close_poll = reason.owes_close_poll()
                 && transport == TransportKind::Polling
                 && req.method() == Method::GET
                 && !session.close_was_delivered();

@@ -76,7 +76,8 @@ pub(super) async fn poll<H: EngineHandler>(
             // The client's own `close` ends its poll with a noop; any other close tells
             // the client with a `close` packet so it does not poll again.
             Drain::Closed(CloseReason::TransportClose) => {
-                break text_response("6", PAYLOAD_CONTENT_TYPE)
+                session.mark_close_delivered();
+                break text_response("6", PAYLOAD_CONTENT_TYPE);
             }
             Drain::Closed(_) => {
                 session.mark_close_delivered();

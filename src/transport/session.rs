@@ -74,6 +74,14 @@ impl CloseReason {
         )
     }
 
+    /// Whether a polling client is still owed an answer to its next poll after a close
+    /// for this reason: `1` when the server closed (the client learns of it only from
+    /// us), `6` when the client closed with a `1` packet of its own while no poll was
+    /// pending (Node buffers that close until the next poll, which gets a `noop`).
+    pub fn owes_close_poll(self) -> bool {
+        self.is_server_initiated() || self == Self::TransportClose
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::TransportClose => "transport close",

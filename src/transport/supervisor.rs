@@ -42,15 +42,17 @@ pub(super) async fn run<H: EngineHandler>(
     engine.unregister(&session);
 }
 
-/// How long a polling session closed by the server stays reachable so that the client's
-/// next poll receives the `close` packet instead of "Session ID unknown".
+/// How long a closed polling session stays reachable so that the client's next poll
+/// receives its answer (`close`, or `noop`) instead of "Session ID unknown".
 const CLOSE_LINGER: Duration = Duration::from_secs(1);
 
-/// A polling client learns of a server-side close only through its next GET. Node keeps
-/// the session until then; so do we (briefly), so the client reports "transport close"
-/// and reconnects cleanly instead of seeing an error.
+/// A polling client learns of a server-side close only through its next GET, and a
+/// client that posted its own `close` with no GET pending still gets an answer to the GET
+/// it sends next (a `noop`, as Node's buffered close gives it). Node keeps the session
+/// until then; so do we (briefly), so the client reports "transport close" and
+/// reconnects cleanly instead of seeing an error.
 async fn linger_for_close_packet<D>(session: &Session<D>, reason: CloseReason) {
-    if reason.is_server_initiated() && session.transport() == TransportKind::Polling {
+    if reason.owes_close_poll() && session.transport() == TransportKind::Polling {
         let _ = tokio::time::timeout(CLOSE_LINGER, session.close_delivered()).await;
     }
 }

@@ -440,6 +440,28 @@ async fn polling_close_packet_answers_pending_poll_with_noop() {
     server.stop().await;
 }
 
+/// The client's `close` posted while no poll is pending: the next GET still gets its
+/// noop (Node buffers the close until that poll), then the session is gone. The official
+/// suites send the GET and the POST at once, so either order must give `6`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polling_close_packet_before_the_poll_still_answers_it_with_noop() {
+    let server = TestServer::start_with(quiet_options()).await;
+    let sid = polling_sid(server.addr).await;
+    let p = poll_path(&sid);
+    let res = post(server.addr, &p, b"1").await;
+    assert_eq!((res.status, res.text()), (200, "ok"));
+    post(server.addr, &p, b"40")
+        .await
+        .assert_engine_error(400, 1, SID_UNKNOWN);
+    let res = get(server.addr, &p).await;
+    assert_eq!((res.status, res.text()), (200, "6"));
+    assert_session_gone(&server, &sid).await;
+    get(server.addr, &p)
+        .await
+        .assert_engine_error(400, 1, SID_UNKNOWN);
+    server.stop().await;
+}
+
 /// A polling session the server closes (here: no namespace within connectTimeout) waits
 /// for the client's next GET to tell it with `close`; any other request with its sid is
 /// refused, and after that GET the session is gone.
