@@ -4,6 +4,7 @@
 //! `ALLOWED_ORIGINS`), listed by `--help`. Parsing does no I/O; [`Config::from_args`]
 //! checks what types alone cannot and names the offending setting in its error.
 
+pub use crate::handlers::bench::LoadtestNamespace;
 use crate::protocol::engineio::TransportKind;
 use crate::ratelimit::Rule;
 use crate::redis_client::RedisArgs;
@@ -198,15 +199,6 @@ pub struct Config {
     pub health_timeout: Duration,
     /// The `/bench` namespace for `rtctl loadtest`, when enabled.
     pub loadtest: Option<LoadtestNamespace>,
-}
-
-/// `/bench` settings: on/off plus the test-only fault knobs.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LoadtestNamespace {
-    /// Skip the broadcast of every Nth publish (N >= 1).
-    pub drop_every: Option<u64>,
-    /// Delay each broadcast by this much.
-    pub delay: Option<Duration>,
 }
 
 /// A configured secret, or (development) a random one.

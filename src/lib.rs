@@ -13,6 +13,8 @@
 //! - the app's services ([`auth`], [`store`], [`presence`], [`cache`], [`ratelimit`],
 //!   [`redis_client`]) and its [`handlers`] (`/chat`, `/notifications`, `/bench`, the HTTP
 //!   API), with [`observability`] (health and metrics endpoints);
+//! - [`config`]: the one validated configuration both binaries share, built from flags
+//!   and environment, holding each lower layer's settings;
 //! - [`app`]: wiring and the one lifecycle every node runs (`app::serve`);
 //! - the ops side: [`client`] (our outgoing Socket.IO and HTTP client), [`loadtest`],
 //!   [`probe`] (what `rtctl health` asks of nodes), [`node_addr`] (the one parser of
@@ -20,8 +22,7 @@
 //! - [`commands`]: one thin module per `rtctl` subcommand; `src/bin` is thinner still.
 //!
 //! Leaves every layer may use: [`metrics`] (each caller passes its own labels), [`sid`],
-//! [`sync`] (locks that outlive a panic), [`telemetry`], [`templates`], [`config`] (the
-//! one validated configuration both binaries share).
+//! [`sync`] (locks that outlive a panic), [`telemetry`], [`templates`].
 
 pub mod app;
 pub mod auth;

@@ -12,11 +12,20 @@
 //! Two test-only knobs make the loadtest's own failure detection testable: drop every Nth
 //! broadcast (still acked) and delay each broadcast.
 
-use crate::config::LoadtestNamespace;
 use crate::server::{AckSender, NamespaceBuilder};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+
+/// `/bench` settings (`--loadtest-namespace` and its knobs, checked by the config): the
+/// test-only fault knobs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadtestNamespace {
+    /// Skip the broadcast of every Nth publish (N >= 1).
+    pub drop_every: Option<u64>,
+    /// Delay each broadcast by this much.
+    pub delay: Option<std::time::Duration>,
+}
 
 /// The namespace's name.
 pub const NAMESPACE: &str = "/bench";

@@ -8,7 +8,7 @@
 //!   `POST /api/chat/send`);
 //! - [`bench`]: the `/bench` namespace `rtctl loadtest` drives (`--loadtest-namespace`).
 //!   It is the server side of the load test, served by nodes; the load generator that
-//!   drives it is [`crate::loadtest`].
+//!   drives it is the `loadtest` module (`rtctl loadtest`).
 
 pub mod api;
 pub mod bench;

@@ -1,6 +1,6 @@
 //! The health probe: asks nodes' `GET /api/health` from outside and judges the answers
 //! (what `rtctl health` shows). The endpoints it asks are the server's, in
-//! [`crate::observability`]; this is the other side of that wire.
+//! the server's `observability` module; this is the other side of that wire.
 //!
 //! The nodes are asked concurrently, each within one timeout, over plain HTTP/1.1 (the
 //! nodes' own ports; TLS ends at nginx, which balances and would hide which node

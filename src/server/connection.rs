@@ -1,7 +1,7 @@
 //! The Socket.IO side of one Engine.IO connection (what Node's socket.io calls its
 //! `Client`): which namespaces it joined, binary packets being assembled, and the
 //! dispatch of every decoded packet. Named *connection* here so "client" means only the
-//! crate's outgoing client (`crate::client`, which the load generator and the health
+//! crate's outgoing client (the `client` module, which the load generator and the health
 //! probe use).
 
 use super::namespace::Namespace;

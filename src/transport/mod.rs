@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
-/// Engine.IO settings (the transport half of [`crate::config::Config`]).
+/// Engine.IO settings (the transport half of the server configuration, `config::Config`).
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
     /// Path prefix, always starting and ending with `/` (default `/socket.io/`).
