@@ -38,6 +38,7 @@ async fn main() -> anyhow::Result<()> {
         connect_timeout: Duration::from_millis(1000),
         shutdown_timeout: Duration::from_secs(2),
         drain_delay: Duration::ZERO,
+        recovery: None,
     };
     let io = Io::builder(options)
         .namespace("/", conformance_namespace)

@@ -8,7 +8,7 @@ pub use crate::handlers::bench::LoadtestNamespace;
 use crate::protocol::engineio::TransportKind;
 use crate::ratelimit::Rule;
 use crate::redis_client::RedisArgs;
-use crate::server::ServerOptions;
+use crate::server::{RecoveryOptions, ServerOptions};
 use crate::store::StoreArgs;
 use crate::transport::{Cors, EngineConfig};
 use std::net::SocketAddr;
@@ -76,6 +76,40 @@ pub struct ServeArgs {
     /// 503, before connections are closed. Use about 5000 behind nginx or Kubernetes.
     #[arg(long, env = "DRAIN_DELAY", default_value_t = 0)]
     pub drain_delay: u64,
+
+    /// Connection state recovery (socket.io's `connectionStateRecovery`): a client that
+    /// drops for a moment gets its socket id, rooms and data back, and every event it
+    /// missed, when it reconnects within --max-disconnection-duration.
+    #[arg(long, env = "CONNECTION_STATE_RECOVERY", default_value_t = false, action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new(), value_name = "BOOL", num_args = 0..=1,
+          default_missing_value = "true")]
+    pub connection_state_recovery: bool,
+
+    /// Milliseconds a disconnected client's session, and the events it may miss, are kept
+    /// for recovery.
+    #[arg(
+        long,
+        env = "MAX_DISCONNECTION_DURATION",
+        default_value_t = 120_000,
+        value_name = "MS"
+    )]
+    pub max_disconnection_duration: u64,
+
+    /// A recovered socket skips the namespace's middleware (the auth check), as in Node;
+    /// its session is still not recovered past its token's expiry.
+    #[arg(long, env = "RECOVERY_SKIP_MIDDLEWARES", default_value_t = true, action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new(), value_name = "BOOL")]
+    pub recovery_skip_middlewares: bool,
+
+    /// The most events one namespace keeps in memory for recovery (the in-process and
+    /// classic Redis adapters; older ones are dropped first).
+    #[arg(
+        long,
+        env = "RECOVERY_MAX_PACKETS",
+        default_value_t = 10_000,
+        value_name = "N"
+    )]
+    pub recovery_max_packets: usize,
 
     /// Milliseconds each dependency check of /api/health may take.
     #[arg(long, env = "HEALTH_TIMEOUT", default_value_t = 1000)]
@@ -356,6 +390,7 @@ impl Config {
                 connect_timeout: Duration::from_millis(a.connect_timeout),
                 shutdown_timeout: Duration::from_millis(a.shutdown_timeout),
                 drain_delay: Duration::from_millis(a.drain_delay),
+                recovery: recovery(a)?,
             },
             log_format: a.log_format.clone(),
             log_level: a.log_level.clone(),
@@ -365,6 +400,32 @@ impl Config {
             loadtest,
         })
     }
+}
+
+/// Connection state recovery's settings, or `None` when off.
+fn recovery(a: &ServeArgs) -> Result<Option<RecoveryOptions>, ConfigError> {
+    if !a.connection_state_recovery {
+        return Ok(None);
+    }
+    if a.max_disconnection_duration == 0 {
+        return Err(invalid(
+            "max-disconnection-duration",
+            "MAX_DISCONNECTION_DURATION",
+            "must be at least 1 millisecond",
+        ));
+    }
+    if a.recovery_max_packets == 0 {
+        return Err(invalid(
+            "recovery-max-packets",
+            "RECOVERY_MAX_PACKETS",
+            "must be at least 1",
+        ));
+    }
+    Ok(Some(RecoveryOptions {
+        max_disconnection: Duration::from_millis(a.max_disconnection_duration),
+        skip_middlewares: a.recovery_skip_middlewares,
+        max_packets: a.recovery_max_packets,
+    }))
 }
 
 /// The `/bench` settings, or `None` when off. The fault knobs only make sense with the

@@ -28,8 +28,14 @@ pub async fn cluster_adapter(
     let options = RedisAdapterOptions {
         key: config.redis.redis_adapter_key.clone(),
         requests_timeout: Duration::from_millis(config.redis.redis_requests_timeout),
+        recovery: config.server.recovery,
         ..Default::default()
     };
     tracing::info!(key = %options.key, node = %config.node_id, "cluster adapter: Redis");
+    if options.recovery.is_some() {
+        tracing::warn!(
+            "connection state recovery with the classic Redis adapter: sessions are kept on the node a client was on, so a client recovers only when it reconnects to the same node (sticky routing); use --adapter redis-streams to recover on any node"
+        );
+    }
     Ok(Some(Arc::new(RedisAdapterFactory::new(driver, options))))
 }

@@ -41,8 +41,9 @@ pub fn track_presence(ns: &mut NamespaceBuilder, presence: Arc<Presence>) {
 /// The auth middleware: a NextAuth v4 / Auth.js v5 / HS256 token from the handshake, the
 /// `Authorization` header or the session cookie. On failure the client gets
 /// `connect_error` `{message: "unauthorized", data: {reason}}` and no socket exists.
-/// An accepted socket carries its [`User`] and Node's `socket.data` `{userId}` (what a
-/// Node app's auth middleware sets, and what every node sees through `fetchSockets`).
+/// An accepted socket carries its [`User`], its token's expiry, and Node's `socket.data`
+/// `{userId}` (what a Node app's auth middleware sets, and what every node sees through
+/// `fetchSockets`).
 pub fn authenticate(ns: &mut NamespaceBuilder, verifier: Arc<Verifier>) {
     ns.use_middleware(move |socket| {
         let verifier = verifier.clone();
@@ -59,6 +60,7 @@ pub fn authenticate(ns: &mut NamespaceBuilder, verifier: Arc<Verifier>) {
                     ConnectRefusal::new("unauthorized").with_data(json!({ "reason": e.reason() }))
                 })?;
             socket.set_data(json!({ "userId": identity.user_id }));
+            socket.set_expires_at(identity.expires_at());
             socket.extensions.lock_unpoisoned().insert(User {
                 id: identity.user_id,
                 name: identity.name,
@@ -66,5 +68,26 @@ pub fn authenticate(ns: &mut NamespaceBuilder, verifier: Arc<Verifier>) {
             });
             Ok(())
         }
+    });
+    // A recovered socket skipped the middleware above (RECOVERY_SKIP_MIDDLEWARES): its
+    // user comes back from the session's `socket.data`, checked by the middleware when
+    // the socket first connected. Its token's expiry came back with the session, which
+    // is not recovered past it. A session without a user id (kept by a Node node of
+    // another app) cannot be trusted: refused, so the client connects afresh.
+    ns.on_connect(|socket| async move {
+        if User::of(&socket).is_some() {
+            return Ok(());
+        }
+        let data = socket.data();
+        let Some(id) = data.get("userId").and_then(|v| v.as_str()) else {
+            return Err(ConnectRefusal::new("unauthorized")
+                .with_data(json!({ "reason": "session_without_user" })));
+        };
+        socket.extensions.lock_unpoisoned().insert(User {
+            id: id.to_owned(),
+            name: None,
+            email: None,
+        });
+        Ok(())
     });
 }

@@ -103,7 +103,7 @@ pub fn parse(packet: &str) -> Result<Incoming, ClientError> {
 
 /// `40/nsp,{"token":…}`: joins a namespace with the handshake `auth`.
 pub fn connect(nsp: &str, auth: &Value) -> String {
-    let mut p = socketio::Packet::connect_ok(nsp, "");
+    let mut p = socketio::Packet::connect_ok(nsp, "", None);
     p.data = Some(auth.clone());
     message(&p)
 }

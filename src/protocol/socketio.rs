@@ -92,13 +92,14 @@ pub enum DecodeError {
 
 impl Packet {
     /// A CONNECT reply (`0/chat,{"sid":"…"}`).
-    pub fn connect_ok(nsp: &str, sid: &str) -> Self {
-        Self::new(
-            PacketKind::Connect,
-            nsp,
-            None,
-            Some(serde_json::json!({ "sid": sid })),
-        )
+    /// The CONNECT reply: `{sid}`, or `{sid, pid}` with connection state recovery on
+    /// (the private id the client sends back to recover its session).
+    pub fn connect_ok(nsp: &str, sid: &str, pid: Option<&str>) -> Self {
+        let body = match pid {
+            Some(pid) => serde_json::json!({ "sid": sid, "pid": pid }),
+            None => serde_json::json!({ "sid": sid }),
+        };
+        Self::new(PacketKind::Connect, nsp, None, Some(body))
     }
 
     /// A CONNECT_ERROR with `{"message": …, "data"?: …}` as socket.io-client expects.
@@ -434,8 +435,8 @@ mod tests {
     #[test]
     fn round_trips_every_packet_type() {
         let cases = vec![
-            Packet::connect_ok("/", "abc"),
-            Packet::connect_ok("/chat", "abc"),
+            Packet::connect_ok("/", "abc", None),
+            Packet::connect_ok("/chat", "abc", Some("p")),
             Packet {
                 kind: PacketKind::Connect,
                 nsp: "/admin".into(),
@@ -464,8 +465,16 @@ mod tests {
     fn wire_forms_match_the_spec() {
         assert_eq!(encode_to_string(&Packet::disconnect("/")), "1");
         assert_eq!(
-            encode_to_string(&Packet::connect_ok("/admin", "oSO0OpakMV_3jnilAAAA")),
+            encode_to_string(&Packet::connect_ok("/admin", "oSO0OpakMV_3jnilAAAA", None)),
             r#"0/admin,{"sid":"oSO0OpakMV_3jnilAAAA"}"#
+        );
+        assert_eq!(
+            encode_to_string(&Packet::connect_ok(
+                "/",
+                "Qy6Paa9Gg_3ppQ19AAAA",
+                Some("SP3wY8Ojg10-512oAAAB")
+            )),
+            r#"0{"sid":"Qy6Paa9Gg_3ppQ19AAAA","pid":"SP3wY8Ojg10-512oAAAB"}"#
         );
         let p = Packet {
             id: Some(12),

@@ -4,6 +4,7 @@
 //! crate's outgoing client (the `client` module, which the load generator and the health
 //! probe use).
 
+use super::adapter::RecoveredSession;
 use super::namespace::Namespace;
 use super::payload::{encode_frames, event_from_packet, Payload};
 use super::socket::{AckSender, DisconnectReason, Socket, SocketRef};
@@ -16,7 +17,7 @@ use bytes::Bytes;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use tokio::sync::Notify;
 
 #[derive(Default)]
@@ -204,7 +205,8 @@ impl SocketIoHandler {
         }
     }
 
-    /// CONNECT: middleware, registration, connect steps, and only then the reply.
+    /// CONNECT: recovery (when asked for), middleware, registration, connect steps, and
+    /// only then the reply.
     fn connect(&self, session: &Arc<Session<ConnectionState>>, packet: Packet) {
         let Some(ns) = self.namespaces.get(&packet.nsp).cloned() else {
             let reply = Packet::connect_error(&packet.nsp, "Invalid namespace", None);
@@ -217,14 +219,31 @@ impl SocketIoHandler {
         let auth = packet
             .data
             .unwrap_or_else(|| Value::Object(Default::default()));
-        let socket = Arc::new(Socket::new(ns.clone(), session.clone(), auth));
         let session = session.clone();
         let connecting = async move {
-            if let Err(refusal) = ns.run_middleware(&socket).await {
-                return refuse(&session, &socket, refusal);
+            let (socket, missed) = match try_recover(&ns, &auth).await {
+                Some(found) => {
+                    let socket =
+                        Socket::restored(ns.clone(), session.clone(), auth, &found.session);
+                    (Arc::new(socket), Some(found))
+                }
+                None => (
+                    Arc::new(Socket::new(ns.clone(), session.clone(), auth)),
+                    None,
+                ),
+            };
+            let skip_middleware =
+                socket.recovered() && ns.recovery().is_some_and(|r| r.skip_middlewares);
+            if !skip_middleware {
+                if let Err(refusal) = ns.run_middleware(&socket).await {
+                    return refuse(&session, &socket, refusal);
+                }
             }
             if !session.data.register(&socket, &ns) {
                 return;
+            }
+            if let Some(found) = missed {
+                rejoin_and_replay(&session, &socket, found);
             }
             if let Err(refusal) = ns.run_connect(&socket).await {
                 socket.discard();
@@ -238,6 +257,45 @@ impl SocketIoHandler {
         };
         super::namespace::run_inline_then_spawn(Box::pin(connecting));
     }
+}
+
+/// The session a CONNECT asks to recover (`auth.pid` and `auth.offset`, both strings, as
+/// socket.io-client sends them), if recovery is on and the adapter still has it. Anything
+/// else — unknown or expired session, an offset no longer kept, credentials past their
+/// expiry, the adapter failing, the same socket still connected — gives a fresh socket,
+/// never an error, as in Node.
+async fn try_recover(ns: &Namespace, auth: &Value) -> Option<RecoveredSession> {
+    ns.recovery()?;
+    let pid = auth.get("pid")?.as_str()?;
+    let offset = auth.get("offset")?.as_str()?;
+    let found = match ns.adapter().restore_session(pid, offset).await {
+        Ok(found) => found?,
+        Err(e) => {
+            tracing::debug!(nsp = %ns.name, error = %e, "session not recovered: the adapter failed");
+            return None;
+        }
+    };
+    let expired = found
+        .session
+        .expires_at
+        .is_some_and(|at| at <= SystemTime::now());
+    if expired || ns.has_socket(&found.session.sid) {
+        tracing::debug!(nsp = %ns.name, expired, "session not recovered");
+        return None;
+    }
+    Some(found)
+}
+
+/// A recovered socket is back in its rooms, and gets what it missed before its CONNECT
+/// reply (as Node sends it): older than anything broadcast to it from now on, which
+/// waits in the socket until the reply has gone.
+fn rejoin_and_replay(session: &Session<ConnectionState>, socket: &Socket, found: RecoveredSession) {
+    for room in found.session.rooms {
+        if *room != *socket.id.as_str() {
+            socket.join(room);
+        }
+    }
+    session.send_all(found.missed.into_iter().flatten());
 }
 
 fn refuse(session: &Session<ConnectionState>, socket: &Socket, refusal: super::ConnectRefusal) {

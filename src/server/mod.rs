@@ -33,7 +33,8 @@ pub use socket::{AckError, AckSender, DisconnectReason, Socket, SocketRef};
 use crate::transport::handshake::Body;
 use crate::transport::listener::{accept_until, App};
 use crate::transport::{Engine, EngineConfig};
-use adapter::{Adapter, AdapterFactory, LocalAdapter, SocketEmitter};
+pub use adapter::RecoveryOptions;
+use adapter::{Adapter, AdapterFactory, LocalAdapter, RecoveryLog, SocketEmitter};
 use bytes::Bytes;
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
@@ -59,6 +60,8 @@ pub struct ServerOptions {
     /// On shutdown, how long to keep serving after readiness turned 503 and before
     /// closing connections, so load balancers stop sending new clients first.
     pub drain_delay: Duration,
+    /// Connection state recovery (Node's `connectionStateRecovery`): off when None.
+    pub recovery: Option<RecoveryOptions>,
 }
 
 impl Default for ServerOptions {
@@ -68,6 +71,7 @@ impl Default for ServerOptions {
             connect_timeout: Duration::from_millis(45_000),
             shutdown_timeout: Duration::from_millis(10_000),
             drain_delay: Duration::ZERO,
+            recovery: None,
         }
     }
 }
@@ -95,6 +99,7 @@ impl IoBuilder {
 
     pub fn build(self) -> Io {
         let factory = self.adapter;
+        let recovery = self.options.recovery;
         let namespaces = self
             .namespaces
             .into_iter()
@@ -102,11 +107,14 @@ impl IoBuilder {
                 // The adapter holds a weak reference back to its namespace.
                 let ns = Arc::new_cyclic(|weak: &std::sync::Weak<Namespace>| {
                     let sockets: std::sync::Weak<dyn SocketEmitter> = weak.clone();
-                    let adapter: Arc<dyn Adapter> = match &factory {
-                        Some(factory) => factory.create(sockets, &name),
-                        None => Arc::new(LocalAdapter::new(sockets)),
+                    let adapter: Arc<dyn Adapter> = match (&factory, recovery) {
+                        (Some(factory), _) => factory.create(sockets, &name),
+                        (None, None) => Arc::new(LocalAdapter::new(sockets)),
+                        (None, Some(options)) => Arc::new(
+                            LocalAdapter::new(sockets).with_recovery(RecoveryLog::new(options)),
+                        ),
                     };
-                    b.build(name.clone(), adapter)
+                    b.build(name.clone(), adapter, recovery)
                 });
                 (name, ns)
             })

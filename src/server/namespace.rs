@@ -4,7 +4,7 @@
 //! and a handler exists before any client can reach it — so an event a client emits
 //! right after `connect` always finds its handler.
 
-use super::adapter::{Adapter, AdapterError, RemoteSocket, ServerAck};
+use super::adapter::{Adapter, AdapterError, RecoveryOptions, RemoteSocket, ServerAck};
 use super::broadcast::BroadcastOperator;
 use super::payload::{Event, Payload};
 use super::socket::{AckSender, DisconnectReason, SocketRef};
@@ -128,8 +128,14 @@ impl NamespaceBuilder {
         self
     }
 
-    pub(crate) fn build(self, name: String, adapter: Arc<dyn Adapter>) -> Namespace {
+    pub(crate) fn build(
+        self,
+        name: String,
+        adapter: Arc<dyn Adapter>,
+        recovery: Option<RecoveryOptions>,
+    ) -> Namespace {
         Namespace {
+            recovery,
             metrics: crate::metrics::NamespaceMetrics::new(&name),
             name,
             sockets: RwLock::default(),
@@ -151,6 +157,7 @@ pub struct Namespace {
     pub(crate) metrics: crate::metrics::NamespaceMetrics,
     sockets: RwLock<HashMap<Sid, SocketRef>>,
     adapter: Arc<dyn Adapter>,
+    recovery: Option<RecoveryOptions>,
     middleware: Vec<ConnectFn>,
     connect: Vec<ConnectFn>,
     events: HashMap<String, EventFn>,
@@ -213,6 +220,11 @@ impl Namespace {
     /// Rooms with their member counts on this node (own-id rooms are not listed).
     pub fn rooms(&self) -> Vec<(Room, usize)> {
         self.adapter.local().rooms()
+    }
+
+    /// Connection state recovery, when on.
+    pub fn recovery(&self) -> Option<&RecoveryOptions> {
+        self.recovery.as_ref()
     }
 
     /// This namespace's adapter: the way to its sockets on this node and on the others.

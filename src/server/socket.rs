@@ -1,5 +1,6 @@
 //! A Socket.IO socket: one client connected to one namespace.
 
+use super::adapter::{BroadcastOptions, BroadcastPacket, PersistedSession};
 use super::broadcast::BroadcastOperator;
 use super::connection::ConnectionState;
 use super::namespace::Namespace;
@@ -84,6 +85,14 @@ struct State {
 /// One client in one namespace.
 pub struct Socket {
     pub id: Sid,
+    /// The private id a client proves its session with when it reconnects (connection
+    /// state recovery on); sent in the CONNECT reply, never shown to other clients.
+    pid: Option<Sid>,
+    /// Whether this socket continues a session that survived a disconnect.
+    recovered: bool,
+    /// When the socket's credentials stop being valid, if its middleware said (see
+    /// [`Socket::set_expires_at`]).
+    expires_at: Mutex<Option<std::time::SystemTime>>,
     pub(crate) ns: Arc<Namespace>,
     pub(crate) session: Arc<Session<ConnectionState>>,
     /// The `auth` object the client sent with CONNECT.
@@ -99,13 +108,43 @@ pub struct Socket {
 }
 
 impl Socket {
+    /// A new socket: a fresh id, and a fresh private id when recovery is on.
     pub(crate) fn new(
         ns: Arc<Namespace>,
         session: Arc<Session<ConnectionState>>,
         auth: Value,
     ) -> Self {
+        let pid = ns.recovery().map(|_| Sid::new());
+        Self::with_ids(ns, session, auth, Sid::new(), pid)
+    }
+
+    /// The socket of a recovered session: its id, private id, data and credentials'
+    /// expiry come back (its rooms are joined by the connection, once it is registered).
+    pub(crate) fn restored(
+        ns: Arc<Namespace>,
+        session: Arc<Session<ConnectionState>>,
+        auth: Value,
+        previous: &PersistedSession,
+    ) -> Self {
+        let mut socket = Self::with_ids(ns, session, auth, previous.sid, Some(previous.pid));
+        socket.recovered = true;
+        socket.data = Mutex::new(previous.data.clone());
+        socket.expires_at = Mutex::new(previous.expires_at);
+        socket
+    }
+
+    fn with_ids(
+        ns: Arc<Namespace>,
+        session: Arc<Session<ConnectionState>>,
+        auth: Value,
+        id: Sid,
+        pid: Option<Sid>,
+    ) -> Self {
         Socket {
-            id: Sid::new(),
+            id,
+            pid,
+            recovered: false,
+            expires_at: Mutex::new(None),
             ns,
             session,
             auth,
@@ -116,6 +155,24 @@ impl Socket {
             ack_ids: AtomicU64::new(0),
             state: Mutex::default(),
         }
+    }
+
+    /// Whether this socket continues a session that survived a disconnect (Node's
+    /// `socket.recovered`). A recovered socket skipped the namespace's middleware unless
+    /// recovery was configured otherwise.
+    pub fn recovered(&self) -> bool {
+        self.recovered
+    }
+
+    /// Records when the credentials this socket connected with stop being valid. A
+    /// session past that time is not recovered: the client connects afresh and its
+    /// middleware runs again.
+    pub fn set_expires_at(&self, at: Option<std::time::SystemTime>) {
+        *self.expires_at.lock_unpoisoned() = at;
+    }
+
+    pub fn expires_at(&self) -> Option<std::time::SystemTime> {
+        *self.expires_at.lock_unpoisoned()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -172,18 +229,33 @@ impl Socket {
     /// Sends the CONNECT reply, then whatever was emitted while the namespace was setting
     /// the socket up.
     pub(crate) fn mark_connected(&self) {
-        let reply = encode_frames(&Packet::connect_ok(&self.ns.name, self.id.as_str()), &[]);
+        let pid = self.pid.as_ref().map(Sid::as_str);
+        let reply = encode_frames(
+            &Packet::connect_ok(&self.ns.name, self.id.as_str(), pid),
+            &[],
+        );
         let mut st = self.lock();
         let pending = std::mem::take(&mut st.pending);
         self.session.send_all(reply.into_iter().chain(pending));
         self.connected.store(true, Ordering::Release);
     }
 
-    /// Emits an event to this client.
+    /// Emits an event to this client. With recovery on it goes through the adapter, to
+    /// this socket's own room, as in Node: so it gets an offset and is kept for replay
+    /// like any broadcast (and, on a cluster adapter, is published). The answer is then
+    /// whether the adapter had the socket on this node.
     pub fn emit(&self, event: &str, payload: impl Into<Payload>) -> bool {
         let p = payload.into();
-        let packet = Packet::event(&self.ns.name, event, p.args, p.binary.len());
         self.ns.metrics.events_sent(1);
+        if self.ns.recovery().is_some() {
+            let to_me = BroadcastOptions::room(self.id.as_str());
+            return self
+                .ns
+                .adapter()
+                .broadcast(BroadcastPacket::event(event, p), &to_me)
+                > 0;
+        }
+        let packet = Packet::event(&self.ns.name, event, p.args, p.binary.len());
         self.send_packet(&packet, &p.binary)
     }
 
@@ -345,8 +417,10 @@ impl Socket {
     }
 
     /// Leaves every room, fails pending acks, runs the namespace's disconnect handlers.
-    /// Runs once, whoever calls it first.
+    /// Runs once, whoever calls it first. With recovery on, a connected socket that
+    /// closed for a reason the client did not choose first has its session kept.
     pub(crate) fn on_disconnect(self: &Arc<Self>, reason: DisconnectReason) {
+        self.persist_if_recoverable(reason);
         if self.cleanup() {
             let connected = self.connected.load(Ordering::Acquire);
             self.ns.metrics.disconnected(
@@ -358,6 +432,33 @@ impl Socket {
             );
             self.ns.run_disconnect_handlers(self, reason);
         }
+    }
+
+    /// socket.io's `RECOVERABLE_DISCONNECT_REASONS`: an explicit disconnect (either side)
+    /// or a protocol error is never kept. Called before the socket leaves its rooms.
+    fn persist_if_recoverable(&self, reason: DisconnectReason) {
+        use DisconnectReason as R;
+        let recoverable = matches!(
+            reason,
+            R::TransportError
+                | R::TransportClose
+                | R::ForcedClose
+                | R::PingTimeout
+                | R::ServerShuttingDown
+        );
+        let (Some(pid), true) = (self.pid, recoverable && self.connected()) else {
+            return;
+        };
+        if self.ns.recovery().is_none() {
+            return;
+        }
+        self.ns.adapter().persist_session(PersistedSession {
+            sid: self.id,
+            pid,
+            rooms: self.rooms(),
+            data: self.data(),
+            expires_at: self.expires_at(),
+        });
     }
 
     /// Unregisters a socket whose connection was refused: no disconnect handlers, since

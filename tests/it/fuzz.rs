@@ -197,7 +197,7 @@ proptest! {
         use socketio::Packet;
         let id_for_ack = id.unwrap_or(1);
         let packet = match kind {
-            0 => Packet::connect_ok(nsp, "abcdefghijklmnopqrst"),
+            0 => Packet::connect_ok(nsp, "abcdefghijklmnopqrst", None),
             1 => Packet::disconnect(nsp),
             2 => Packet { id, ..Packet::event(nsp, "ev", args, 0) },
             3 => Packet::ack(nsp, id_for_ack, args, 0),

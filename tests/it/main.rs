@@ -15,6 +15,7 @@ mod limits;
 mod loadtest;
 mod monitoring;
 mod observability;
+mod recovery;
 mod reference_server;
 mod socketio;
 mod store;

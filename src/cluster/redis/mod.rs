@@ -21,7 +21,9 @@ mod requests;
 
 use super::driver::{MessageSink, RedisDriver};
 use crate::protocol::cluster::{uid2, Channels, Request};
-use crate::server::adapter::{AckSink, Adapter, AdapterFactory, LocalAdapter, SocketEmitter};
+use crate::server::adapter::{
+    AckSink, Adapter, AdapterFactory, LocalAdapter, RecoveryLog, RecoveryOptions, SocketEmitter,
+};
 use requests::Requests;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -38,6 +40,11 @@ pub struct RedisAdapterOptions {
     /// (`publishOnSpecificResponseChannel`, default false). Every 8.x node listens on
     /// both, so either works in a mixed cluster.
     pub publish_on_specific_response_channel: bool,
+    /// Connection state recovery, when on. Pub/sub keeps nothing, so sessions and the
+    /// replay log stay on the node that kept them: a client recovers when it reconnects
+    /// to the same node (sticky routing), and connects afresh elsewhere. Remote
+    /// broadcasts are stamped by each node as it delivers them.
+    pub recovery: Option<RecoveryOptions>,
 }
 
 impl Default for RedisAdapterOptions {
@@ -46,6 +53,7 @@ impl Default for RedisAdapterOptions {
             key: "socket.io".into(),
             requests_timeout: Duration::from_secs(5),
             publish_on_specific_response_channel: false,
+            recovery: None,
         }
     }
 }
@@ -114,8 +122,12 @@ impl RedisAdapter {
         driver: Arc<dyn RedisDriver>,
         options: RedisAdapterOptions,
     ) -> Self {
+        let local = match options.recovery {
+            Some(recovery) => LocalAdapter::new(sockets).with_recovery(RecoveryLog::new(recovery)),
+            None => LocalAdapter::new(sockets),
+        };
         RedisAdapter {
-            local: LocalAdapter::new(sockets),
+            local,
             nsp: nsp.to_owned(),
             uid: random_id(),
             channels: Channels::new(&options.key, nsp),

@@ -4,8 +4,9 @@
 //! every adapter that leaves the process.
 
 use super::emitter::{AckEvent, AckSink, RemoteSocket, ServerAck, SocketEmitter};
+use super::recovery::{next_offset, RecoveryLog};
 use super::rooms::{RoomIndex, RoomListener};
-use super::{Adapter, BroadcastOptions, BroadcastPacket};
+use super::{Adapter, BroadcastOptions, BroadcastPacket, PersistedSession, RecoveredSession};
 use crate::server::Room;
 use crate::sid::Sid;
 use serde_json::Value;
@@ -17,6 +18,8 @@ use std::time::Duration;
 pub struct LocalAdapter {
     sockets: Weak<dyn SocketEmitter>,
     rooms: RoomIndex,
+    /// With connection state recovery kept in this process: the replay log and sessions.
+    recovery: Option<RecoveryLog>,
 }
 
 impl LocalAdapter {
@@ -24,6 +27,7 @@ impl LocalAdapter {
         LocalAdapter {
             sockets,
             rooms: RoomIndex::default(),
+            recovery: None,
         }
     }
 
@@ -32,7 +36,20 @@ impl LocalAdapter {
         LocalAdapter {
             sockets,
             rooms: RoomIndex::with_listener(listener),
+            recovery: None,
         }
+    }
+
+    /// Recovers sessions in this process: every replayable broadcast is stamped with an
+    /// offset and kept in `log`, and disconnected sessions are kept there too.
+    pub fn with_recovery(mut self, log: RecoveryLog) -> Self {
+        self.recovery = Some(log);
+        self
+    }
+
+    /// The replay log, when this adapter keeps one.
+    pub fn recovery(&self) -> Option<&RecoveryLog> {
+        self.recovery.as_ref()
     }
 
     /// The namespace's sockets; None only while it is being built or torn down.
@@ -118,13 +135,39 @@ impl LocalAdapter {
     }
 
     /// Sends to every local target; the packet is encoded once. Returns how many
-    /// sockets it was queued for.
-    pub fn broadcast(&self, packet: BroadcastPacket, opts: &BroadcastOptions) -> usize {
+    /// sockets it was queued for. With a replay log, a packet that is not volatile is
+    /// stamped with a fresh offset (its last argument) and kept, whoever receives it: a
+    /// packet for a socket that is away right now is exactly what it will miss.
+    pub fn broadcast(&self, mut packet: BroadcastPacket, opts: &BroadcastOptions) -> usize {
         let Some(sockets) = self.sockets() else {
             return 0;
         };
+        let offset = match &self.recovery {
+            Some(_) if !opts.flags.volatile => {
+                let offset = next_offset();
+                packet.push_arg(serde_json::Value::String(offset.clone()));
+                Some(offset)
+            }
+            _ => None,
+        };
+        let frames = packet.into_frames(sockets.nsp(), None);
+        if let (Some(log), Some(offset)) = (&self.recovery, offset) {
+            log.record(offset, opts, frames.clone());
+        }
         let targets = self.targets(&*sockets, opts);
-        sockets.send_many(&targets, &packet.into_frames(sockets.nsp(), None))
+        sockets.send_many(&targets, &frames)
+    }
+
+    /// Keeps `session` in the replay log, when there is one.
+    pub fn persist_session(&self, session: PersistedSession) {
+        if let Some(log) = &self.recovery {
+            log.persist(session);
+        }
+    }
+
+    /// Takes the session of `pid` and what it missed since `offset`, from the replay log.
+    pub fn restore_session(&self, pid: &str, offset: &str) -> Option<RecoveredSession> {
+        self.recovery.as_ref()?.restore(pid, offset)
     }
 
     /// Sends with an ack id to every local target; reports the count, then each answer.

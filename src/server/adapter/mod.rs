@@ -24,11 +24,13 @@
 mod broadcast;
 mod emitter;
 mod local;
+mod recovery;
 mod rooms;
 
 pub use broadcast::{BroadcastFlags, BroadcastOptions, BroadcastPacket};
 pub use emitter::{AckEvent, AckFuture, AckSink, RemoteSocket, ServerAck, SocketEmitter};
 pub use local::LocalAdapter;
+pub use recovery::{next_offset, should_include, RecoveryLog, RecoveryOptions};
 pub use rooms::{RoomEvent, RoomListener};
 
 use super::{BoxFuture, Room};
@@ -52,21 +54,27 @@ pub enum AdapterError {
 }
 
 /// A disconnected socket's state, kept for connection state recovery (Node's `Session`:
-/// the socket id, the private id the client proves itself with, rooms and data).
+/// the socket id, the private id the client proves itself with, rooms — its own id
+/// included — and data).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PersistedSession {
     pub sid: Sid,
-    pub pid: String,
+    pub pid: Sid,
     pub rooms: Vec<Room>,
     pub data: Value,
+    /// When the credentials the socket connected with stop being valid: a session past
+    /// it is not restored, so a recovered socket (which skips the auth middleware by
+    /// default) never outlives its token. None: no expiry known.
+    pub expires_at: Option<std::time::SystemTime>,
 }
 
 /// A session found again, with the packets broadcast to its rooms since the offset the
-/// client last saw, oldest first.
+/// client last saw, oldest first — each as the Engine.IO frames that carry it, offset
+/// included (a [`BroadcastPacket`] becomes them with `into_frames(nsp, None)`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecoveredSession {
     pub session: PersistedSession,
-    pub missed: Vec<BroadcastPacket>,
+    pub missed: Vec<Vec<crate::transport::Frame>>,
 }
 
 /// The seam between a namespace and the cluster. See the module docs.
@@ -151,17 +159,22 @@ pub trait Adapter: Send + Sync + 'static {
     }
 
     /// Keeps a disconnected socket's session for connection state recovery. The default
-    /// keeps nothing.
-    fn persist_session(&self, _session: PersistedSession) {}
+    /// keeps it in this node's [`RecoveryLog`] when the local adapter has one, else
+    /// nowhere (Node's base `Adapter`).
+    fn persist_session(&self, session: PersistedSession) {
+        self.local().persist_session(session)
+    }
 
     /// The session of private id `pid` with what it missed after `offset`, if it is still
-    /// kept and the offset is still known. The default never finds one.
+    /// kept and the offset is still known (taken: a session is restored once). The
+    /// default asks this node's [`RecoveryLog`].
     fn restore_session(
         &self,
-        _pid: &str,
-        _offset: &str,
+        pid: &str,
+        offset: &str,
     ) -> BoxFuture<Result<Option<RecoveredSession>, AdapterError>> {
-        Box::pin(async { Ok(None) })
+        let found = self.local().restore_session(pid, offset);
+        Box::pin(async move { Ok(found) })
     }
 
     /// Stops listening to the cluster (namespace teardown).

@@ -21,6 +21,7 @@ pub fn fast_options() -> ServerOptions {
         connect_timeout: Duration::from_millis(1000),
         shutdown_timeout: Duration::from_secs(5),
         drain_delay: Duration::ZERO,
+        recovery: None,
     }
 }
 

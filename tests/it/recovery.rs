@@ -1,0 +1,238 @@
+//! Connection state recovery with the real socket.io-client 4.8
+//! (tests/interop/recovery-client.mjs): a client whose transport drops and that
+//! reconnects within `maxDisconnectionDuration` gets its socket id, rooms and data back,
+//! and every event it missed, once and in order; an explicit disconnect, an expired
+//! session or recovery turned off gives a fresh socket.
+
+use crate::common::nodejs::NodeScript;
+use crate::common::{fast_options, test_namespace, TestServer};
+use realtime::server::{Io, RecoveryOptions, ServerOptions};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(5);
+
+/// The test namespace plus `set-data` / `get-data` (acked), to see `socket.data` survive.
+fn recovery_io(options: ServerOptions) -> Io {
+    Io::builder(options)
+        .namespace("/", |ns| {
+            test_namespace(ns);
+            ns.on("set-data", |s, e, ack| async move {
+                s.set_data(e.args().first().cloned().unwrap_or(Value::Null));
+                if let Some(ack) = ack {
+                    ack.send(json!(true));
+                }
+            });
+            ns.on("get-data", |s, _e, ack| async move {
+                if let Some(ack) = ack {
+                    ack.send(s.data());
+                }
+            });
+        })
+        .build()
+}
+
+fn with_recovery(max_disconnection: Duration) -> ServerOptions {
+    ServerOptions {
+        recovery: Some(RecoveryOptions {
+            max_disconnection,
+            ..RecoveryOptions::default()
+        }),
+        ..fast_options()
+    }
+}
+
+/// The driven clients and what they print.
+struct Clients(NodeScript);
+
+impl Clients {
+    async fn start() -> Clients {
+        Clients(
+            NodeScript::start(
+                "recovery-client.mjs",
+                &[],
+                "{\"ready\"",
+                &["socket.io-client"],
+            )
+            .await,
+        )
+    }
+
+    async fn send(&mut self, cmd: Value) {
+        self.0.send_line(&cmd.to_string()).await;
+    }
+
+    /// The next printed object.
+    async fn next(&mut self) -> Value {
+        let line = self
+            .0
+            .next_line(WAIT)
+            .await
+            .expect("the client printed nothing within 5 s");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line}: {e}"))
+    }
+
+    /// Connects `name` and returns its `{id, recovered}`.
+    async fn connect(&mut self, name: &str, url: &str) -> Value {
+        self.send(json!({"cmd": "connect", "name": name, "url": url}))
+            .await;
+        self.expect_connect(name).await
+    }
+
+    async fn expect_connect(&mut self, name: &str) -> Value {
+        let v = self.next().await;
+        assert_eq!(v["name"], name, "{v}");
+        v.get("connect")
+            .cloned()
+            .unwrap_or_else(|| panic!("expected a connect, got {v}"))
+    }
+
+    /// Emits with an ack and returns the answer's arguments.
+    async fn call(&mut self, name: &str, event: &str, args: Value) -> Value {
+        self.send(json!({"cmd": "emit", "name": name, "event": event, "args": args}))
+            .await;
+        let v = self.next().await;
+        v.get("ack")
+            .cloned()
+            .unwrap_or_else(|| panic!("expected an ack, got {v}"))
+    }
+
+    /// The next event `name` received, as `[event, ...args]`.
+    async fn event(&mut self, name: &str) -> Value {
+        let v = self.next().await;
+        assert_eq!(v["name"], name, "{v}");
+        let mut data = vec![v["event"].clone()];
+        data.extend(v["args"].as_array().cloned().unwrap_or_default());
+        Value::Array(data)
+    }
+
+    /// Closes `name`'s transport (the client reports "forced close"; the server sees
+    /// the WebSocket close: "transport close", a recoverable reason).
+    async fn drop_transport(&mut self, name: &str) {
+        self.send(json!({"cmd": "drop", "name": name})).await;
+        assert_eq!(self.next().await["disconnect"], "forced close");
+    }
+}
+
+/// `[event, ...args, offset]` without its offset, after checking there is one.
+fn without_offset(mut event: Value) -> Value {
+    let items = event.as_array_mut().expect("an event array");
+    let offset = items.pop().expect("an offset");
+    assert!(
+        offset.is_string(),
+        "the last argument is an offset string: {event}"
+    );
+    event
+}
+
+async fn wait_until_gone(server: &TestServer) {
+    let ns = server.io.of("/").unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while ns.socket_count() > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the socket never left"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_client_gets_its_socket_rooms_data_and_every_missed_event_once() {
+    let server = TestServer::start_io(
+        recovery_io(with_recovery(Duration::from_secs(30))),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await;
+    let ns = server.io.of("/").unwrap();
+    let mut c = Clients::start().await;
+    let first = c.connect("a", &server.url()).await;
+    assert_eq!(first["recovered"], false);
+    let id = first["id"].as_str().unwrap().to_owned();
+    assert_eq!(c.call("a", "join", json!(["r"])).await, json!([true]));
+    assert_eq!(
+        c.call("a", "set-data", json!([{"k": 1}])).await,
+        json!([true])
+    );
+    ns.to("r").emit("seen", json!(0));
+    assert_eq!(without_offset(c.event("a").await), json!(["seen", 0]));
+
+    c.drop_transport("a").await;
+    wait_until_gone(&server).await;
+    ns.to("r").emit("m", json!(1));
+    ns.emit("m", json!(2));
+    ns.to(id.as_str()).emit("m", json!(3));
+    ns.to("elsewhere").emit("not-for-a", json!(4));
+    ns.to("r").volatile().emit("volatile", json!(5));
+    ns.to("r").except(id.as_str()).emit("not-for-a", json!(6));
+
+    c.send(json!({"cmd": "reconnect", "name": "a"})).await;
+    for n in 1..=3 {
+        assert_eq!(without_offset(c.event("a").await), json!(["m", n]));
+    }
+    let again = c.expect_connect("a").await;
+    assert_eq!(again, json!({"id": id, "recovered": true}));
+    let rooms = c.call("a", "rooms", json!([])).await;
+    assert!(
+        rooms[0].as_array().unwrap().contains(&json!("r")),
+        "{rooms}"
+    );
+    assert_eq!(c.call("a", "get-data", json!([])).await, json!([{"k": 1}]));
+    ns.to("r").emit("live", json!(7));
+    assert_eq!(without_offset(c.event("a").await), json!(["live", 7]));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_explicit_disconnect_or_an_expired_session_gives_a_fresh_socket() {
+    let server = TestServer::start_io(
+        recovery_io(with_recovery(Duration::from_millis(300))),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await;
+    let ns = server.io.of("/").unwrap();
+    let mut c = Clients::start().await;
+
+    // Explicit: the client chose to leave.
+    let first = c.connect("a", &server.url()).await;
+    ns.emit("stamp", json!(1));
+    without_offset(c.event("a").await);
+    c.send(json!({"cmd": "disconnect", "name": "a"})).await;
+    assert_eq!(c.next().await["disconnect"], "io client disconnect");
+    wait_until_gone(&server).await;
+    c.send(json!({"cmd": "reconnect", "name": "a"})).await;
+    let again = c.expect_connect("a").await;
+    assert_eq!(again["recovered"], false);
+    assert_ne!(again["id"], first["id"]);
+
+    // Expired: back after maxDisconnectionDuration.
+    ns.emit("stamp", json!(2));
+    without_offset(c.event("a").await);
+    c.drop_transport("a").await;
+    wait_until_gone(&server).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    c.send(json!({"cmd": "reconnect", "name": "a"})).await;
+    let late = c.expect_connect("a").await;
+    assert_eq!(late["recovered"], false);
+    assert_ne!(late["id"], again["id"]);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_recovery_nothing_changes_on_the_wire() {
+    let server =
+        TestServer::start_io(recovery_io(fast_options()), "127.0.0.1:0".parse().unwrap()).await;
+    let ns = server.io.of("/").unwrap();
+    let mut c = Clients::start().await;
+    let first = c.connect("a", &server.url()).await;
+    ns.emit("plain", json!(1));
+    assert_eq!(c.event("a").await, json!(["plain", 1]), "no offset");
+    c.drop_transport("a").await;
+    wait_until_gone(&server).await;
+    c.send(json!({"cmd": "reconnect", "name": "a"})).await;
+    let again = c.expect_connect("a").await;
+    // socket.io-client says `undefined` (no pid from the server), not false.
+    assert!(again.get("recovered").is_none(), "{again}");
+    assert_ne!(again["id"], first["id"]);
+    server.stop().await;
+}
