@@ -4,11 +4,13 @@
 //! and every event it missed, once and in order; an explicit disconnect, an expired
 //! session or recovery turned off gives a fresh socket.
 
+use crate::common::app::{parse_config, random, Served, TempDir};
 use crate::common::nodejs::NodeScript;
 use crate::common::{fast_options, test_namespace, TestServer};
+use realtime::auth::{mint, session_claims, TokenFormat};
 use realtime::server::{Io, RecoveryOptions, ServerOptions};
 use serde_json::{json, Value};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 const WAIT: Duration = Duration::from_secs(5);
 
@@ -42,20 +44,20 @@ fn with_recovery(max_disconnection: Duration) -> ServerOptions {
     }
 }
 
-/// The driven clients and what they print.
-struct Clients(NodeScript);
+/// The driven clients and what they print: lines a wait skipped (another client's)
+/// are kept, in order, for whoever asks about that client next.
+struct Clients(NodeScript, std::collections::VecDeque<Value>);
 
 impl Clients {
     async fn start() -> Clients {
-        Clients(
-            NodeScript::start(
-                "recovery-client.mjs",
-                &[],
-                "{\"ready\"",
-                &["socket.io-client"],
-            )
-            .await,
+        let script = NodeScript::start(
+            "recovery-client.mjs",
+            &[],
+            "{\"ready\"",
+            &["socket.io-client"],
         )
+        .await;
+        Clients(script, Default::default())
     }
 
     async fn send(&mut self, cmd: Value) {
@@ -64,12 +66,38 @@ impl Clients {
 
     /// The next printed object.
     async fn next(&mut self) -> Value {
+        if let Some(v) = self.1.pop_front() {
+            return v;
+        }
+        self.read().await
+    }
+
+    async fn read(&mut self) -> Value {
         let line = self
             .0
             .next_line(WAIT)
             .await
             .expect("the client printed nothing within 5 s");
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line}: {e}"))
+    }
+
+    /// The next printed object about `name`; others' wait in the backlog.
+    async fn next_of(&mut self, name: &str) -> Value {
+        self.next_where(|v| v["name"] == name).await
+    }
+
+    /// The next printed object `wanted` accepts; the rest wait in the backlog.
+    async fn next_where(&mut self, wanted: impl Fn(&Value) -> bool) -> Value {
+        if let Some(i) = self.1.iter().position(&wanted) {
+            return self.1.remove(i).unwrap();
+        }
+        loop {
+            let v = self.read().await;
+            if wanted(&v) {
+                return v;
+            }
+            self.1.push_back(v);
+        }
     }
 
     /// Connects `name` and returns its `{id, recovered}`.
@@ -80,7 +108,7 @@ impl Clients {
     }
 
     async fn expect_connect(&mut self, name: &str) -> Value {
-        let v = self.next().await;
+        let v = self.next_of(name).await;
         assert_eq!(v["name"], name, "{v}");
         v.get("connect")
             .cloned()
@@ -91,7 +119,9 @@ impl Clients {
     async fn call(&mut self, name: &str, event: &str, args: Value) -> Value {
         self.send(json!({"cmd": "emit", "name": name, "event": event, "args": args}))
             .await;
-        let v = self.next().await;
+        let v = self
+            .next_where(|v| v["name"] == name && v.get("ack").is_some())
+            .await;
         v.get("ack")
             .cloned()
             .unwrap_or_else(|| panic!("expected an ack, got {v}"))
@@ -99,7 +129,7 @@ impl Clients {
 
     /// The next event `name` received, as `[event, ...args]`.
     async fn event(&mut self, name: &str) -> Value {
-        let v = self.next().await;
+        let v = self.next_of(name).await;
         assert_eq!(v["name"], name, "{v}");
         let mut data = vec![v["event"].clone()];
         data.extend(v["args"].as_array().cloned().unwrap_or_default());
@@ -108,9 +138,25 @@ impl Clients {
 
     /// Closes `name`'s transport (the client reports "forced close"; the server sees
     /// the WebSocket close: "transport close", a recoverable reason).
+    /// Every event `name` received before its next `connect` (a recovered socket's missed
+    /// events come first), as `[event, ...args]`, then the connect's `{id, recovered}`.
+    async fn events_until_connect(&mut self, name: &str) -> (Vec<Value>, Value) {
+        let mut events = Vec::new();
+        loop {
+            let v = self.next_of(name).await;
+            assert_eq!(v["name"], name, "{v}");
+            if let Some(connect) = v.get("connect") {
+                return (events, connect.clone());
+            }
+            let mut data = vec![v["event"].clone()];
+            data.extend(v["args"].as_array().cloned().unwrap_or_default());
+            events.push(Value::Array(data));
+        }
+    }
+
     async fn drop_transport(&mut self, name: &str) {
         self.send(json!({"cmd": "drop", "name": name})).await;
-        assert_eq!(self.next().await["disconnect"], "forced close");
+        assert_eq!(self.next_of(name).await["disconnect"], "forced close");
     }
 }
 
@@ -234,5 +280,111 @@ async fn without_recovery_nothing_changes_on_the_wire() {
     // socket.io-client says `undefined` (no pid from the server), not false.
     assert!(again.get("recovered").is_none(), "{again}");
     assert_ne!(again["id"], first["id"]);
+    server.stop().await;
+}
+
+/// `/chat` end to end, as `realtime-server` runs with CONNECTION_STATE_RECOVERY=true: a
+/// user who drops while their peer sends three messages gets all three `message:new` on
+/// reconnect, once each and in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_user_who_drops_gets_the_messages_sent_meanwhile() {
+    let dir = TempDir::new("recovery");
+    let (secret, service) = (random("nextauth"), random("service"));
+    let db = dir.sqlite_url();
+    let config = parse_config(
+        &[
+            "realtime-server",
+            "--listen",
+            "127.0.0.1:0",
+            "--env",
+            "development",
+            "--auth-secret",
+            &secret,
+            "--service-token",
+            &service,
+            "--database-url",
+            &db,
+            "--connection-state-recovery",
+            "true",
+            "--log-level",
+            "warn",
+        ],
+        false,
+    );
+    let server = Served::start(&config).await;
+    let token = |user: &str| {
+        let claims = session_claims(
+            user,
+            None,
+            None,
+            SystemTime::now(),
+            Duration::from_secs(3600),
+        );
+        mint(&secret, TokenFormat::V4, &claims)
+    };
+    let mut c = Clients::start().await;
+    for (name, user) in [("alice", "alice"), ("bob", "bob")] {
+        c.send(
+            json!({"cmd": "connect", "name": name, "url": server.url(), "nsp": "/chat",
+                      "auth": {"token": token(user)}}),
+        )
+        .await;
+        c.expect_connect(name).await;
+    }
+    let opened = c
+        .call("alice", "room:open", json!([{"peerId": "bob"}]))
+        .await;
+    let room_id = opened[0]["roomId"].clone();
+    for name in ["alice", "bob"] {
+        let joined = c
+            .call(name, "room:join", json!([{"roomId": room_id}]))
+            .await;
+        assert_eq!(joined[0]["ok"], true, "{joined}");
+    }
+
+    // socket.io-client sends the offset of the last event it received: a client that
+    // received none yet cannot recover (as with Node). Alice has been chatting.
+    let sent = c
+        .call(
+            "bob",
+            "message:send",
+            json!([{"roomId": room_id, "text": "zero"}]),
+        )
+        .await;
+    assert!(sent[0]["id"].is_i64(), "{sent}");
+    let first = c
+        .next_where(|v| v["name"] == "alice" && v["event"] == "message:new")
+        .await;
+    assert_eq!(first["args"][0]["text"], "zero");
+
+    c.drop_transport("alice").await;
+    let chat = server.io.of("/chat").unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while chat.socket_count() > 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "alice's socket never left"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for text in ["one", "two", "three"] {
+        let sent = c
+            .call(
+                "bob",
+                "message:send",
+                json!([{"roomId": room_id, "text": text}]),
+            )
+            .await;
+        assert!(sent[0]["id"].is_i64(), "{sent}");
+    }
+    c.send(json!({"cmd": "reconnect", "name": "alice"})).await;
+    let (events, connect) = c.events_until_connect("alice").await;
+    assert_eq!(connect["recovered"], true, "{connect}");
+    let texts: Vec<&str> = events
+        .iter()
+        .filter(|e| e[0] == "message:new")
+        .map(|e| e[1]["text"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(texts, ["one", "two", "three"], "{events:?}");
     server.stop().await;
 }

@@ -42,6 +42,8 @@ pub fn random(prefix: &str) -> String {
 pub struct Served {
     pub addr: SocketAddr,
     pub state: State,
+    /// The running server (namespaces, sockets, the server-side API).
+    pub io: realtime::server::Io,
     serving: Serving<Stopped>,
 }
 
@@ -56,12 +58,13 @@ impl Served {
         let addr = listener.local_addr().unwrap();
         let state = app.state.clone();
         let io = app.io.clone();
-        let serving = Serving::spawn(format!("app on {addr}"), io, move |shutdown| {
+        let serving = Serving::spawn(format!("app on {addr}"), io.clone(), move |shutdown| {
             app.serve(listener, shutdown)
         });
         Served {
             addr,
             state,
+            io,
             serving,
         }
     }
