@@ -388,3 +388,76 @@ async fn a_chat_user_who_drops_gets_the_messages_sent_meanwhile() {
     assert_eq!(texts, ["one", "two", "three"], "{events:?}");
     server.stop().await;
 }
+
+/// The classic Redis adapter keeps sessions on the node a client was on: a client that
+/// comes back to the same node recovers, with what another node broadcast meanwhile
+/// (each node stamps the broadcasts it delivers, remote ones included).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_classic_redis_adapter_a_client_recovers_on_the_same_node() {
+    use realtime::cluster::driver::LiveDriver;
+    use realtime::cluster::redis::{RedisAdapterFactory, RedisAdapterOptions};
+    let redis = crate::common::redis::RedisServer::start();
+    let options = with_recovery(Duration::from_secs(30));
+    let mut nodes = Vec::new();
+    for _ in 0..2 {
+        let driver = LiveDriver::connect(&redis.url(), Duration::from_millis(500))
+            .await
+            .expect("connect the adapter to redis");
+        let factory = RedisAdapterFactory::new(
+            driver,
+            RedisAdapterOptions {
+                recovery: options.recovery,
+                ..Default::default()
+            },
+        );
+        let io = Io::builder(options.clone())
+            .adapter(std::sync::Arc::new(factory))
+            .namespace("/", test_namespace)
+            .build();
+        nodes.push(TestServer::start_io(io, "127.0.0.1:0".parse().unwrap()).await);
+    }
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let mut c = Clients::start().await;
+    let first = c.connect("x", &a.url()).await;
+    assert_eq!(c.call("x", "join", json!(["r"])).await, json!([true]));
+    b.io.of("/").unwrap().to("r").emit("from-b", json!(0));
+    assert_eq!(without_offset(c.event("x").await), json!(["from-b", 0]));
+
+    c.drop_transport("x").await;
+    wait_until_gone(a).await;
+    // Node a keeps what it delivered, in the order it delivered it: b's broadcast (once
+    // it arrived over Redis), then its own.
+    let log_len = || {
+        a.io.of("/")
+            .unwrap()
+            .adapter()
+            .local()
+            .recovery()
+            .unwrap()
+            .len()
+            .0
+    };
+    let wait_for = |n: usize| async move {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while log_len() < n {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "node a kept {} of {n}",
+                log_len()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    b.io.of("/").unwrap().to("r").emit("from-b", json!(1));
+    wait_for(2).await;
+    a.io.of("/").unwrap().to("r").emit("from-a", json!(2));
+    wait_for(3).await;
+    c.send(json!({"cmd": "reconnect", "name": "x"})).await;
+    let (missed, connect) = c.events_until_connect("x").await;
+    assert_eq!(connect, json!({"id": first["id"], "recovered": true}));
+    let missed: Vec<Value> = missed.into_iter().map(without_offset).collect();
+    assert_eq!(missed, [json!(["from-b", 1]), json!(["from-a", 2])]);
+    for node in nodes {
+        node.stop().await;
+    }
+}

@@ -16,8 +16,10 @@ use std::collections::HashSet;
 impl RedisAdapter {
     /// `onmessage`: a broadcast from another node.
     pub(super) fn on_broadcast(&self, room: &str, payload: &[u8]) {
-        // Cheap check first: a room channel nobody here is in.
-        if !room.is_empty() && !self.local.has_room(room) {
+        // Cheap check first: a room channel nobody here is in — unless this node keeps a
+        // replay log, where a broadcast for sockets that are away right now is exactly
+        // what a recovering client will ask for.
+        if !room.is_empty() && self.local.recovery().is_none() && !self.local.has_room(room) {
             return;
         }
         let msg = match BroadcastMessage::decode(payload) {
