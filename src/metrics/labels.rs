@@ -58,6 +58,12 @@ pub struct NamespaceReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NamespaceResultLabels {
+    pub namespace: Arc<str>,
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct NamespaceEventLabels {
     pub namespace: Arc<str>,
     pub event: &'static str,

@@ -64,8 +64,9 @@ pub use hooks::{
 };
 pub use labels::{
     event_label, BuildLabels, CacheLabels, ClassLabels, ComponentLabels, NamespaceEventLabels,
-    NamespaceLabels, NamespaceReasonLabels, NamespaceTransportLabels, PoolLabels, PoolStateLabels,
-    QueryLabels, ReasonLabels, TransportLabels, TypeLabels, KNOWN_EVENTS, TRANSPORTS,
+    NamespaceLabels, NamespaceReasonLabels, NamespaceResultLabels, NamespaceTransportLabels,
+    PoolLabels, PoolStateLabels, QueryLabels, ReasonLabels, TransportLabels, TypeLabels,
+    KNOWN_EVENTS, TRANSPORTS,
 };
 pub use namespace::{NamespaceMetrics, Timed};
 pub use registry::{global, Metrics};

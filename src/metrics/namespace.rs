@@ -4,7 +4,8 @@
 use super::enabled;
 use super::histogram::DurationHistogram;
 use super::labels::{
-    event_index, NamespaceEventLabels, NamespaceLabels, NamespaceReasonLabels, KNOWN_EVENTS,
+    event_index, NamespaceEventLabels, NamespaceLabels, NamespaceReasonLabels,
+    NamespaceResultLabels, KNOWN_EVENTS,
 };
 use super::registry::METRICS;
 use prometheus_client::metrics::counter::Counter;
@@ -25,6 +26,8 @@ pub struct NamespaceMetrics {
     connection_duration: DurationHistogram,
     ack_timeouts: Counter,
     broadcasts: Counter,
+    recovered: Counter,
+    not_recovered: Counter,
 }
 
 impl NamespaceMetrics {
@@ -41,6 +44,12 @@ impl NamespaceMetrics {
                     event,
                 })
         };
+        let recovery = |result: &'static str| {
+            m.recoveries.get_or_create_owned(&NamespaceResultLabels {
+                namespace: name.clone(),
+                result,
+            })
+        };
         let events_received =
             std::array::from_fn(|i| event(KNOWN_EVENTS.get(i).unwrap_or(&"other")));
         NamespaceMetrics {
@@ -51,6 +60,8 @@ impl NamespaceMetrics {
             connection_duration: m.connection_duration.get_or_create_owned(&ns),
             ack_timeouts: m.ack_timeouts.get_or_create_owned(&ns),
             broadcasts: m.broadcasts.get_or_create_owned(&ns),
+            recovered: recovery("recovered"),
+            not_recovered: recovery("not_recovered"),
             name,
         }
     }
@@ -135,6 +146,18 @@ impl NamespaceMetrics {
     pub fn ack_timeout(&self) {
         if enabled() {
             self.ack_timeouts.inc();
+        }
+    }
+
+    /// A CONNECT asked to recover its session (`auth.pid` + `auth.offset`): whether it
+    /// got it back.
+    pub fn recovery(&self, recovered: bool) {
+        if enabled() {
+            if recovered {
+                self.recovered.inc();
+            } else {
+                self.not_recovered.inc();
+            }
         }
     }
 

@@ -5,7 +5,8 @@ use super::cluster::ClusterMetrics;
 use super::histogram::{connection_histogram, fast_histogram, query_histogram, HistogramFamily};
 use super::labels::{
     CacheLabels, ClassLabels, ComponentLabels, NamespaceEventLabels, NamespaceLabels,
-    NamespaceReasonLabels, QueryLabels, ReasonLabels, TransportLabels, TRANSPORTS,
+    NamespaceReasonLabels, NamespaceResultLabels, QueryLabels, ReasonLabels, TransportLabels,
+    TRANSPORTS,
 };
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -33,6 +34,7 @@ pub struct Metrics {
     pub handler_duration: HistogramFamily<NamespaceLabels>,
     pub ack_timeouts: Family<NamespaceLabels, Counter>,
     pub broadcasts: Family<NamespaceLabels, Counter>,
+    pub recoveries: Family<NamespaceResultLabels, Counter>,
     pub rate_limited: Family<ClassLabels, Counter>,
     pub query_duration: HistogramFamily<QueryLabels>,
     pub db_errors: Family<QueryLabels, Counter>,
@@ -148,6 +150,12 @@ impl Metrics {
                 &mut r,
                 "realtime_broadcasts",
                 "Broadcast emits (to a room, several rooms or a namespace), by namespace.",
+                Family::default(),
+            ),
+            recoveries: register(
+                &mut r,
+                "realtime_connection_recoveries",
+                "Connects that asked to recover a session (connection state recovery), by namespace and result: recovered, or not_recovered (a fresh socket).",
                 Family::default(),
             ),
             rate_limited: register(

@@ -268,6 +268,12 @@ async fn try_recover(ns: &Namespace, auth: &Value) -> Option<RecoveredSession> {
     ns.recovery()?;
     let pid = auth.get("pid")?.as_str()?;
     let offset = auth.get("offset")?.as_str()?;
+    let found = restore(ns, pid, offset).await;
+    ns.metrics.recovery(found.is_some());
+    found
+}
+
+async fn restore(ns: &Namespace, pid: &str, offset: &str) -> Option<RecoveredSession> {
     let found = match ns.adapter().restore_session(pid, offset).await {
         Ok(found) => found?,
         Err(e) => {

@@ -386,6 +386,19 @@ async fn a_chat_user_who_drops_gets_the_messages_sent_meanwhile() {
         .map(|e| e[1]["text"].as_str().unwrap_or_default())
         .collect();
     assert_eq!(texts, ["one", "two", "three"], "{events:?}");
+    let scrape = crate::common::raw::get(server.addr, "/metrics")
+        .await
+        .text()
+        .to_owned();
+    let recovered = scrape
+        .lines()
+        .find(|l| {
+            l.starts_with("realtime_connection_recoveries_total{")
+                && l.contains(r#"namespace="/chat""#)
+                && l.contains(r#"result="recovered""#)
+        })
+        .unwrap_or_else(|| panic!("no recovered series in /metrics:\n{scrape}"));
+    assert!(!recovered.ends_with(" 0"), "{recovered}");
     server.stop().await;
 }
 
