@@ -170,7 +170,7 @@ pub struct BroadcastOpts {
 }
 
 /// Rooms from the wire: Node allows numeric rooms (`socket.join(42)`); ours are strings.
-fn rooms_of(v: Option<&Value>) -> Vec<String> {
+pub(crate) fn rooms_of(v: Option<&Value>) -> Vec<String> {
     match v {
         Some(Value::Array(items)) => items
             .iter()
@@ -185,7 +185,8 @@ fn rooms_of(v: Option<&Value>) -> Vec<String> {
 }
 
 impl BroadcastOpts {
-    fn from_value(v: &Value) -> Self {
+    /// Reads `{rooms, except, flags}` as any Node adapter writes it.
+    pub fn from_value(v: &Value) -> Self {
         BroadcastOpts {
             rooms: rooms_of(v.get("rooms")),
             except: rooms_of(v.get("except")),
@@ -734,16 +735,16 @@ fn decode_any(bytes: &[u8]) -> Result<(Value, Vec<Bytes>), ClusterDecodeError> {
     }
 }
 
-fn read_mp(mut bytes: &[u8]) -> Result<Mp, ClusterDecodeError> {
+pub(crate) fn read_mp(mut bytes: &[u8]) -> Result<Mp, ClusterDecodeError> {
     rmpv::decode::read_value(&mut bytes).map_err(|_| ClusterDecodeError::Msgpack)
 }
 
 /// Encodes through rmp-serde (rmpv values serialize `Binary` as msgpack bin).
-fn write_mp(v: &Mp) -> Vec<u8> {
+pub(crate) fn write_mp(v: &Mp) -> Vec<u8> {
     rmp_serde::to_vec(v).expect("msgpack values always serialize")
 }
 
-fn map_get<'a>(v: &'a Mp, key: &str) -> Option<&'a Mp> {
+pub(crate) fn map_get<'a>(v: &'a Mp, key: &str) -> Option<&'a Mp> {
     v.as_map()?
         .iter()
         .find(|(k, _)| k.as_str() == Some(key))
@@ -762,7 +763,13 @@ pub fn to_msgpack(v: &Value, attachments: &[Bytes]) -> Mp {
             } else if let Some(i) = n.as_i64() {
                 Mp::from(i)
             } else {
-                Mp::F64(n.as_f64().unwrap_or(0.0))
+                let f = n.as_f64().unwrap_or(0.0);
+                // JS has one number type: msgpack encoders write a safe integer as an
+                // integer, whether it was parsed from `1` or `1.0`.
+                match js_safe_integer(f) {
+                    Some(i) => Mp::from(i),
+                    None => Mp::F64(f),
+                }
             }
         }
         Value::String(s) => Mp::from(s.as_str()),
@@ -782,6 +789,12 @@ pub fn to_msgpack(v: &Value, attachments: &[Bytes]) -> Mp {
             )
         }
     }
+}
+
+/// `f` as an integer when JavaScript would treat it as one (`Number.isSafeInteger`).
+pub(crate) fn js_safe_integer(f: f64) -> Option<i64> {
+    const MAX_SAFE: f64 = 9_007_199_254_740_991.0;
+    (f.fract() == 0.0 && f.abs() <= MAX_SAFE).then_some(f as i64)
 }
 
 /// socket.io-parser's `deconstructPacket`: a msgpack value → JSON with placeholders for

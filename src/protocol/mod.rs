@@ -2,5 +2,6 @@
 //! sqlx, so every wire rule is unit-testable and fuzzable without a socket.
 
 pub mod cluster;
+pub mod cluster_streams;
 pub mod engineio;
 pub mod socketio;
