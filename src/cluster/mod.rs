@@ -18,4 +18,5 @@
 pub mod driver;
 pub mod emitter;
 pub mod redis;
+pub mod redis_streams;
 pub mod wire;

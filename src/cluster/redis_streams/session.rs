@@ -1,0 +1,143 @@
+//! Connection state recovery on Redis, as the package does it, so a session persisted by
+//! any node (Node's or ours) restores on any other:
+//!
+//! - persist (`persistSession`): `SET <sessionKeyPrefix><pid> base64(msgpack{sid, pid,
+//!   rooms, data}) PX <maxDisconnectionDuration ms>`, not awaited;
+//! - restore (`restoreSession`): the offset must look like an entry id; `MULTI GET DEL
+//!   EXEC` (the session is taken) beside `XRANGE <stream> <offset> <offset>` (the offset
+//!   must still be in the stream, not trimmed); then `XRANGE <stream> <next id> +` pages,
+//!   at most 100, keeping this namespace's broadcasts (type `"3"`) that the session's
+//!   rooms would have received, each with its entry id appended.
+//!
+//! Like the package, the replay filter does not look at the volatile flag: a volatile
+//! broadcast in the stream is replayed (live clients got it without an offset).
+
+use super::RedisStreamsAdapter;
+use crate::protocol::cluster_streams::{
+    is_offset, next_offset, should_include, Body, Message, SessionRecord, StreamEntry,
+};
+use crate::server::adapter::{AdapterError, BroadcastPacket, PersistedSession, RecoveredSession};
+use crate::server::{BoxFuture, Room};
+use crate::sid::Sid;
+use serde_json::Value;
+
+/// `RESTORE_SESSION_MAX_XRANGE_CALLS`: a restore reads at most this many pages.
+const MAX_XRANGE_CALLS: usize = 100;
+
+fn backend(e: impl std::fmt::Display) -> AdapterError {
+    AdapterError::Backend(format!("redis: {e}"))
+}
+
+/// The record stored for `session`. (One place maps the server's session type to the
+/// wire's, so a field added to one is added here.)
+fn record_of(session: &PersistedSession) -> SessionRecord {
+    SessionRecord {
+        sid: session.sid.as_str().to_owned(),
+        pid: session.pid.clone(),
+        rooms: session.rooms.iter().map(|r| r.to_string()).collect(),
+        data: session.data.clone(),
+        expires_at_ms: None,
+    }
+}
+
+/// The server's session from a stored record; `None` when its socket id is not one.
+fn session_of(record: SessionRecord) -> Option<PersistedSession> {
+    Some(PersistedSession {
+        sid: Sid::parse(&record.sid)?,
+        pid: record.pid,
+        rooms: record
+            .rooms
+            .iter()
+            .map(|r| Room::from(r.as_str()))
+            .collect(),
+        data: record.data,
+    })
+}
+
+impl RedisStreamsAdapter {
+    fn session_key(&self, pid: &str) -> String {
+        format!("{}{pid}", self.options().session_key_prefix)
+    }
+
+    /// Keeps `session` in Redis for the max disconnection duration (nothing when
+    /// recovery is off). Not awaited, as in Node: a failure is counted and logged.
+    pub(super) fn persist(&self, session: PersistedSession) {
+        let Some(ttl) = self.options().recovery else {
+            return;
+        };
+        let key = self.session_key(&session.pid);
+        let write = self
+            .shared
+            .store
+            .set_px(&key, record_of(&session).encode(), ttl);
+        tokio::spawn(async move {
+            if let Err(e) = write.await {
+                crate::metrics::redis_error("adapter");
+                tracing::warn!(error = %e, "cannot keep a session for recovery in Redis: it will reconnect as a new socket");
+            }
+        });
+    }
+
+    /// The session of `pid` with every broadcast it missed after `offset`; `None` when
+    /// either is gone (or recovery is off), which the server answers with a fresh socket.
+    pub(super) fn restore(
+        &self,
+        pid: &str,
+        offset: &str,
+    ) -> BoxFuture<Result<Option<RecoveredSession>, AdapterError>> {
+        if self.options().recovery.is_none() || !is_offset(offset) {
+            return Box::pin(async { Ok(None) });
+        }
+        let store = self.shared.store.clone();
+        let taken = store.get_del(&self.session_key(pid));
+        let known = store.xrange(&self.stream, offset, offset);
+        let (stream, nsp, offset) = (self.stream.clone(), self.nsp.clone(), offset.to_owned());
+        Box::pin(async move {
+            let (raw, known) = futures_util::future::join(taken, known).await;
+            let (Some(raw), false) = (raw.map_err(backend)?, known.map_err(backend)?.is_empty())
+            else {
+                return Ok(None);
+            };
+            let record = match SessionRecord::decode(&raw) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::debug!(error = %e, "ignoring a malformed recovery session");
+                    return Ok(None);
+                }
+            };
+            let mut missed = Vec::new();
+            let mut after = offset;
+            for _ in 0..MAX_XRANGE_CALLS {
+                let page = store
+                    .xrange(&stream, &next_offset(&after), "+")
+                    .await
+                    .map_err(backend)?;
+                let Some(last) = page.last() else { break };
+                after = last.id.clone();
+                missed.extend(page.iter().filter_map(|e| missed_by(&record, &nsp, e)));
+            }
+            Ok(session_of(record).map(|session| RecoveredSession { session, missed }))
+        })
+    }
+}
+
+/// The packet of `entry`, its id appended, if it is a broadcast of namespace `nsp` that
+/// the session would have received.
+fn missed_by(record: &SessionRecord, nsp: &str, entry: &StreamEntry) -> Option<BroadcastPacket> {
+    if entry.field("nsp") != Some(nsp) || entry.field("type") != Some("3") {
+        return None;
+    }
+    let message = Message::from_entry(entry).ok()?;
+    let Body::Broadcast { packet, opts, .. } = message.body else {
+        return None;
+    };
+    if !should_include(&record.rooms, &opts) {
+        return None;
+    }
+    let mut packet = BroadcastPacket {
+        data: packet,
+        binary: message.attachments,
+    };
+    packet.push_arg(Value::String(entry.id.clone()));
+    Some(packet)
+}

@@ -1,0 +1,349 @@
+//! The adapter's logic on in-memory Redis ([`MemoryBus`] for pub/sub, [`MemoryStreams`]
+//! for streams and keys) with stand-in namespaces that record what reaches their
+//! sockets. Real Redis and real Node peers are in tests/it/streams.rs.
+
+use super::store::MemoryStreams;
+use super::*;
+use crate::cluster::driver::MemoryBus;
+use crate::protocol::cluster_streams::Body;
+use crate::server::adapter::{
+    AckFuture, BroadcastOptions, BroadcastPacket, PersistedSession, RemoteSocket, ServerAck,
+};
+use crate::server::{Io, Payload, Room, ServerOptions};
+use crate::sid::Sid;
+use crate::sync::MutexExt as _;
+use crate::transport::Frame;
+use serde_json::{json, Value};
+use std::collections::HashSet;
+
+/// A namespace stand-in with fixed sockets: records the text frames each receives.
+struct Sockets {
+    ids: Vec<Sid>,
+    received: Mutex<Vec<(Sid, String)>>,
+    joined: Mutex<Vec<(Sid, Room)>>,
+}
+
+impl Sockets {
+    fn new(n: usize) -> Arc<Self> {
+        Arc::new(Sockets {
+            ids: (0..n).map(|_| Sid::new()).collect(),
+            received: Mutex::default(),
+            joined: Mutex::default(),
+        })
+    }
+
+    fn texts(&self) -> Vec<String> {
+        let mut seen: Vec<String> = Vec::new();
+        for (_, t) in self.received.lock_unpoisoned().iter() {
+            if seen.last() != Some(t) {
+                seen.push(t.clone());
+            }
+        }
+        seen
+    }
+}
+
+impl SocketEmitter for Sockets {
+    fn nsp(&self) -> &str {
+        "/"
+    }
+    fn has_socket(&self, sid: &Sid) -> bool {
+        self.ids.contains(sid)
+    }
+    fn socket_ids(&self) -> Vec<Sid> {
+        self.ids.clone()
+    }
+    fn send_many(&self, sids: &HashSet<Sid>, frames: &[Frame]) -> usize {
+        let mut received = self.received.lock_unpoisoned();
+        for sid in sids {
+            for f in frames {
+                if let Frame::Text(t) = f {
+                    received.push((*sid, t.to_string()));
+                }
+            }
+        }
+        sids.len()
+    }
+    fn send_many_with_ack(
+        &self,
+        _: &HashSet<Sid>,
+        _: &BroadcastPacket,
+        _: Duration,
+    ) -> Vec<AckFuture> {
+        Vec::new()
+    }
+    fn join_many(&self, sids: &HashSet<Sid>, rooms: &[Room]) {
+        let mut joined = self.joined.lock_unpoisoned();
+        for sid in sids {
+            joined.extend(rooms.iter().map(|r| (*sid, r.clone())));
+        }
+    }
+    fn leave_many(&self, _: &HashSet<Sid>, _: &[Room]) {}
+    fn disconnect_many(&self, _: &HashSet<Sid>, _: bool) {}
+    fn remote_sockets(&self, _: &HashSet<Sid>) -> Vec<RemoteSocket> {
+        Vec::new()
+    }
+    fn server_event(&self, _: Vec<Value>, _: Option<ServerAck>) {}
+}
+
+struct Node {
+    _factory: RedisStreamsFactory,
+    adapter: Arc<dyn Adapter>,
+    sockets: Arc<Sockets>,
+}
+
+fn node(bus: &MemoryBus, streams: &MemoryStreams, recovery: bool) -> Node {
+    let factory = RedisStreamsFactory::new(
+        bus.driver(),
+        Arc::new(streams.clone()),
+        RedisStreamsOptions {
+            recovery: recovery.then_some(Duration::from_secs(60)),
+            block_time: Duration::from_millis(200),
+            ..Default::default()
+        },
+    );
+    let sockets = Sockets::new(2);
+    let weak: Weak<dyn SocketEmitter> = Arc::downgrade(&sockets) as _;
+    let adapter = factory.create(weak, "/");
+    Node {
+        _factory: factory,
+        adapter,
+        sockets,
+    }
+}
+
+fn event(name: &str, arg: Value) -> BroadcastPacket {
+    BroadcastPacket::event(name, Payload::new(vec![arg]))
+}
+
+fn volatile() -> BroadcastOptions {
+    let mut opts = BroadcastOptions::default();
+    opts.flags.volatile = true;
+    opts
+}
+
+async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    for _ in 0..200 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("never happened: {what}");
+}
+
+/// Lets the readers find where the stream ends before anything is written.
+async fn readers_started() {
+    tokio::time::sleep(Duration::from_millis(50)).await;
+}
+
+#[tokio::test]
+async fn with_recovery_broadcasts_carry_their_entry_id_here_and_on_other_nodes() {
+    let (bus, streams) = (MemoryBus::new(), MemoryStreams::new());
+    let a = node(&bus, &streams, true);
+    let b = node(&bus, &streams, true);
+    readers_started().await;
+    a.adapter
+        .broadcast(event("m1", json!(1)), &BroadcastOptions::default());
+    a.adapter.broadcast(event("m2", json!(2)), &volatile());
+    a.adapter
+        .broadcast(event("m3", json!("x")), &BroadcastOptions::default());
+    eventually("three entries", || streams.entries("socket.io").len() == 3).await;
+    let ids: Vec<String> = streams
+        .entries("socket.io")
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    let want = vec![
+        format!(r#"42["m1",1,"{}"]"#, ids[0]),
+        r#"42["m2",2]"#.to_owned(),
+        format!(r#"42["m3","x","{}"]"#, ids[2]),
+    ];
+    eventually("A delivers in XADD order", || a.sockets.texts() == want).await;
+    eventually("B delivers what it read", || b.sockets.texts() == want).await;
+    // The stream holds the packets without offsets, as the package writes them.
+    let first = Message::from_entry(&streams.entries("socket.io")[0]).unwrap();
+    assert_eq!(first.uid, a.adapter_uid());
+    assert!(
+        matches!(first.body, Body::Broadcast { ref packet, .. } if packet == &json!(["m1", 1]))
+    );
+}
+
+impl Node {
+    fn adapter_uid(&self) -> String {
+        let routes = self._factory.shared.routes.read_unpoisoned();
+        routes["/"].upgrade().unwrap().uid.clone()
+    }
+}
+
+#[tokio::test]
+async fn without_recovery_local_sockets_are_served_at_once_and_nothing_is_stamped() {
+    let (bus, streams) = (MemoryBus::new(), MemoryStreams::new());
+    let a = node(&bus, &streams, false);
+    let b = node(&bus, &streams, false);
+    readers_started().await;
+    let sent = a
+        .adapter
+        .broadcast(event("m", json!(1)), &BroadcastOptions::default());
+    assert_eq!(sent, 2);
+    assert_eq!(a.sockets.texts(), [r#"42["m",1]"#]);
+    eventually("B gets it", || b.sockets.texts() == [r#"42["m",1]"#]).await;
+    // Joins travel through the stream too, and apply here at once.
+    let room: Room = "r".into();
+    a.adapter
+        .add_sockets(&BroadcastOptions::default(), std::slice::from_ref(&room));
+    assert_eq!(a.sockets.joined.lock_unpoisoned().len(), 2);
+    eventually("B's sockets join", || {
+        b.sockets.joined.lock_unpoisoned().len() == 2
+    })
+    .await;
+    let types: Vec<String> = streams
+        .entries("socket.io")
+        .iter()
+        .map(|e| e.field("type").unwrap().to_owned())
+        .collect();
+    assert_eq!(types, ["3", "4"]);
+}
+
+#[tokio::test]
+async fn a_redis_outage_never_holds_back_local_delivery() {
+    let (bus, streams) = (MemoryBus::new(), MemoryStreams::new());
+    let a = node(&bus, &streams, true);
+    readers_started().await;
+    streams.set_up(false);
+    for i in 0..3 {
+        a.adapter
+            .broadcast(event("during", json!(i)), &BroadcastOptions::default());
+    }
+    eventually("delivered without offsets", || a.sockets.texts().len() == 3).await;
+    assert_eq!(a.sockets.texts()[2], r#"42["during",2]"#);
+    streams.set_up(true);
+    // Writes resume after the backoff.
+    let mut n = 0;
+    while streams.entries("socket.io").is_empty() {
+        n += 1;
+        assert!(n < 100, "writes never resumed");
+        a.adapter
+            .broadcast(event("after", json!(n)), &BroadcastOptions::default());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn session(sid: Sid, rooms: &[&str]) -> PersistedSession {
+    PersistedSession {
+        sid,
+        pid: "pid-1".into(),
+        rooms: rooms.iter().map(|r| Room::from(*r)).collect(),
+        data: json!({"user": "alice"}),
+    }
+}
+
+#[tokio::test]
+async fn a_session_restores_once_with_what_its_rooms_missed() {
+    let (bus, streams) = (MemoryBus::new(), MemoryStreams::new());
+    let a = node(&bus, &streams, true);
+    let b = node(&bus, &streams, true);
+    let sid = Sid::new();
+    let to = |rooms: &[&str], except: &[&str]| BroadcastOptions {
+        rooms: rooms.iter().map(|r| Room::from(*r)).collect(),
+        except: except.iter().map(|r| Room::from(*r)).collect(),
+        ..Default::default()
+    };
+    a.adapter.broadcast(event("seen", json!(0)), &to(&[], &[]));
+    eventually("first entry", || streams.entries("socket.io").len() == 1).await;
+    let offset = streams.entries("socket.io")[0].id.clone();
+    a.adapter
+        .persist_session(session(sid, &[sid.as_str(), "room1"]));
+    a.adapter.broadcast(event("all", json!(1)), &to(&[], &[]));
+    a.adapter
+        .broadcast(event("room1", json!(2)), &to(&["room1"], &[]));
+    a.adapter
+        .broadcast(event("other", json!(3)), &to(&["room2"], &[]));
+    a.adapter
+        .broadcast(event("not-me", json!(4)), &to(&[], &[sid.as_str()]));
+    a.adapter.add_sockets(&to(&[], &[]), &["x".into()]);
+    eventually("all written", || streams.entries("socket.io").len() == 6).await;
+    let ids: Vec<String> = streams
+        .entries("socket.io")
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+
+    // Another node restores it, with the packets it missed, offsets appended.
+    assert_eq!(
+        b.adapter.restore_session("pid-1", "not-an-offset").await,
+        Ok(None)
+    );
+    let found = b
+        .adapter
+        .restore_session("pid-1", &offset)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.session, session(sid, &[sid.as_str(), "room1"]));
+    let missed: Vec<Value> = found.missed.iter().map(|p| p.data.clone()).collect();
+    assert_eq!(
+        missed,
+        vec![json!(["all", 1, ids[1]]), json!(["room1", 2, ids[2]])]
+    );
+    // Taken: a second restore gets a fresh socket.
+    assert_eq!(b.adapter.restore_session("pid-1", &offset).await, Ok(None));
+
+    // An offset no longer in the stream: no restore (and the session is gone too).
+    a.adapter.persist_session(session(sid, &[]));
+    eventually("kept", || !streams.entries("socket.io").is_empty()).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(b.adapter.restore_session("pid-1", "1-0").await, Ok(None));
+    assert_eq!(b.adapter.restore_session("pid-1", &offset).await, Ok(None));
+}
+
+#[tokio::test]
+async fn requests_reach_every_other_node_and_come_back() {
+    let (bus, streams) = (MemoryBus::new(), MemoryStreams::new());
+    let io = |bus: &MemoryBus| {
+        let factory = RedisStreamsFactory::new(
+            bus.driver(),
+            Arc::new(streams.clone()),
+            RedisStreamsOptions {
+                requests_timeout: Duration::from_secs(2),
+                ..Default::default()
+            },
+        );
+        Io::builder(ServerOptions::default())
+            .adapter(Arc::new(factory))
+            .namespace("/", |ns| {
+                ns.on_server_event("ping", |args, ack| {
+                    if let Some(ack) = ack {
+                        ack(json!({ "pong": args }));
+                    }
+                });
+            })
+            .build()
+    };
+    let (a, _b, _c) = (io(&bus), io(&bus), io(&bus));
+    let ns = a.of("/").unwrap();
+    assert_eq!(ns.server_count().await, 3);
+    let answers = ns
+        .server_side_emit_with_ack("ping", vec![json!(1)])
+        .await
+        .unwrap();
+    assert_eq!(answers, vec![json!({"pong": [1]}), json!({"pong": [1]})]);
+    assert!(ns.fetch_sockets().await.unwrap().is_empty());
+}
+
+#[test]
+fn defaults_are_the_package_defaults() {
+    let o = RedisStreamsOptions::default();
+    assert_eq!(
+        (
+            o.stream_name.as_str(),
+            o.stream_count,
+            o.channel_prefix.as_str()
+        ),
+        ("socket.io", 1, "socket.io")
+    );
+    assert_eq!((o.max_len, o.read_count), (10_000, 100));
+    assert_eq!(o.block_time, Duration::from_millis(5_000));
+    assert_eq!(o.session_key_prefix, "sio:session:");
+    assert_eq!(o.recovery, None);
+}
