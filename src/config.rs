@@ -143,6 +143,9 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub redis: RedisArgs,
 
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", default_value = "pretty", value_parser = ["pretty", "json"])]
     pub log_format: String,
@@ -222,6 +225,8 @@ pub struct Config {
     pub rate_limits: Vec<Rule>,
     pub store: StoreArgs,
     pub redis: RedisArgs,
+    /// Which cluster adapter the node uses when Redis is configured.
+    pub adapter: AdapterChoice,
     pub log_format: String,
     pub log_level: String,
     /// `--metrics-enabled`: whether the process records metrics (applied by `serve`:
@@ -348,6 +353,7 @@ impl Config {
             None => default_node_id(),
         };
         let loadtest = loadtest_namespace(a)?;
+        let adapter = adapter_choice(&a.cluster, a.redis.location.url().is_some())?;
         let mut transports = a.transports.clone();
         transports.dedup();
         let production = a.environment == "production";
@@ -375,6 +381,7 @@ impl Config {
             rate_limits: a.rate_limits.clone(),
             store: a.store.clone(),
             redis: a.redis.clone(),
+            adapter,
             namespaces,
             server: ServerOptions {
                 engine: EngineConfig {
@@ -425,6 +432,116 @@ fn recovery(a: &ServeArgs) -> Result<Option<RecoveryOptions>, ConfigError> {
         max_disconnection: Duration::from_millis(a.max_disconnection_duration),
         skip_middlewares: a.recovery_skip_middlewares,
         max_packets: a.recovery_max_packets,
+    }))
+}
+
+/// Which cluster adapter (`--adapter`), and the Redis Streams adapter's settings: the
+/// options of Node's `@socket.io/redis-streams-adapter`, with its defaults, so nodes of
+/// both runtimes agree. The channel prefix is `--redis-adapter-key`, the requests'
+/// timeout `--redis-requests-timeout`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ClusterArgs {
+    /// Cluster adapter, with Redis configured: `redis` (pub/sub, @socket.io/redis-adapter
+    /// 8.x) or `redis-streams` (@socket.io/redis-streams-adapter 0.3.x: streams keep
+    /// broadcasts and sessions, so connection state recovery works across nodes).
+    #[arg(long, env = "ADAPTER", default_value = "redis", value_enum)]
+    pub adapter: AdapterKind,
+
+    /// Stream key of the redis-streams adapter (`streamName`), or the prefix of
+    /// `<name>-<i>` with several streams.
+    #[arg(long, env = "REDIS_STREAMS_NAME", default_value = "socket.io")]
+    pub redis_streams_name: String,
+
+    /// Number of streams of the redis-streams adapter (`streamCount`); each namespace
+    /// uses one, picked by a hash of its name.
+    #[arg(long, env = "REDIS_STREAMS_COUNT", default_value_t = 1)]
+    pub redis_streams_count: u32,
+
+    /// Entries each stream keeps (`maxLen`, trimmed with `MAXLEN ~`): how far back a
+    /// client can recover.
+    #[arg(long, env = "REDIS_STREAMS_MAX_LEN", default_value_t = 10_000)]
+    pub redis_streams_max_len: u64,
+
+    /// Key prefix of recovery sessions (`sessionKeyPrefix`): `<prefix><pid>`.
+    #[arg(
+        long,
+        env = "REDIS_STREAMS_SESSION_PREFIX",
+        default_value = "sio:session:"
+    )]
+    pub redis_streams_session_prefix: String,
+}
+
+/// `--adapter`'s values.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdapterKind {
+    Redis,
+    RedisStreams,
+}
+
+/// The cluster adapter a node uses when Redis is configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdapterChoice {
+    /// Pub/sub, the format of `@socket.io/redis-adapter` 8.x.
+    Redis,
+    /// Streams, the format of `@socket.io/redis-streams-adapter` 0.3.x.
+    RedisStreams(StreamsSettings),
+}
+
+/// The redis-streams adapter's validated settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamsSettings {
+    pub stream_name: String,
+    pub stream_count: u32,
+    pub max_len: u64,
+    pub session_key_prefix: String,
+}
+
+/// Checks the adapter settings; the streams ones only matter with `redis-streams`.
+fn adapter_choice(a: &ClusterArgs, has_redis: bool) -> Result<AdapterChoice, ConfigError> {
+    if a.adapter == AdapterKind::Redis {
+        return Ok(AdapterChoice::Redis);
+    }
+    if !has_redis {
+        return Err(invalid(
+            "adapter",
+            "ADAPTER",
+            "redis-streams needs Redis: set --redis-url (REDIS_URL) or --redis-host",
+        ));
+    }
+    let name = a.redis_streams_name.trim();
+    if name.is_empty() || name.chars().any(char::is_whitespace) {
+        return Err(invalid(
+            "redis-streams-name",
+            "REDIS_STREAMS_NAME",
+            format!("{name:?} must be a Redis key without spaces"),
+        ));
+    }
+    if !(1..=1024).contains(&a.redis_streams_count) {
+        return Err(invalid(
+            "redis-streams-count",
+            "REDIS_STREAMS_COUNT",
+            "must be between 1 and 1024 (one reader connection per stream)",
+        ));
+    }
+    if a.redis_streams_max_len == 0 {
+        return Err(invalid(
+            "redis-streams-max-len",
+            "REDIS_STREAMS_MAX_LEN",
+            "must be at least 1",
+        ));
+    }
+    if a.redis_streams_session_prefix.is_empty() {
+        return Err(invalid(
+            "redis-streams-session-prefix",
+            "REDIS_STREAMS_SESSION_PREFIX",
+            "must not be empty (sessions would be keys named by their bare id)",
+        ));
+    }
+    Ok(AdapterChoice::RedisStreams(StreamsSettings {
+        stream_name: name.to_owned(),
+        stream_count: a.redis_streams_count,
+        max_len: a.redis_streams_max_len,
+        session_key_prefix: a.redis_streams_session_prefix.clone(),
     }))
 }
 
@@ -637,6 +754,63 @@ mod tests {
         ] {
             let err = parse(argv).unwrap_err();
             assert!(err.contains(needle), "{argv:?} -> {err}");
+        }
+    }
+
+    #[test]
+    fn the_streams_adapter_needs_redis_and_sane_settings() {
+        assert_eq!(parse(&[]).unwrap().adapter, AdapterChoice::Redis);
+        let redis = ["--redis-url", "redis://127.0.0.1:6379"];
+        let with = |extra: &[&str]| {
+            let mut argv = redis.to_vec();
+            argv.extend_from_slice(extra);
+            parse(&argv)
+        };
+        assert_eq!(
+            with(&["--adapter", "redis-streams"]).unwrap().adapter,
+            AdapterChoice::RedisStreams(StreamsSettings {
+                stream_name: "socket.io".into(),
+                stream_count: 1,
+                max_len: 10_000,
+                session_key_prefix: "sio:session:".into(),
+            })
+        );
+        let c = with(&[
+            "--adapter",
+            "redis-streams",
+            "--redis-streams-name",
+            "rt",
+            "--redis-streams-count",
+            "4",
+            "--redis-streams-max-len",
+            "500",
+            "--redis-streams-session-prefix",
+            "rt:s:",
+        ])
+        .unwrap();
+        let AdapterChoice::RedisStreams(s) = c.adapter else {
+            panic!("streams");
+        };
+        assert_eq!(
+            (s.stream_name.as_str(), s.stream_count, s.max_len),
+            ("rt", 4, 500)
+        );
+        assert_eq!(s.session_key_prefix, "rt:s:");
+        for (argv, needle) in [
+            (&["--adapter", "redis-streams"][..], "REDIS_URL"),
+            (&["--adapter", "kafka"][..], "--adapter"),
+        ] {
+            let err = parse(argv).unwrap_err();
+            assert!(err.contains(needle), "{argv:?} -> {err}");
+        }
+        for (flag, value) in [
+            ("--redis-streams-name", " "),
+            ("--redis-streams-count", "0"),
+            ("--redis-streams-max-len", "0"),
+            ("--redis-streams-session-prefix", ""),
+        ] {
+            let err = with(&["--adapter", "redis-streams", flag, value]).unwrap_err();
+            assert!(err.contains(flag), "{flag} {value:?} -> {err}");
         }
     }
 
