@@ -58,14 +58,14 @@ async fn rust_node(redis: &str) -> Node {
 }
 
 /// A raw Socket.IO client connected to `/` on `addr` (ours or Node's).
-struct Client {
-    ws: Ws,
-    sid: String,
+pub(crate) struct Client {
+    pub(crate) ws: Ws,
+    pub(crate) sid: String,
     next_ack: u64,
 }
 
 impl Client {
-    async fn connect(addr: std::net::SocketAddr) -> Client {
+    pub(crate) async fn connect(addr: std::net::SocketAddr) -> Client {
         let (mut ws, _) = Ws::open(addr).await;
         ws.send_text("40").await;
         let reply = ws.recv_text(QUICK).await;
@@ -79,7 +79,7 @@ impl Client {
     }
 
     /// Emits `[event, ...args]` with an ack id and returns the ack's arguments.
-    async fn call(&mut self, event: &str, args: Vec<Value>) -> Vec<Value> {
+    pub(crate) async fn call(&mut self, event: &str, args: Vec<Value>) -> Vec<Value> {
         let id = self.next_ack;
         self.next_ack += 1;
         let mut data = vec![json!(event)];
@@ -93,7 +93,7 @@ impl Client {
     }
 
     /// The next text frame that satisfies `want`; pings are answered, others skipped.
-    async fn next_text(&mut self, want: impl Fn(&str) -> bool) -> String {
+    pub(crate) async fn next_text(&mut self, want: impl Fn(&str) -> bool) -> String {
         loop {
             match self.ws.recv(Duration::from_secs(8)).await {
                 Some(Message::Text(t)) if t.as_str() == "2" => self.ws.send_text("3").await,
@@ -105,7 +105,7 @@ impl Client {
     }
 
     /// Waits for the event `name` and returns its arguments (and ack id, if any).
-    async fn event(&mut self, name: &str) -> (Vec<Value>, Option<u64>) {
+    pub(crate) async fn event(&mut self, name: &str) -> (Vec<Value>, Option<u64>) {
         let needle = format!("[\"{name}\"");
         let text = self.next_text(|t| t.contains(&needle)).await;
         let start = text.find('[').unwrap();
@@ -122,7 +122,11 @@ impl Client {
     }
 
     /// Waits for the binary event `name`: its arguments and the attachments.
-    async fn binary_event(&mut self, name: &str, attachments: usize) -> (Vec<Value>, Vec<Vec<u8>>) {
+    pub(crate) async fn binary_event(
+        &mut self,
+        name: &str,
+        attachments: usize,
+    ) -> (Vec<Value>, Vec<Vec<u8>>) {
         let (args, _) = self.event(name).await;
         let mut bins = Vec::new();
         while bins.len() < attachments {
@@ -134,7 +138,7 @@ impl Client {
         (args, bins)
     }
 
-    async fn expect_no_event(&mut self, name: &str, d: Duration) {
+    pub(crate) async fn expect_no_event(&mut self, name: &str, d: Duration) {
         let needle = format!("[\"{name}\"");
         let deadline = tokio::time::Instant::now() + d;
         while let Ok(next) = tokio::time::timeout_at(deadline, self.ws.recv(d * 2)).await {
@@ -145,7 +149,7 @@ impl Client {
     }
 }
 
-fn ph(n: usize) -> Value {
+pub(crate) fn ph(n: usize) -> Value {
     json!({"_placeholder": true, "num": n})
 }
 

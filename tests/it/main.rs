@@ -19,4 +19,5 @@ mod recovery;
 mod reference_server;
 mod socketio;
 mod store;
+mod streams;
 mod tls;
