@@ -5,6 +5,10 @@
 //!   [`LocalAdapter`](crate::server::adapter::LocalAdapter), then tells the other nodes
 //!   through Redis pub/sub in the wire format of `@socket.io/redis-adapter` 8.x, so Node
 //!   and Rust nodes, and `@socket.io/redis-emitter`, form one cluster.
+//! - [`redis_streams::RedisStreamsAdapter`] does the same in the wire format of
+//!   `@socket.io/redis-streams-adapter` 0.3.x: broadcasts and room operations are entries
+//!   of a Redis stream, so their entry ids are recovery offsets and disconnected sessions
+//!   recover on any node (sessions are Redis keys).
 //! - [`emitter::Emitter`] is the Rust twin of `@socket.io/redis-emitter`: it emits to a
 //!   cluster from a process that serves no sockets.
 //! - [`wire`] converts between the server's broadcast types and the wire types of

@@ -525,6 +525,17 @@ async fn recovery_sessions_cross_between_node_and_ours() {
 
     // Meanwhile both runtimes broadcast; some of it is for the dropped socket.
     admin(&mut n, json!(["emitToRoom", "room1", "from-node", 1])).await;
+    // (Node's emit returns before its XADD: wait for it, to know the order.)
+    while ours
+        .streams
+        .xrange("socket.io", "-", "+")
+        .await
+        .unwrap()
+        .len()
+        < 2
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     ns.to("room1").emit("from-rust", json!(2));
     ns.to("room2").emit("not-for-it", json!(3));
     ns.except(sid.clone()).emit("not-for-it-either", json!(4));
@@ -601,4 +612,141 @@ async fn recovery_sessions_cross_between_node_and_ours() {
     assert_eq!(restored["data"], json!({"user": "bob", "n": 1}));
     assert_eq!(restored["events"], json!([["missed9", 9, last]]));
     ours.server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_redis_restart_never_holds_back_local_delivery() {
+    let mut redis = RedisServer::start();
+    let port = redis.port;
+    let recovery = Some(Duration::from_secs(60));
+    let a = rust_node(&redis.url(), recovery).await;
+    let b = rust_node(&redis.url(), recovery).await;
+    wait_cluster(&*a.driver, 2).await;
+    let mut on_a = Client::connect(a.server.addr).await;
+    let mut on_a2 = Client::connect(a.server.addr).await;
+    let mut on_b = Client::connect(b.server.addr).await;
+    for c in [&mut on_a, &mut on_a2, &mut on_b] {
+        assert_eq!(c.call("join", vec![json!("R")]).await, vec![json!(true)]);
+    }
+    // With recovery on, local delivery follows the XADD, stamped with its id.
+    on_a.call("to-room", vec![json!("R"), json!("before"), json!(0)])
+        .await;
+    let (args, _) = on_a2.event("before").await;
+    assert_eq!(args[0], json!(0));
+    assert!(
+        args[1].as_str().is_some_and(|o| o.contains('-')),
+        "{args:?}"
+    );
+    assert_eq!(on_b.event("before").await.0, args);
+
+    redis.stop();
+    // Redis is gone: this node's clients still get every broadcast, at once, in order,
+    // without an offset (nothing could be stored for them).
+    let started = std::time::Instant::now();
+    for i in 1..=3 {
+        on_a.call("to-room", vec![json!("R"), json!("during"), json!(i)])
+            .await;
+    }
+    for i in 1..=3 {
+        assert_eq!(on_a2.event("during").await.0, vec![json!(i)]);
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let _redis = RedisServer::start_on(port);
+    wait_cluster(&*a.driver, 2).await;
+    // Writes and reads flow again once both nodes are back on Redis.
+    let mut n = 0;
+    loop {
+        n += 1;
+        on_a.call("to-room", vec![json!("R"), json!("after"), json!(n)])
+            .await;
+        let got = tokio::time::timeout(Duration::from_millis(500), on_b.event("after")).await;
+        if let Ok((args, _)) = got {
+            assert!(
+                args[1].as_str().is_some_and(|o| o.contains('-')),
+                "{args:?}"
+            );
+            break;
+        }
+        assert!(n < 40, "broadcasts never flowed again after the restart");
+    }
+    for node in [a, b] {
+        node.server.stop().await;
+    }
+}
+
+/// Two real `realtime-server` processes started with `--adapter redis-streams`: what a
+/// client of one publishes reaches a client of the other, through the stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_processes_run_on_redis_streams_when_asked() {
+    use crate::common::app::{random, TempDir};
+    use crate::common::node::NodeProcess;
+    use crate::common::sio::SioClient;
+    let redis = RedisServer::start();
+    let secret = random("secret");
+    let redis_url = redis.url();
+    let mut nodes = Vec::new();
+    let mut dbs = Vec::new();
+    for id in ["streams-a", "streams-b"] {
+        let db = TempDir::new(id);
+        let database = db.sqlite_url();
+        let args = [
+            "--redis-url",
+            redis_url.as_str(),
+            "--adapter",
+            "redis-streams",
+            "--redis-streams-name",
+            "rt-streams",
+            "--database-url",
+            database.as_str(),
+            "--loadtest-namespace",
+            "--log-level",
+            "warn",
+        ];
+        nodes.push(NodeProcess::start(id, &args, &[("NEXTAUTH_SECRET", secret.as_str())]).await);
+        dbs.push(db);
+    }
+    let watcher = LiveDriver::connect(&redis_url, Duration::from_millis(500))
+        .await
+        .unwrap();
+    for _ in 0..300 {
+        if watcher
+            .num_sub("socket.io#/bench#".into())
+            .await
+            .unwrap_or(0)
+            >= 2
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut on_a = SioClient::connect(nodes[0].addr, &secret, "user-a", "/bench").await;
+    let mut on_b = SioClient::connect(nodes[1].addr, &secret, "user-b", "/bench").await;
+    for client in [&mut on_a, &mut on_b] {
+        assert_eq!(
+            client.call("join", json!({"room": "R"})).await,
+            json!({"ok": true})
+        );
+    }
+    let sent = json!({"room": "R", "seq": 1});
+    assert_eq!(
+        on_a.call("publish", sent.clone()).await,
+        json!({"ok": true})
+    );
+    assert_eq!(on_b.event("message").await, sent);
+    let streams = LiveStreams::connect(&redis_url, Duration::from_millis(500))
+        .await
+        .unwrap();
+    let entries = streams.xrange("rt-streams", "-", "+").await.unwrap();
+    assert!(
+        entries
+            .iter()
+            .any(|e| e.field("nsp") == Some("/bench") && e.field("type") == Some("3")),
+        "{entries:?}"
+    );
 }

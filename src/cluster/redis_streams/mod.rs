@@ -3,14 +3,14 @@
 //! one cluster — and a client that drops recovers its session on any node of either.
 //!
 //! - broadcasts (without acknowledgements), `socketsJoin`, `socketsLeave` and
-//!   `disconnectSockets` are entries of the namespace's stream ([`outbox`]); every node
-//!   reads the streams with one blocking XREAD loop each ([`reader`]) and applies the
-//!   entries of others ([`inbound`]). A broadcast's entry id is its recovery offset;
+//!   `disconnectSockets` are entries of the namespace's stream (`outbox`); every node
+//!   reads the streams with one blocking XREAD loop each (`reader`) and applies the
+//!   entries of others (`inbound`). A broadcast's entry id is its recovery offset;
 //! - requests that wait for answers (fetchSockets, serverSideEmit, broadcasts with acks)
-//!   and all answers go over pub/sub ([`requests`]), on the classic adapter's
+//!   and all answers go over pub/sub (`requests`), on the classic adapter's
 //!   [`RedisDriver`]; the node count is `PUBSUB NUMSUB <prefix>#<nsp>#`;
 //! - disconnected sessions are keys `<sessionKeyPrefix><pid>` and a restore replays the
-//!   stream after the client's offset ([`session`]).
+//!   stream after the client's offset (`session`).
 //!
 //! Order: with connection state recovery on, a node's broadcasts, joins, leaves and
 //! disconnects reach its own sockets in the order they were XADDed, each broadcast
@@ -18,9 +18,11 @@
 //! on local sockets at once and the XADD follows in the background: the same order, one
 //! Redis round trip less.
 //!
-//! A Redis outage never blocks or fails a local emit: local sockets are served from
-//! memory either way (with recovery on, a failed XADD delivers the packet without an
-//! offset, and while Redis stays down the outbox does not wait for it). What is lost:
+//! A Redis outage never blocks or fails a local emit: the emit only queues, and local
+//! sockets are served from memory either way. With recovery on, a failed XADD delivers
+//! the packet without an offset — after at most one command timeout (`REDIS_TIMEOUT`)
+//! when Redis hangs rather than refuses — and while Redis stays down the outbox does not
+//! wait for it (it retries after a backoff, 100 ms doubling to 5 s). What is lost:
 //! other nodes miss what was written during the outage; broadcasts without an entry
 //! cannot be replayed to a recovering client; sessions persisted then are not kept; a
 //! restore fails (a fresh socket). The readers resume from the last entry they saw once
@@ -31,6 +33,8 @@
 //!   `$`: the package's `$` misses entries written between two XREADs until the first
 //!   entry arrives;
 //! - `serverCount()` falls back to 1 when Redis does not answer (as our classic adapter).
+//!
+//! Not supported: sharded pub/sub (`useShardedPubSub`), Redis Cluster, `onlyPlaintext`.
 
 mod inbound;
 pub mod live;
