@@ -28,6 +28,12 @@ fn backend(e: impl std::fmt::Display) -> AdapterError {
     AdapterError::Backend(format!("redis: {e}"))
 }
 
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// The record stored for `session`. (One place maps the server's session type to the
 /// wire's, so a field added to one is added here.)
 fn record_of(session: &PersistedSession) -> SessionRecord {
@@ -105,6 +111,9 @@ impl RedisStreamsAdapter {
                     return Ok(None);
                 }
             };
+            if record.expires_at_ms.is_some_and(|at| at <= now_ms()) {
+                return Ok(None); // its credentials expired while it was away
+            }
             let mut missed = Vec::new();
             let mut after = offset;
             for _ in 0..MAX_XRANGE_CALLS {

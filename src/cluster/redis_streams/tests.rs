@@ -2,7 +2,7 @@
 //! for streams and keys) with stand-in namespaces that record what reaches their
 //! sockets. Real Redis and real Node peers are in tests/it/streams.rs.
 
-use super::store::MemoryStreams;
+use super::store::{MemoryStreams, StreamStore as _};
 use super::*;
 use crate::cluster::driver::MemoryBus;
 use crate::protocol::cluster_streams::Body;
@@ -346,4 +346,44 @@ fn defaults_are_the_package_defaults() {
     assert_eq!(o.block_time, Duration::from_millis(5_000));
     assert_eq!(o.session_key_prefix, "sio:session:");
     assert_eq!(o.recovery, None);
+}
+
+#[tokio::test]
+async fn a_session_whose_credentials_expired_is_not_restored() {
+    use crate::protocol::cluster_streams::SessionRecord;
+    let (bus, streams) = (MemoryBus::new(), MemoryStreams::new());
+    let a = node(&bus, &streams, true);
+    a.adapter
+        .broadcast(event("seen", json!(0)), &BroadcastOptions::default());
+    eventually("an entry", || streams.entries("socket.io").len() == 1).await;
+    let offset = streams.entries("socket.io")[0].id.clone();
+    let record = |expires_at_ms| SessionRecord {
+        sid: Sid::new().as_str().to_owned(),
+        pid: "p".into(),
+        rooms: vec![],
+        data: json!({}),
+        expires_at_ms,
+    };
+    let key = "sio:session:p";
+    let ttl = Duration::from_secs(60);
+    streams
+        .set_px(key, record(Some(1)).encode(), ttl)
+        .await
+        .unwrap();
+    assert_eq!(a.adapter.restore_session("p", &offset).await, Ok(None));
+    let later = std::time::SystemTime::now() + Duration::from_secs(60);
+    let later = later
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    streams
+        .set_px(key, record(Some(later)).encode(), ttl)
+        .await
+        .unwrap();
+    assert!(a
+        .adapter
+        .restore_session("p", &offset)
+        .await
+        .unwrap()
+        .is_some());
 }
