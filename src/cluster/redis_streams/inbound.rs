@@ -7,7 +7,7 @@ use super::RedisStreamsAdapter;
 use crate::cluster::wire::{opts_from_wire, remote_socket_to_wire};
 use crate::protocol::cluster::BroadcastOpts;
 use crate::protocol::cluster_streams::{private_channel, Body, Message, StreamEntry};
-use crate::server::adapter::{AckEvent, BroadcastOptions, BroadcastPacket, ServerAck};
+use crate::server::adapter::{AckEvent, BroadcastPacket, ServerAck};
 use crate::server::{Payload, Room};
 use crate::sync::MutexExt as _;
 use bytes::Bytes;
@@ -206,9 +206,4 @@ impl RedisStreamsAdapter {
 
 fn rooms_of(rooms: Vec<String>) -> Vec<Room> {
     rooms.into_iter().map(Room::from).collect()
-}
-
-/// The options of a broadcast as the wire carries them, for our own messages.
-pub(super) fn opts_for_wire(opts: &BroadcastOptions) -> BroadcastOpts {
-    crate::cluster::wire::opts_to_wire(opts)
 }

@@ -2,11 +2,10 @@
 //! go through the outbox (see the module docs of `outbox` for their order), requests and
 //! broadcasts with acknowledgements go to the public channel.
 
-use super::inbound::opts_for_wire;
 use super::outbox::Local;
 use super::requests::Kind;
 use super::{random_id, RedisStreamsAdapter};
-use crate::cluster::wire::{remote_socket_from_wire, rooms_to_wire};
+use crate::cluster::wire::{opts_to_wire as opts_for_wire, remote_socket_from_wire, rooms_to_wire};
 use crate::protocol::cluster_streams::Body;
 use crate::server::adapter::{
     AckSink, Adapter, AdapterError, BroadcastOptions, BroadcastPacket, LocalAdapter,
@@ -41,20 +40,15 @@ impl Adapter for RedisStreamsAdapter {
         if opts.is_local() {
             return self.local.broadcast(packet, opts);
         }
-        // With recovery on, delivery waits for the entry id: report the targets now.
-        let targets = if self.recovering() {
-            self.local.socket_ids(opts).len()
-        } else {
-            0
-        };
         let body = Body::Broadcast {
             packet: packet.data.clone(),
             opts: opts_for_wire(opts),
             request_id: None,
         };
-        let attachments = packet.binary.clone();
-        let fields = self.message(body, attachments).to_entry();
+        let fields = self.message(body, packet.binary.clone()).to_entry();
         if self.recovering() {
+            // Delivery waits for the entry id: report the targets it will have.
+            let targets = self.local.socket_ids(opts).len();
             self.outbox
                 .push(fields, Local::Broadcast(packet, opts.clone()));
             targets
