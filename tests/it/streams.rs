@@ -23,6 +23,7 @@ use realtime::protocol::cluster_streams::StreamEntry;
 use realtime::server::adapter::{BroadcastOptions, BroadcastPacket, PersistedSession};
 use realtime::server::{Io, Payload, Room};
 use realtime::sid::Sid;
+use realtime::transport::Frame;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
@@ -556,7 +557,7 @@ async fn recovery_sessions_cross_between_node_and_ours() {
         .unwrap()
         .expect("the session Node persisted");
     assert_eq!(found.session.sid.as_str(), sid);
-    assert_eq!(found.session.pid, pid);
+    assert_eq!(found.session.pid.as_str(), pid);
     let mut rooms: Vec<String> = found.session.rooms.iter().map(|r| r.to_string()).collect();
     rooms.sort();
     let mut want_rooms = vec![sid.clone(), "room1".to_owned()];
@@ -571,7 +572,7 @@ async fn recovery_sessions_cross_between_node_and_ours() {
             .id
             .clone()
     };
-    let missed: Vec<Value> = found.missed.iter().map(|p| p.data.clone()).collect();
+    let missed: Vec<Value> = found.missed.iter().map(|f| event_of(f)).collect();
     assert_eq!(
         missed,
         vec![
@@ -592,16 +593,17 @@ async fn recovery_sessions_cross_between_node_and_ours() {
     // The other way: a session our node persisted restores on the Node node.
     let since = ours.streams.last_id("socket.io").await.unwrap();
     let ours_sid = Sid::new();
-    let ours_pid = Sid::new().as_str().to_owned();
+    let ours_pid = Sid::new();
     ns.adapter().persist_session(PersistedSession {
         sid: ours_sid,
-        pid: ours_pid.clone(),
+        pid: ours_pid,
         rooms: vec![Room::from(ours_sid.as_str()), Room::from("room9")],
         data: json!({"user": "bob", "n": 1.0}),
+        expires_at: None,
     });
     ns.to("room9").emit("missed9", json!(9));
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let restored = admin(&mut n, json!(["restoreSession", ours_pid, since])).await;
+    let restored = admin(&mut n, json!(["restoreSession", ours_pid.as_str(), since])).await;
     let last = ours.streams.last_id("socket.io").await.unwrap();
     assert_eq!(restored["recovered"], json!(true), "{restored}");
     assert_eq!(restored["id"], json!(ours_sid.as_str()));
@@ -749,4 +751,15 @@ async fn server_processes_run_on_redis_streams_when_asked() {
             .any(|e| e.field("nsp") == Some("/bench") && e.field("type") == Some("3")),
         "{entries:?}"
     );
+}
+
+/// The `[event, ...args]` of a missed packet, as the client will read it (one text
+/// frame: `42` + JSON on the main namespace).
+fn event_of(frames: &[Frame]) -> Value {
+    match frames {
+        [Frame::Text(t)] => {
+            serde_json::from_str(t.strip_prefix("42").expect("an EVENT on /")).unwrap()
+        }
+        other => panic!("not one text EVENT frame: {other:?}"),
+    }
 }

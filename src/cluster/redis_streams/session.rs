@@ -19,7 +19,9 @@ use crate::protocol::cluster_streams::{
 use crate::server::adapter::{AdapterError, BroadcastPacket, PersistedSession, RecoveredSession};
 use crate::server::{BoxFuture, Room};
 use crate::sid::Sid;
+use crate::transport::Frame;
 use serde_json::Value;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// `RESTORE_SESSION_MAX_XRANGE_CALLS`: a restore reads at most this many pages.
 const MAX_XRANGE_CALLS: usize = 100;
@@ -28,9 +30,8 @@ fn backend(e: impl std::fmt::Display) -> AdapterError {
     AdapterError::Backend(format!("redis: {e}"))
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
+fn epoch_ms(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
 
@@ -39,24 +40,29 @@ fn now_ms() -> u64 {
 fn record_of(session: &PersistedSession) -> SessionRecord {
     SessionRecord {
         sid: session.sid.as_str().to_owned(),
-        pid: session.pid.clone(),
+        pid: session.pid.as_str().to_owned(),
         rooms: session.rooms.iter().map(|r| r.to_string()).collect(),
         data: session.data.clone(),
-        expires_at_ms: None,
+        expires_at_ms: session.expires_at.map(epoch_ms),
     }
 }
 
-/// The server's session from a stored record; `None` when its socket id is not one.
+/// The server's session from a stored record; `None` when its ids are not ones we issue
+/// (Node's base64id and ours have the same shape). Its expiry, if any, is the server's to
+/// check (`server::connection`), whoever restores it.
 fn session_of(record: SessionRecord) -> Option<PersistedSession> {
     Some(PersistedSession {
         sid: Sid::parse(&record.sid)?,
-        pid: record.pid,
+        pid: Sid::parse(&record.pid)?,
         rooms: record
             .rooms
             .iter()
             .map(|r| Room::from(r.as_str()))
             .collect(),
         data: record.data,
+        expires_at: record
+            .expires_at_ms
+            .map(|ms| UNIX_EPOCH + Duration::from_millis(ms)),
     })
 }
 
@@ -71,7 +77,7 @@ impl RedisStreamsAdapter {
         let Some(ttl) = self.options().recovery else {
             return;
         };
-        let key = self.session_key(&session.pid);
+        let key = self.session_key(session.pid.as_str());
         let write = self
             .shared
             .store
@@ -111,9 +117,6 @@ impl RedisStreamsAdapter {
                     return Ok(None);
                 }
             };
-            if record.expires_at_ms.is_some_and(|at| at <= now_ms()) {
-                return Ok(None); // its credentials expired while it was away
-            }
             let mut missed = Vec::new();
             let mut after = offset;
             for _ in 0..MAX_XRANGE_CALLS {
@@ -132,7 +135,7 @@ impl RedisStreamsAdapter {
 
 /// The packet of `entry`, its id appended, if it is a broadcast of namespace `nsp` that
 /// the session would have received.
-fn missed_by(record: &SessionRecord, nsp: &str, entry: &StreamEntry) -> Option<BroadcastPacket> {
+fn missed_by(record: &SessionRecord, nsp: &str, entry: &StreamEntry) -> Option<Vec<Frame>> {
     if entry.field("nsp") != Some(nsp) || entry.field("type") != Some("3") {
         return None;
     }
@@ -148,5 +151,5 @@ fn missed_by(record: &SessionRecord, nsp: &str, entry: &StreamEntry) -> Option<B
         binary: message.attachments,
     };
     packet.push_arg(Value::String(entry.id.clone()));
-    Some(packet)
+    Some(packet.into_frames(nsp, None))
 }

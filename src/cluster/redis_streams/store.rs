@@ -105,6 +105,15 @@ impl MemoryStreams {
         state.streams.get(stream).cloned().unwrap_or_default()
     }
 
+    /// Whether `key` is set (and not expired).
+    pub fn has_key(&self, key: &str) -> bool {
+        let state = self.inner.state.lock_unpoisoned();
+        state
+            .keys
+            .get(key)
+            .is_some_and(|(_, until)| *until > Instant::now())
+    }
+
     fn check(&self) -> Result<(), DriverError> {
         if self.inner.down.load(Ordering::Relaxed) {
             Err(DriverError::Unavailable("memory streams down".into()))

@@ -2,7 +2,7 @@
 //! for streams and keys) with stand-in namespaces that record what reaches their
 //! sockets. Real Redis and real Node peers are in tests/it/streams.rs.
 
-use super::store::{MemoryStreams, StreamStore as _};
+use super::store::MemoryStreams;
 use super::*;
 use crate::cluster::driver::MemoryBus;
 use crate::protocol::cluster_streams::Body;
@@ -229,12 +229,16 @@ async fn a_redis_outage_never_holds_back_local_delivery() {
     }
 }
 
+/// The private id of the test sessions.
+const PID: &str = "pidpidpidpidpidpid01";
+
 fn session(sid: Sid, rooms: &[&str]) -> PersistedSession {
     PersistedSession {
         sid,
-        pid: "pid-1".into(),
+        pid: Sid::parse(PID).unwrap(),
         rooms: rooms.iter().map(|r| Room::from(*r)).collect(),
         data: json!({"user": "alice"}),
+        expires_at: None,
     }
 }
 
@@ -271,30 +275,30 @@ async fn a_session_restores_once_with_what_its_rooms_missed() {
 
     // Another node restores it, with the packets it missed, offsets appended.
     assert_eq!(
-        b.adapter.restore_session("pid-1", "not-an-offset").await,
+        b.adapter.restore_session(PID, "not-an-offset").await,
         Ok(None)
     );
     let found = b
         .adapter
-        .restore_session("pid-1", &offset)
+        .restore_session(PID, &offset)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(found.session, session(sid, &[sid.as_str(), "room1"]));
-    let missed: Vec<Value> = found.missed.iter().map(|p| p.data.clone()).collect();
-    assert_eq!(
-        missed,
-        vec![json!(["all", 1, ids[1]]), json!(["room1", 2, ids[2]])]
-    );
+    let missed: Vec<Vec<Frame>> = [("all", 1, &ids[1]), ("room1", 2, &ids[2])]
+        .iter()
+        .map(|(name, n, id)| vec![Frame::text(format!(r#"42["{name}",{n},"{id}"]"#))])
+        .collect();
+    assert_eq!(found.missed, missed);
     // Taken: a second restore gets a fresh socket.
-    assert_eq!(b.adapter.restore_session("pid-1", &offset).await, Ok(None));
+    assert_eq!(b.adapter.restore_session(PID, &offset).await, Ok(None));
 
     // An offset no longer in the stream: no restore (and the session is gone too).
     a.adapter.persist_session(session(sid, &[]));
     eventually("kept", || !streams.entries("socket.io").is_empty()).await;
     tokio::time::sleep(Duration::from_millis(20)).await;
-    assert_eq!(b.adapter.restore_session("pid-1", "1-0").await, Ok(None));
-    assert_eq!(b.adapter.restore_session("pid-1", &offset).await, Ok(None));
+    assert_eq!(b.adapter.restore_session(PID, "1-0").await, Ok(None));
+    assert_eq!(b.adapter.restore_session(PID, &offset).await, Ok(None));
 }
 
 #[tokio::test]
@@ -349,41 +353,19 @@ fn defaults_are_the_package_defaults() {
 }
 
 #[tokio::test]
-async fn a_session_whose_credentials_expired_is_not_restored() {
-    use crate::protocol::cluster_streams::SessionRecord;
+async fn a_session_keeps_its_credentials_expiry_for_the_server_to_check() {
     let (bus, streams) = (MemoryBus::new(), MemoryStreams::new());
     let a = node(&bus, &streams, true);
     a.adapter
         .broadcast(event("seen", json!(0)), &BroadcastOptions::default());
     eventually("an entry", || streams.entries("socket.io").len() == 1).await;
     let offset = streams.entries("socket.io")[0].id.clone();
-    let record = |expires_at_ms| SessionRecord {
-        sid: Sid::new().as_str().to_owned(),
-        pid: "p".into(),
-        rooms: vec![],
-        data: json!({}),
-        expires_at_ms,
-    };
-    let key = "sio:session:p";
-    let ttl = Duration::from_secs(60);
-    streams
-        .set_px(key, record(Some(1)).encode(), ttl)
-        .await
-        .unwrap();
-    assert_eq!(a.adapter.restore_session("p", &offset).await, Ok(None));
-    let later = std::time::SystemTime::now() + Duration::from_secs(60);
-    let later = later
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
-    streams
-        .set_px(key, record(Some(later)).encode(), ttl)
-        .await
-        .unwrap();
-    assert!(a
-        .adapter
-        .restore_session("p", &offset)
-        .await
-        .unwrap()
-        .is_some());
+    // Milliseconds survive the trip (expiresAt is ms since the epoch).
+    let at = std::time::UNIX_EPOCH + Duration::from_millis(1_900_000_000_123);
+    let mut kept = session(Sid::new(), &[]);
+    kept.expires_at = Some(at);
+    a.adapter.persist_session(kept.clone());
+    eventually("kept", || streams.has_key(&format!("sio:session:{PID}"))).await;
+    let found = a.adapter.restore_session(PID, &offset).await.unwrap();
+    assert_eq!(found.map(|f| f.session), Some(kept));
 }
