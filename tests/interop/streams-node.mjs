@@ -7,6 +7,7 @@
 // Prints `listening <port>` once its stream reader and subscriber are up. Clients drive it
 // with events:
 // - `join` (room) → acks true;  `to-room` (room, event, ...args) → socket.to(room).emit;
+//   `set-data` (value) → acks true;  `get-data` → acks socket.data;
 // - `admin` (command, ...args) → runs a server-side call and acks {ok, ...}:
 //   socketsJoin(room, target?), socketsLeave(room, target?), disconnectSockets(room),
 //   serverSideEmit(event, ...args) (with ack), fetchSockets(nsp = "/"),
@@ -102,6 +103,11 @@ io.on("connection", (socket) => {
     socket.join(room);
     ack?.(true);
   });
+  socket.on("set-data", (data, ack) => {
+    socket.data = data;
+    ack?.(true);
+  });
+  socket.on("get-data", (ack) => ack(socket.data));
   socket.on("to-room", (room, event, ...args) => {
     const ack = typeof args[args.length - 1] === "function" ? args.pop() : null;
     socket.to(room).emit(event, ...args);

@@ -16,6 +16,7 @@ mod loadtest;
 mod monitoring;
 mod observability;
 mod recovery;
+mod recovery_cluster;
 mod reference_server;
 mod socketio;
 mod store;

@@ -14,24 +14,8 @@ use std::time::{Duration, SystemTime};
 
 const WAIT: Duration = Duration::from_secs(5);
 
-/// The test namespace plus `set-data` / `get-data` (acked), to see `socket.data` survive.
 fn recovery_io(options: ServerOptions) -> Io {
-    Io::builder(options)
-        .namespace("/", |ns| {
-            test_namespace(ns);
-            ns.on("set-data", |s, e, ack| async move {
-                s.set_data(e.args().first().cloned().unwrap_or(Value::Null));
-                if let Some(ack) = ack {
-                    ack.send(json!(true));
-                }
-            });
-            ns.on("get-data", |s, _e, ack| async move {
-                if let Some(ack) = ack {
-                    ack.send(s.data());
-                }
-            });
-        })
-        .build()
+    Io::builder(options).namespace("/", test_namespace).build()
 }
 
 fn with_recovery(max_disconnection: Duration) -> ServerOptions {
@@ -46,10 +30,10 @@ fn with_recovery(max_disconnection: Duration) -> ServerOptions {
 
 /// The driven clients and what they print: lines a wait skipped (another client's)
 /// are kept, in order, for whoever asks about that client next.
-struct Clients(NodeScript, std::collections::VecDeque<Value>);
+pub(crate) struct Clients(NodeScript, std::collections::VecDeque<Value>);
 
 impl Clients {
-    async fn start() -> Clients {
+    pub(crate) async fn start() -> Clients {
         let script = NodeScript::start(
             "recovery-client.mjs",
             &[],
@@ -60,19 +44,19 @@ impl Clients {
         Clients(script, Default::default())
     }
 
-    async fn send(&mut self, cmd: Value) {
+    pub(crate) async fn send(&mut self, cmd: Value) {
         self.0.send_line(&cmd.to_string()).await;
     }
 
     /// The next printed object.
-    async fn next(&mut self) -> Value {
+    pub(crate) async fn next(&mut self) -> Value {
         if let Some(v) = self.1.pop_front() {
             return v;
         }
         self.read().await
     }
 
-    async fn read(&mut self) -> Value {
+    pub(crate) async fn read(&mut self) -> Value {
         let line = self
             .0
             .next_line(WAIT)
@@ -82,12 +66,12 @@ impl Clients {
     }
 
     /// The next printed object about `name`; others' wait in the backlog.
-    async fn next_of(&mut self, name: &str) -> Value {
+    pub(crate) async fn next_of(&mut self, name: &str) -> Value {
         self.next_where(|v| v["name"] == name).await
     }
 
     /// The next printed object `wanted` accepts; the rest wait in the backlog.
-    async fn next_where(&mut self, wanted: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) async fn next_where(&mut self, wanted: impl Fn(&Value) -> bool) -> Value {
         if let Some(i) = self.1.iter().position(&wanted) {
             return self.1.remove(i).unwrap();
         }
@@ -101,13 +85,13 @@ impl Clients {
     }
 
     /// Connects `name` and returns its `{id, recovered}`.
-    async fn connect(&mut self, name: &str, url: &str) -> Value {
+    pub(crate) async fn connect(&mut self, name: &str, url: &str) -> Value {
         self.send(json!({"cmd": "connect", "name": name, "url": url}))
             .await;
         self.expect_connect(name).await
     }
 
-    async fn expect_connect(&mut self, name: &str) -> Value {
+    pub(crate) async fn expect_connect(&mut self, name: &str) -> Value {
         let v = self.next_of(name).await;
         assert_eq!(v["name"], name, "{v}");
         v.get("connect")
@@ -116,7 +100,7 @@ impl Clients {
     }
 
     /// Emits with an ack and returns the answer's arguments.
-    async fn call(&mut self, name: &str, event: &str, args: Value) -> Value {
+    pub(crate) async fn call(&mut self, name: &str, event: &str, args: Value) -> Value {
         self.send(json!({"cmd": "emit", "name": name, "event": event, "args": args}))
             .await;
         let v = self
@@ -128,7 +112,7 @@ impl Clients {
     }
 
     /// The next event `name` received, as `[event, ...args]`.
-    async fn event(&mut self, name: &str) -> Value {
+    pub(crate) async fn event(&mut self, name: &str) -> Value {
         let v = self.next_of(name).await;
         assert_eq!(v["name"], name, "{v}");
         let mut data = vec![v["event"].clone()];
@@ -140,7 +124,7 @@ impl Clients {
     /// the WebSocket close: "transport close", a recoverable reason).
     /// Every event `name` received before its next `connect` (a recovered socket's missed
     /// events come first), as `[event, ...args]`, then the connect's `{id, recovered}`.
-    async fn events_until_connect(&mut self, name: &str) -> (Vec<Value>, Value) {
+    pub(crate) async fn events_until_connect(&mut self, name: &str) -> (Vec<Value>, Value) {
         let mut events = Vec::new();
         loop {
             let v = self.next_of(name).await;
@@ -154,14 +138,14 @@ impl Clients {
         }
     }
 
-    async fn drop_transport(&mut self, name: &str) {
+    pub(crate) async fn drop_transport(&mut self, name: &str) {
         self.send(json!({"cmd": "drop", "name": name})).await;
         assert_eq!(self.next_of(name).await["disconnect"], "forced close");
     }
 }
 
 /// `[event, ...args, offset]` without its offset, after checking there is one.
-fn without_offset(mut event: Value) -> Value {
+pub(crate) fn without_offset(mut event: Value) -> Value {
     let items = event.as_array_mut().expect("an event array");
     let offset = items.pop().expect("an offset");
     assert!(

@@ -21,7 +21,7 @@ use realtime::cluster::redis_streams::store::StreamStore;
 use realtime::cluster::redis_streams::{RedisStreamsFactory, RedisStreamsOptions};
 use realtime::protocol::cluster_streams::StreamEntry;
 use realtime::server::adapter::{BroadcastOptions, BroadcastPacket, PersistedSession};
-use realtime::server::{Io, Payload, Room};
+use realtime::server::{Io, Payload, RecoveryOptions, Room, ServerOptions};
 use realtime::sid::Sid;
 use realtime::transport::Frame;
 use serde_json::{json, Value};
@@ -38,13 +38,13 @@ const STREAMS_NODE_PACKAGES: [&str; 4] = [
 
 /// One of our nodes: `/` and `/chat` with the shared test handlers, on the streams
 /// adapter.
-struct Node {
-    server: TestServer,
-    driver: Arc<LiveDriver>,
-    streams: Arc<LiveStreams>,
+pub(crate) struct Node {
+    pub(crate) server: TestServer,
+    pub(crate) driver: Arc<LiveDriver>,
+    pub(crate) streams: Arc<LiveStreams>,
 }
 
-async fn rust_node(redis: &str, recovery: Option<Duration>) -> Node {
+pub(crate) async fn rust_node(redis: &str, recovery: Option<Duration>) -> Node {
     let driver = LiveDriver::connect(redis, Duration::from_millis(500))
         .await
         .expect("connect the adapter's pub/sub to redis");
@@ -60,7 +60,16 @@ async fn rust_node(redis: &str, recovery: Option<Duration>) -> Node {
             ..Default::default()
         },
     );
-    let io = Io::builder(quiet_options())
+    // The server's recovery (pid, offsets, persisting) and the adapter's (where
+    // sessions live, for how long) come from one setting in the app.
+    let options = ServerOptions {
+        recovery: recovery.map(|max_disconnection| RecoveryOptions {
+            max_disconnection,
+            ..RecoveryOptions::default()
+        }),
+        ..quiet_options()
+    };
+    let io = Io::builder(options)
         .adapter(Arc::new(factory))
         .namespace("/", |ns| {
             test_namespace(ns);
@@ -82,7 +91,7 @@ async fn rust_node(redis: &str, recovery: Option<Duration>) -> Node {
 
 /// Until `nodes` servers subscribed to the public channel of `/` (what the server count
 /// counts), and our readers found where the stream ends.
-async fn wait_cluster(driver: &dyn RedisDriver, nodes: usize) {
+pub(crate) async fn wait_cluster(driver: &dyn RedisDriver, nodes: usize) {
     for _ in 0..300 {
         if driver.num_sub("socket.io#/#".into()).await.unwrap_or(0) >= nodes {
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -93,7 +102,7 @@ async fn wait_cluster(driver: &dyn RedisDriver, nodes: usize) {
     panic!("{nodes} nodes never subscribed");
 }
 
-async fn node_peer(
+pub(crate) async fn node_peer(
     redis: &RedisServer,
     recovery_ms: Option<u64>,
 ) -> (NodeScript, Client, std::net::SocketAddr) {
@@ -113,7 +122,7 @@ async fn node_peer(
 }
 
 /// Runs an `admin` command on the Node peer and checks it went well.
-async fn admin(client: &mut Client, args: Value) -> Value {
+pub(crate) async fn admin(client: &mut Client, args: Value) -> Value {
     let answer = client.call("admin", args.as_array().unwrap().clone()).await;
     assert_eq!(answer[0]["ok"], json!(true), "{args} -> {answer:?}");
     answer[0].clone()

@@ -33,6 +33,7 @@ pub fn fast_options() -> ServerOptions {
 /// - `ask` (event, ...args) → the server emits `event` with ack to the client (timeout
 ///   1 s) and acks back `{ "answer": [...] }` or `{ "error": "..." }`;
 /// - `rooms` → acks the socket's rooms;
+/// - `set-data` (value) / `get-data` → sets `socket.data` / acks it;
 /// - `disconnect-me` → the server disconnects the socket.
 pub fn test_namespace(ns: &mut NamespaceBuilder) {
     ns.on("echo", |_s, e, ack| async move {
@@ -42,6 +43,17 @@ pub fn test_namespace(ns: &mut NamespaceBuilder) {
     });
     ns.on("message", |s, e, _| async move {
         s.emit("message-back", e.payload);
+    });
+    ns.on("set-data", |s, e, ack| async move {
+        s.set_data(e.args().first().cloned().unwrap_or(Value::Null));
+        if let Some(ack) = ack {
+            ack.send(json!(true));
+        }
+    });
+    ns.on("get-data", |s, _e, ack| async move {
+        if let Some(ack) = ack {
+            ack.send(s.data());
+        }
     });
     ns.on("join", |s, e, ack| async move {
         if let Some(room) = e.args().first().and_then(Value::as_str) {
@@ -178,6 +190,7 @@ pub mod app;
 pub mod node;
 pub mod nodejs;
 pub mod postgres;
+pub mod proxy;
 pub mod raw;
 pub mod redis;
 pub mod serving;
