@@ -264,4 +264,26 @@ pub async fn run_with_routes(
             "shutdown timeout reached with connections still open"
         ),
     }
+    flush_adapters(&io).await;
+}
+
+/// How long a stopping node waits for its adapters' writes after the drain.
+const ADAPTER_FLUSH: Duration = Duration::from_secs(5);
+
+/// Waits for what the adapters still have on the way to the cluster — above all the
+/// sessions the drain just persisted, without which no client of this node could
+/// recover elsewhere.
+async fn flush_adapters(io: &Io) {
+    let adapters: Vec<_> = io
+        .namespaces()
+        .iter()
+        .map(|ns| ns.adapter().clone())
+        .collect();
+    let all = futures_util::future::join_all(adapters.iter().map(|a| a.flush()));
+    if tokio::time::timeout(ADAPTER_FLUSH, all).await.is_err() {
+        tracing::warn!(
+            timeout_ms = ADAPTER_FLUSH.as_millis() as u64,
+            "stopping with cluster writes still pending (is Redis down?): some sessions may not be recoverable"
+        );
+    }
 }

@@ -207,3 +207,116 @@ async fn a_client_recovers_across_runtimes_both_ways() {
     assert_eq!(c.call("x", "get-data", json!([])).await, json!([data]));
     ours.server.stop().await;
 }
+
+/// A rolling deploy: SIGTERM to the node a client is on. "server shutting down" is a
+/// recoverable reason, the node writes its clients' sessions to Redis before it exits,
+/// and the client, sent to another node by the balancer, recovers there with what was
+/// published while it moved. Real `realtime-server` processes on `/bench`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_of_a_node_that_stops_recovers_on_another() {
+    use crate::common::app::{random, TempDir};
+    use crate::common::node::NodeProcess;
+    use realtime::auth::{mint, session_claims, TokenFormat};
+    let redis = RedisServer::start();
+    let secret = random("secret");
+    let redis_url = redis.url();
+    let (mut nodes, mut dbs) = (Vec::new(), Vec::new());
+    for id in ["deploy-a", "deploy-b"] {
+        let db = TempDir::new(id);
+        let database = db.sqlite_url();
+        let args = [
+            "--redis-url",
+            redis_url.as_str(),
+            "--adapter",
+            "redis-streams",
+            "--connection-state-recovery",
+            "true",
+            "--database-url",
+            database.as_str(),
+            "--loadtest-namespace",
+            "--log-level",
+            "warn",
+        ];
+        nodes.push(NodeProcess::start(id, &args, &[("NEXTAUTH_SECRET", secret.as_str())]).await);
+        dbs.push(db);
+    }
+    let watcher = realtime::cluster::driver::LiveDriver::connect(&redis_url, WAIT)
+        .await
+        .unwrap();
+    wait_for_bench_nodes(&*watcher, 2).await;
+    let token = |user: &str| {
+        let claims = session_claims(user, None, None, std::time::SystemTime::now(), WAIT * 100);
+        mint(&secret, TokenFormat::V4, &claims)
+    };
+    let proxy = SwitchProxy::start(nodes[0].addr).await;
+    let mut c = Clients::start().await;
+    for (name, url) in [("x", proxy.url()), ("y", nodes[1].url())] {
+        c.send(
+            json!({"cmd": "connect", "name": name, "url": url, "nsp": "/bench",
+                      "auth": {"token": token(name)}}),
+        )
+        .await;
+        c.expect_connect(name).await;
+        let joined = c.call(name, "join", json!([{"room": "R"}])).await;
+        assert_eq!(joined, json!([{"ok": true}]));
+    }
+    let publish = |seq: u64| json!([{"room": "R", "seq": seq}]);
+    assert_eq!(
+        c.call("y", "publish", publish(0)).await,
+        json!([{"ok": true}])
+    );
+    assert_eq!(
+        without_offset(c.event("x").await),
+        json!(["message", {"room": "R", "seq": 0}])
+    );
+
+    let status = nodes[0].terminate();
+    assert!(status.success(), "{status}: {}", nodes[0].log());
+    let gone = c.next_of("x").await;
+    assert!(gone.get("disconnect").is_some(), "{gone}");
+    for seq in [1, 2] {
+        assert_eq!(
+            c.call("y", "publish", publish(seq)).await,
+            json!([{"ok": true}])
+        );
+    }
+    proxy.switch_to(nodes[1].addr);
+    let (missed, connect) = reconnect(&mut c, "x").await;
+    assert_eq!(
+        connect["recovered"],
+        json!(true),
+        "{connect}: {}",
+        nodes[0].log()
+    );
+    let want: Vec<Value> = [1, 2]
+        .iter()
+        .map(|seq| json!(["message", {"room": "R", "seq": seq}]))
+        .collect();
+    assert_eq!(missed, want);
+    assert_eq!(
+        c.call("y", "publish", publish(3)).await,
+        json!([{"ok": true}])
+    );
+    assert_eq!(
+        without_offset(c.event("x").await),
+        json!(["message", {"room": "R", "seq": 3}])
+    );
+}
+
+/// Until `n` server processes read `/bench`'s requests channel.
+async fn wait_for_bench_nodes(driver: &dyn realtime::cluster::driver::RedisDriver, n: usize) {
+    let deadline = tokio::time::Instant::now() + WAIT * 4;
+    while driver
+        .num_sub("socket.io#/bench#".into())
+        .await
+        .unwrap_or(0)
+        < n
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{n} nodes never joined"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await; // the stream readers start at "$"
+}

@@ -50,7 +50,7 @@ use crate::protocol::cluster_streams::{
     private_channel, public_channel, reader_streams, stream_name, Message,
 };
 use crate::server::adapter::{AckSink, Adapter, AdapterFactory, LocalAdapter, SocketEmitter};
-use crate::sync::RwLockExt as _;
+use crate::sync::{InFlight, RwLockExt as _};
 use outbox::Outbox;
 use requests::Requests;
 use std::collections::HashMap;
@@ -179,6 +179,9 @@ pub struct RedisStreamsAdapter {
     requests: Requests,
     /// Our broadcasts with acknowledgements, by request id.
     ack_requests: Arc<Mutex<HashMap<String, AckSink>>>,
+    /// Queued stream writes and sessions on their way to Redis: what a stopping node
+    /// waits for ([`Adapter::flush`](crate::server::adapter::Adapter::flush)).
+    in_flight: Arc<InFlight>,
 }
 
 /// A uid or request id as socket.io-adapter makes them: 8 random bytes in hex.
@@ -195,13 +198,21 @@ impl RedisStreamsAdapter {
         let public = public_channel(&o.channel_prefix, nsp);
         let private = private_channel(&o.channel_prefix, nsp, &uid);
         let (store, max_len) = (shared.store.clone(), o.max_len);
+        let in_flight = Arc::new(InFlight::default());
         Arc::new_cyclic(|me| RedisStreamsAdapter {
             // Without a recovery log of its own: offsets are entry ids, stamped here.
             local: LocalAdapter::new(sockets),
             nsp: nsp.to_owned(),
             public,
             private,
-            outbox: Outbox::start(store, stream.clone(), max_len, me.clone()),
+            outbox: Outbox::start(
+                store,
+                stream.clone(),
+                max_len,
+                me.clone(),
+                in_flight.clone(),
+            ),
+            in_flight,
             stream,
             uid,
             requests: Arc::default(),

@@ -194,6 +194,11 @@ impl Adapter for RedisStreamsAdapter {
         self.restore(pid, offset)
     }
 
+    fn flush(&self) -> BoxFuture<()> {
+        let in_flight = self.in_flight.clone();
+        Box::pin(async move { in_flight.idle().await })
+    }
+
     fn close(&self) {
         let mut routes = self.shared.routes.write_unpoisoned();
         if routes

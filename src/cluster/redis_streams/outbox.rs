@@ -12,6 +12,7 @@ use super::store::{Fields, StreamStore};
 use super::RedisStreamsAdapter;
 use crate::server::adapter::{BroadcastOptions, BroadcastPacket};
 use crate::server::Room;
+use crate::sync::{InFlight, InFlightGuard};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -32,6 +33,8 @@ pub(super) enum Local {
 struct Write {
     fields: Fields,
     then: Local,
+    /// Counted until its local part ran, so a stopping node waits for it.
+    _pending: InFlightGuard,
 }
 
 /// The queue's capacity: about a second of heavy traffic.
@@ -45,6 +48,7 @@ pub(super) struct Outbox {
     tx: mpsc::Sender<Write>,
     adapter: Weak<RedisStreamsAdapter>,
     dropped: Arc<AtomicU64>,
+    in_flight: Arc<InFlight>,
 }
 
 impl Outbox {
@@ -54,6 +58,7 @@ impl Outbox {
         stream: String,
         max_len: u64,
         adapter: Weak<RedisStreamsAdapter>,
+        in_flight: Arc<InFlight>,
     ) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
         tokio::spawn(writer(rx, store, stream, max_len, adapter.clone()));
@@ -61,13 +66,19 @@ impl Outbox {
             tx,
             adapter,
             dropped: Arc::default(),
+            in_flight,
         }
     }
 
     /// Queues an XADD of `fields`, then `then`. When the queue is full, `then` runs now
     /// and the entry is dropped.
     pub(super) fn push(&self, fields: Fields, then: Local) {
-        if let Err(e) = self.tx.try_send(Write { fields, then }) {
+        let write = Write {
+            fields,
+            then,
+            _pending: self.in_flight.start(),
+        };
+        if let Err(e) = self.tx.try_send(write) {
             let n = self.dropped.fetch_add(1, Ordering::Relaxed);
             if n.is_power_of_two() {
                 tracing::warn!(
@@ -97,8 +108,14 @@ async fn writer(
     let mut backoff = BACKOFF_MIN;
     let mut retry_at: Option<Instant> = None;
     while rx.recv_many(&mut batch, BATCH).await > 0 {
-        let (fields, thens): (Vec<Fields>, Vec<Local>) =
-            batch.drain(..).map(|w| (w.fields, w.then)).unzip();
+        let mut pending = Vec::with_capacity(batch.len());
+        let (fields, thens): (Vec<Fields>, Vec<Local>) = batch
+            .drain(..)
+            .map(|w| {
+                pending.push(w._pending);
+                (w.fields, w.then)
+            })
+            .unzip();
         let n = fields.len() as u64;
         let ids = match retry_at {
             Some(at) if Instant::now() < at => None,
@@ -136,5 +153,6 @@ async fn writer(
                 .into_iter()
                 .for_each(|then| adapter.apply_local(then, None)),
         }
+        drop(pending); // done: written (or given up on) and delivered here
     }
 }

@@ -72,7 +72,8 @@ impl RedisStreamsAdapter {
     }
 
     /// Keeps `session` in Redis for the max disconnection duration (nothing when
-    /// recovery is off). Not awaited, as in Node: a failure is counted and logged.
+    /// recovery is off). Not awaited, as in Node: a failure is counted and logged; a
+    /// stopping node waits for it (`flush`).
     pub(super) fn persist(&self, session: PersistedSession) {
         let Some(ttl) = self.options().recovery else {
             return;
@@ -82,7 +83,9 @@ impl RedisStreamsAdapter {
             .shared
             .store
             .set_px(&key, record_of(&session).encode(), ttl);
+        let pending = self.in_flight.start();
         tokio::spawn(async move {
+            let _pending = pending;
             if let Err(e) = write.await {
                 crate::metrics::redis_error("adapter");
                 tracing::warn!(error = %e, "cannot keep a session for recovery in Redis: it will reconnect as a new socket");

@@ -369,3 +369,19 @@ async fn a_session_keeps_its_credentials_expiry_for_the_server_to_check() {
     let found = a.adapter.restore_session(PID, &offset).await.unwrap();
     assert_eq!(found.map(|f| f.session), Some(kept));
 }
+
+#[tokio::test]
+async fn flush_returns_once_persisted_sessions_and_queued_writes_are_in_redis() {
+    let (bus, streams) = (MemoryBus::new(), MemoryStreams::new());
+    let a = node(&bus, &streams, true);
+    a.adapter
+        .broadcast(event("queued", json!(1)), &BroadcastOptions::default());
+    a.adapter.persist_session(session(Sid::new(), &[]));
+    // Nothing ran yet on this single-threaded runtime: the XADD is queued.
+    assert!(streams.entries("socket.io").is_empty());
+    tokio::time::timeout(Duration::from_secs(5), a.adapter.flush())
+        .await
+        .expect("flush returns");
+    assert!(streams.has_key(&format!("sio:session:{PID}")));
+    assert_eq!(streams.entries("socket.io").len(), 1);
+}

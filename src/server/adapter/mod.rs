@@ -177,6 +177,14 @@ pub trait Adapter: Send + Sync + 'static {
         Box::pin(async move { Ok(found) })
     }
 
+    /// Returns once the writes this adapter started and nobody awaits are done — the
+    /// sessions it persisted as the drain closed its sockets, broadcasts still queued —
+    /// so a node that stops leaves them in the cluster. The server calls it after the
+    /// drain, bounded by a timeout. The default has nothing in flight.
+    fn flush(&self) -> BoxFuture<()> {
+        Box::pin(async {})
+    }
+
     /// Stops listening to the cluster (namespace teardown).
     fn close(&self) {}
 }
