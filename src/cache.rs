@@ -6,9 +6,9 @@
 //! most until the next change or the TTL. A Redis error counts as a miss: the count is
 //! then read from the database, never guessed.
 
+use crate::redis_client::RedisConn;
 use crate::sync::MutexExt as _;
 use crate::telemetry::LogThrottle;
-use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 pub const UNREAD_TTL: Duration = Duration::from_secs(300);
 
 pub struct UnreadCache {
-    redis: Option<ConnectionManager>,
+    redis: Option<RedisConn>,
     local: Mutex<HashMap<String, (i64, Instant)>>,
     ttl: Duration,
 }
@@ -27,11 +27,11 @@ fn key(user: &str) -> String {
 }
 
 impl UnreadCache {
-    pub fn new(redis: Option<ConnectionManager>) -> Self {
+    pub fn new(redis: Option<RedisConn>) -> Self {
         Self::with_ttl(redis, UNREAD_TTL)
     }
 
-    pub fn with_ttl(redis: Option<ConnectionManager>, ttl: Duration) -> Self {
+    pub fn with_ttl(redis: Option<RedisConn>, ttl: Duration) -> Self {
         UnreadCache {
             redis,
             local: Mutex::default(),

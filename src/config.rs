@@ -353,7 +353,7 @@ impl Config {
             None => default_node_id(),
         };
         let loadtest = loadtest_namespace(a)?;
-        let adapter = adapter_choice(&a.cluster, a.redis.location.url().is_some())?;
+        let adapter = adapter_choice(&a.cluster, a.redis.location.is_configured())?;
         let mut transports = a.transports.clone();
         transports.dedup();
         let production = a.environment == "production";

@@ -15,38 +15,100 @@
 //! instead of hanging the probe. A dependency that is not configured (the embedded
 //! default has no Redis) is reported as `not_configured`, which is healthy.
 
+use crate::redis_client::RedisConn;
 use crate::server::Io;
 use crate::store::{Store, StoreError};
 use crate::transport::Body;
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Response, StatusCode};
 use http_body_util::Full;
-use redis::aio::ConnectionManager;
 use serde_json::{json, Map, Value};
 use std::time::{Duration, Instant};
 
 /// The result of checking one dependency.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Check {
-    Up(Duration),
+    /// Answered within the latency; `about` adds what else the check learned (Redis:
+    /// the role and address of the server this node talks to).
+    Up {
+        latency: Duration,
+        about: Vec<(&'static str, String)>,
+    },
     Down(String),
     NotConfigured,
 }
 
 impl Check {
+    pub fn up(latency: Duration) -> Check {
+        Check::Up {
+            latency,
+            about: Vec::new(),
+        }
+    }
+
     pub fn is_ok(&self) -> bool {
         !matches!(self, Check::Down(_))
     }
 
     fn to_json(&self) -> Value {
         match self {
-            Check::Up(latency) => json!({
-                "status": "up",
-                "latency_ms": (latency.as_secs_f64() * 1e6).round() / 1e3,
-            }),
+            Check::Up { latency, about } => {
+                let mut v = json!({
+                    "status": "up",
+                    "latency_ms": (latency.as_secs_f64() * 1e6).round() / 1e3,
+                });
+                for (k, text) in about {
+                    v[*k] = Value::String(text.clone());
+                }
+                v
+            }
             Check::Down(error) => json!({ "status": "down", "error": error }),
             Check::NotConfigured => json!({ "status": "not_configured" }),
         }
+    }
+}
+
+/// Redis answers `ROLE` as a master. Behind Sentinel, a node still talking to a
+/// demoted master (a replica now: writes fail) is down until it follows the failover,
+/// and says so; the answer names the address, so an operator sees where each node is.
+async fn redis_check(conn: &RedisConn, timeout: Duration) -> Check {
+    let mut c = conn.clone();
+    let started = Instant::now();
+    let role = redis::cmd("ROLE");
+    let check = match tokio::time::timeout(timeout, role.query_async::<redis::Value>(&mut c)).await {
+        Ok(Ok(reply)) => match role_of(&reply).as_deref() {
+            Some("master") => {
+                return Check::Up {
+                    latency: started.elapsed(),
+                    about: vec![("role", "master".into()), ("address", conn.address())],
+                }
+            }
+            other => Check::Down(format!(
+                "{} is not a master (ROLE says {}): writes fail until this node follows the failover",
+                conn.address(),
+                other.unwrap_or("nothing readable")
+            )),
+        },
+        Ok(Err(e)) => Check::Down(format!("redis error at {}: {e}", conn.address())),
+        Err(_) => Check::Down(format!(
+            "no answer within {} ms from {}",
+            timeout.as_millis(),
+            conn.address()
+        )),
+    };
+    crate::metrics::redis_error("health");
+    check
+}
+
+/// The first element of a `ROLE` reply: `master`, `slave` or `sentinel`.
+fn role_of(reply: &redis::Value) -> Option<String> {
+    match reply {
+        redis::Value::Array(items) => match items.first()? {
+            redis::Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+            redis::Value::SimpleString(s) => Some(s.clone()),
+            _ => None,
+        },
+        _ => None,
     }
 }
 
@@ -54,7 +116,7 @@ impl Check {
 pub struct Endpoints {
     io: Io,
     store: Store,
-    redis: Option<ConnectionManager>,
+    redis: Option<RedisConn>,
     node: String,
     started: Instant,
     timeout: Duration,
@@ -64,7 +126,7 @@ impl Endpoints {
     pub fn new(
         io: Io,
         store: Store,
-        redis: Option<ConnectionManager>,
+        redis: Option<RedisConn>,
         node: String,
         timeout: Duration,
     ) -> Self {
@@ -177,32 +239,22 @@ impl Endpoints {
         let timeout = self.timeout;
         let primary = async {
             match self.store.ping_primary(timeout).await {
-                Ok(d) => Check::Up(d),
+                Ok(d) => Check::up(d),
                 Err(e) => Check::Down(store_failure(&e, timeout)),
             }
         };
         let replica = async {
             match self.store.ping_replica(timeout).await {
-                Ok(Some(d)) => Check::Up(d),
+                Ok(Some(d)) => Check::up(d),
                 Ok(None) => Check::NotConfigured,
                 Err(e) => Check::Down(store_failure(&e, timeout)),
             }
         };
         let redis = async {
-            let Some(conn) = &self.redis else {
-                return Check::NotConfigured;
-            };
-            let mut conn = conn.clone();
-            let started = Instant::now();
-            let cmd = redis::cmd("PING");
-            let ping = cmd.query_async::<String>(&mut conn);
-            let check = match tokio::time::timeout(timeout, ping).await {
-                Ok(Ok(_)) => return Check::Up(started.elapsed()),
-                Ok(Err(e)) => Check::Down(format!("redis error: {e}")),
-                Err(_) => Check::Down(format!("no answer within {} ms", timeout.as_millis())),
-            };
-            crate::metrics::redis_error("health");
-            check
+            match &self.redis {
+                Some(conn) => redis_check(conn, timeout).await,
+                None => Check::NotConfigured,
+            }
         };
         let (primary, replica, redis) = tokio::join!(primary, replica, redis);
         let mut checks = vec![("database", primary)];

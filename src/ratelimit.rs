@@ -11,9 +11,9 @@
 //! fails, the limiter falls back to the in-process budget of this node rather than either
 //! refusing everything or letting floods through.
 
+use crate::redis_client::RedisConn;
 use crate::sync::MutexExt as _;
 use crate::telemetry::LogThrottle;
-use redis::aio::ConnectionManager;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -83,7 +83,7 @@ pub enum Decision {
 /// Limits events per user. Events without a rule are never limited.
 pub struct RateLimiter {
     rules: HashMap<String, Rule>,
-    redis: Option<ConnectionManager>,
+    redis: Option<RedisConn>,
     local: Mutex<LocalWindows>,
 }
 
@@ -94,7 +94,7 @@ struct LocalWindows {
 }
 
 impl RateLimiter {
-    pub fn new(rules: Vec<Rule>, redis: Option<ConnectionManager>) -> Self {
+    pub fn new(rules: Vec<Rule>, redis: Option<RedisConn>) -> Self {
         RateLimiter {
             rules: rules.into_iter().map(|r| (r.event.clone(), r)).collect(),
             redis,
@@ -151,7 +151,7 @@ impl RateLimiter {
 }
 
 async fn consume_redis(
-    mut conn: ConnectionManager,
+    mut conn: RedisConn,
     key: &str,
     rule: &Rule,
 ) -> redis::RedisResult<Decision> {

@@ -19,15 +19,15 @@ use std::time::Duration;
 pub async fn cluster_adapter(
     config: &Config,
 ) -> Result<Option<Arc<dyn AdapterFactory>>, BuildError> {
-    let (Some(url), Some(client)) = (config.redis.url(), config.redis.client()?) else {
+    let Some(target) = config.redis.target()? else {
         return Ok(None);
     };
     let timeout = Duration::from_millis(config.redis.redis_timeout);
     let unreachable = |source| BuildError::ClusterAdapter {
-        url: crate::redis_client::redact(&url),
+        url: target.describe(),
         source,
     };
-    let driver = LiveDriver::connect_client(client.clone(), timeout)
+    let driver = LiveDriver::connect_to(target.clone(), timeout)
         .await
         .map_err(unreachable)?;
     let key = config.redis.redis_adapter_key.clone();
@@ -50,7 +50,7 @@ pub async fn cluster_adapter(
         }
         AdapterChoice::RedisStreams(settings) => settings,
     };
-    let streams = LiveStreams::connect_client(client, timeout)
+    let streams = LiveStreams::connect_to(target.clone(), timeout)
         .await
         .map_err(unreachable)?;
     let options = streams_options(settings, key, requests_timeout, recovery(config));

@@ -8,9 +8,9 @@ use crate::handlers::api::Api;
 use crate::handlers::kit::{AppState, State};
 use crate::presence::Presence;
 use crate::ratelimit::RateLimiter;
+use crate::redis_client::RedisConn;
 use crate::server::Io;
 use crate::store::Store;
-use redis::aio::ConnectionManager;
 use std::sync::Arc;
 
 /// Connects the services and builds the server as `realtime-server` runs it. Nothing
@@ -79,7 +79,7 @@ pub async fn build(config: &Config) -> Result<App, BuildError> {
 
 /// Who is online: in Redis when the node has it (the cluster's view), in-process
 /// otherwise.
-fn presence_of(config: &Config, redis: Option<&ConnectionManager>) -> Arc<Presence> {
+fn presence_of(config: &Config, redis: Option<&RedisConn>) -> Arc<Presence> {
     let Some(conn) = redis else {
         return Presence::in_process(&config.node_id);
     };

@@ -64,7 +64,7 @@ impl Banner {
         Banner {
             path: config.server.engine.path.to_string(),
             namespaces: config.namespaces.clone(),
-            redis: config.redis.url().is_some(),
+            redis: config.redis.location.is_configured(),
             node: config.node_id.clone(),
         }
     }

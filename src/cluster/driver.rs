@@ -17,6 +17,7 @@
 //! directions. Redis pub/sub stores nothing for absent subscribers; clients of this node
 //! keep being served, and cluster traffic flows again once the subscriber is back.
 
+use crate::redis_client::{RedisConn, RedisTarget};
 use crate::server::BoxFuture;
 use crate::sync::{MutexExt as _, RwLockExt as _};
 use futures_util::StreamExt;
@@ -112,24 +113,25 @@ pub struct LiveDriver {
     publish_tx: mpsc::Sender<(String, Vec<u8>)>,
     subscribe_tx: mpsc::UnboundedSender<()>,
     routes: Arc<RwLock<Routes>>,
-    commands: redis::aio::ConnectionManager,
+    commands: RedisConn,
     timeout: Duration,
     counters: Arc<Counters>,
 }
 
 impl LiveDriver {
-    /// [`LiveDriver::connect_client`] on a plain URL (no custom CA); for tools and tests.
+    /// [`LiveDriver::connect_to`] a plain URL (no custom CA); for tools and tests.
     pub async fn connect(url: &str, timeout: Duration) -> Result<Arc<Self>, redis::RedisError> {
-        Self::connect_client(redis::Client::open(url)?, timeout).await
+        Self::connect_to(RedisTarget::Single(Box::new(redis::Client::open(url)?)), timeout).await
     }
 
     /// Connects the command connection (fails when Redis is unreachable at startup, like
     /// the rest of the server's Redis setup) and starts the publisher and subscriber.
-    /// Every connection, the subscriber's reconnects included, is made from `client`:
-    /// the server passes [`crate::redis_client::RedisArgs::client`], so TLS and the CA
-    /// file apply to pub/sub exactly as to commands.
-    pub async fn connect_client(
-        client: redis::Client,
+    /// Every connection, the subscriber's reconnects included, is made from `target`:
+    /// the server passes [`crate::redis_client::RedisArgs::target`], so TLS and the CA
+    /// file apply to pub/sub exactly as to commands, and behind Sentinel a reconnect
+    /// goes to the current master.
+    pub async fn connect_to(
+        target: RedisTarget,
         timeout: Duration,
     ) -> Result<Arc<Self>, redis::RedisError> {
         let config = redis::aio::ConnectionManagerConfig::new()
@@ -137,15 +139,14 @@ impl LiveDriver {
             .set_response_timeout(Some(timeout))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_secs(2));
-        let commands =
-            redis::aio::ConnectionManager::new_with_config(client.clone(), config).await?;
+        let commands = RedisConn::connect(target.clone(), config).await?;
         let counters = Arc::new(Counters::default());
         let (publish_tx, publish_rx) = mpsc::channel(PUBLISH_QUEUE);
         tokio::spawn(publisher(publish_rx, commands.clone(), counters.clone()));
         let routes = Arc::new(RwLock::new(Routes::default()));
         let (subscribe_tx, subscribe_rx) = mpsc::unbounded_channel();
         tokio::spawn(subscriber(
-            client,
+            target,
             timeout,
             routes.clone(),
             subscribe_rx,
@@ -217,7 +218,7 @@ impl RedisDriver for LiveDriver {
 /// Drains the publish queue, pipelining whatever is queued.
 async fn publisher(
     mut rx: mpsc::Receiver<(String, Vec<u8>)>,
-    mut conn: redis::aio::ConnectionManager,
+    mut conn: RedisConn,
     counters: Arc<Counters>,
 ) {
     let mut batch = Vec::with_capacity(PUBLISH_BATCH);
@@ -267,7 +268,7 @@ async fn publisher(
 
 /// Keeps a pub/sub connection subscribed to every route, reconnecting with backoff.
 async fn subscriber(
-    client: redis::Client,
+    target: RedisTarget,
     timeout: Duration,
     routes: Arc<RwLock<Routes>>,
     mut wake: mpsc::UnboundedReceiver<()>,
@@ -279,7 +280,8 @@ async fn subscriber(
         if wake.is_closed() {
             return;
         }
-        match tokio::time::timeout(timeout, client.get_async_pubsub()).await {
+        let connect = async { target.client().await?.get_async_pubsub().await };
+        match tokio::time::timeout(timeout, connect).await {
             Ok(Ok(pubsub)) => {
                 let (mut sink, mut stream) = pubsub.split();
                 let mut subscribed: (Vec<String>, Vec<String>) = Default::default();

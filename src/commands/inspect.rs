@@ -19,7 +19,7 @@ Exit codes:
   2  usage error, or Redis could not be reached or answered with an error";
 
 /// Where the cluster keeps its state: the same flags and environment variables as
-/// `realtime-server` (REDIS_URL or REDIS_HOST/REDIS_PORT, PRESENCE_PREFIX).
+/// `realtime-server` (REDIS_URL, REDIS_HOST/REDIS_PORT or REDIS_SENTINELS, PRESENCE_PREFIX).
 #[derive(clap::Args, Debug, Clone)]
 pub struct InspectArgs {
     #[command(flatten)]
@@ -51,15 +51,16 @@ impl InspectArgs {
     /// Connects to the cluster's presence, or an exit-2 error in one line.
     pub async fn presence(&self) -> Result<Cluster, Exit> {
         let redis = self.redis();
-        let Some(url) = redis.url() else {
+        if !redis.location.is_configured() {
             return Err(Exit::new(
                 2,
-                "no Redis given: pass --redis-url (or set REDIS_URL, or REDIS_HOST and \
-                 REDIS_PORT) to the cluster's Redis",
+                "no Redis given: pass --redis-url (or set REDIS_URL, REDIS_HOST and \
+                 REDIS_PORT, or REDIS_SENTINELS and REDIS_SENTINEL_MASTER) to the \
+                 cluster's Redis",
             ));
-        };
+        }
         let bar = indicatif::ProgressBar::hidden();
-        let target = crate::redis_client::redact(&url);
+        let target = redis.location.describe();
         bar.set_message(format!("connecting to Redis at {target}"));
         let conn = super::spinner_after_a_second(&bar, "{spinner} {msg}", redis.connect())
             .await

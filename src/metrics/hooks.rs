@@ -113,6 +113,13 @@ pub fn redis_error(component: &'static str) {
         .inc();
 }
 
+/// The Redis master moved and this node's commands follow it (Sentinel failover).
+pub fn redis_master_switch() {
+    if enabled() {
+        METRICS.redis_master_switches.inc();
+    }
+}
+
 /// Runs one database query, recording its duration (pool wait included) and whether it
 /// failed. `operation` names the store method; `pool` is `primary` or `replica`.
 pub async fn query<T, E>(

@@ -60,7 +60,7 @@ pub use cluster::{cluster, cluster_message_type, ClusterMetrics, CLUSTER_REQUEST
 pub use histogram::{DurationHistogram, CONNECTION_BUCKETS, FAST_BUCKETS, QUERY_BUCKETS};
 pub use hooks::{
     auth_failure, bytes_received, bytes_sent, cache_lookup, engine_error, query, rate_limited,
-    redis_error,
+    redis_error, redis_master_switch,
 };
 pub use labels::{
     event_label, BuildLabels, CacheLabels, ClassLabels, ComponentLabels, NamespaceEventLabels,

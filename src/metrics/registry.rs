@@ -40,6 +40,7 @@ pub struct Metrics {
     pub db_errors: Family<QueryLabels, Counter>,
     pub cache_requests: Family<CacheLabels, Counter>,
     pub redis_errors: Family<ComponentLabels, Counter>,
+    pub redis_master_switches: Counter,
     pub cluster: ClusterMetrics,
     /// Pre-resolved per-transport byte counters, in the order of [`TRANSPORTS`].
     pub(super) bytes_in: [Counter; TRANSPORTS.len()],
@@ -187,6 +188,12 @@ impl Metrics {
                 "realtime_redis_errors",
                 "Redis commands that failed, by component.",
                 Family::default(),
+            ),
+            redis_master_switches: register(
+                &mut r,
+                "realtime_redis_master_switches",
+                "Times this node's Redis connections moved to a new master (Sentinel failover).",
+                Counter::default(),
             ),
             cluster,
             bytes_in,

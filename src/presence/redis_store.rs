@@ -5,8 +5,8 @@ use super::{
     now_ms, Change, ChangeKind, Heartbeat, NodeInfo, PresenceStore, Result, RoomCounts,
     SocketPresence, UsersPage,
 };
+use crate::redis_client::RedisConn;
 use crate::server::BoxFuture;
-use redis::aio::ConnectionManager;
 use std::collections::HashMap;
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -24,7 +24,7 @@ fn alive(key: &str) -> redis::Cmd {
 
 /// Presence in Redis; see the module docs for the keys.
 pub struct RedisPresence {
-    conn: ConnectionManager,
+    conn: RedisConn,
     prefix: String,
     /// Expiry of a new socket entry: 2 × heartbeat.
     ttl: Duration,
@@ -126,7 +126,7 @@ static SWEEP_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::n
 impl RedisPresence {
     /// Presence under key prefix `prefix` (e.g. `rt:presence`), for nodes beating
     /// every `heartbeat`.
-    pub fn new(conn: ConnectionManager, prefix: &str, heartbeat: Duration) -> Self {
+    pub fn new(conn: RedisConn, prefix: &str, heartbeat: Duration) -> Self {
         RedisPresence {
             conn,
             prefix: prefix.to_owned(),

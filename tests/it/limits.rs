@@ -6,7 +6,7 @@ use realtime::ratelimit::{Decision, RateLimiter, Rule};
 use realtime::redis_client::RedisArgs;
 use std::time::Duration;
 
-async fn connect(server: &RedisServer) -> redis::aio::ConnectionManager {
+async fn connect(server: &RedisServer) -> realtime::redis_client::RedisConn {
     RedisArgs {
         redis_timeout: 500,
         ..RedisArgs::at_url(server.url())

@@ -18,6 +18,7 @@ mod observability;
 mod recovery;
 mod recovery_cluster;
 mod reference_server;
+mod sentinel;
 mod socketio;
 mod store;
 mod streams;

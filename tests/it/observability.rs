@@ -78,7 +78,7 @@ async fn http_get(addr: SocketAddr, path: &str) -> (u16, String, String) {
     (res.status, ct, res.text().to_owned())
 }
 
-async fn health(addr: SocketAddr, path: &str) -> (u16, Value) {
+pub(crate) async fn health(addr: SocketAddr, path: &str) -> (u16, Value) {
     let (status, _, body) = http_get(addr, path).await;
     let v = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"));
     (status, v)

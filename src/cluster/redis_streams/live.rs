@@ -7,6 +7,7 @@
 use super::store::{Fields, StreamStore};
 use crate::cluster::driver::DriverError;
 use crate::protocol::cluster_streams::StreamEntry;
+use crate::redis_client::{RedisConn, RedisTarget};
 use crate::server::BoxFuture;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::collections::HashMap;
@@ -19,8 +20,8 @@ pub struct LiveStreams {
 }
 
 struct Inner {
-    client: redis::Client,
-    commands: ConnectionManager,
+    target: RedisTarget,
+    commands: RedisConn,
     readers: tokio::sync::Mutex<HashMap<String, ConnectionManager>>,
     timeout: Duration,
 }
@@ -34,23 +35,22 @@ fn manager_config(timeout: Duration) -> ConnectionManagerConfig {
 }
 
 impl LiveStreams {
-    /// [`LiveStreams::connect_client`] on a plain URL; for tools and tests.
+    /// [`LiveStreams::connect_to`] a plain URL; for tools and tests.
     pub async fn connect(url: &str, timeout: Duration) -> Result<Arc<Self>, redis::RedisError> {
-        Self::connect_client(redis::Client::open(url)?, timeout).await
+        Self::connect_to(RedisTarget::Single(Box::new(redis::Client::open(url)?)), timeout).await
     }
 
     /// Connects the command connection (fails when Redis is unreachable at start, like
-    /// the rest of the node's Redis setup). Reader connections are made from `client`
+    /// the rest of the node's Redis setup). Reader connections are made from `target`
     /// on first use, so TLS settings apply to them too.
-    pub async fn connect_client(
-        client: redis::Client,
+    pub async fn connect_to(
+        target: RedisTarget,
         timeout: Duration,
     ) -> Result<Arc<Self>, redis::RedisError> {
-        let commands =
-            ConnectionManager::new_with_config(client.clone(), manager_config(timeout)).await?;
+        let commands = RedisConn::connect(target.clone(), manager_config(timeout)).await?;
         Ok(Arc::new(LiveStreams {
             inner: Arc::new(Inner {
-                client,
+                target,
                 commands,
                 readers: tokio::sync::Mutex::default(),
                 timeout,
@@ -80,10 +80,10 @@ impl Inner {
             return Ok(conn.clone());
         }
         let config = manager_config(self.timeout).set_response_timeout(Some(block + self.timeout));
-        let conn = deadline(
-            self.timeout,
-            ConnectionManager::new_with_config(self.client.clone(), config),
-        )
+        let conn = deadline(self.timeout, async {
+            let client = self.target.client().await?;
+            ConnectionManager::new_with_config(client, config).await
+        })
         .await?;
         readers.insert(stream.to_owned(), conn.clone());
         Ok(conn)

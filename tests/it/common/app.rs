@@ -26,6 +26,7 @@ pub fn parse_config(argv: &[&str], with_redis: bool) -> Config {
     if !with_redis {
         cli.args.redis.location.redis_url = None;
         cli.args.redis.location.redis_host = None;
+        cli.args.redis.location.redis_sentinels.clear();
     }
     Config::from_args(&cli.args).unwrap_or_else(|e| panic!("{argv:?}: {e}"))
 }

@@ -193,5 +193,6 @@ pub mod postgres;
 pub mod proxy;
 pub mod raw;
 pub mod redis;
+pub mod sentinel;
 pub mod serving;
 pub mod sio;

@@ -24,6 +24,16 @@ impl RedisServer {
         Self::spawn(port, &["--port", &port.to_string()])
     }
 
+    /// A replica of the server on `master_port` (both on loopback).
+    pub fn start_replica_of(master_port: u16) -> Self {
+        let port = free_port();
+        let (port_s, master_s) = (port.to_string(), master_port.to_string());
+        Self::spawn(
+            port,
+            &["--port", &port_s, "--replicaof", "127.0.0.1", &master_s],
+        )
+    }
+
     /// TLS only (`--port 0 --tls-port P`): `cert`/`key` are the server's, clients are
     /// not asked for certificates. Debian's redis-server is built with TLS.
     pub fn start_tls(cert: &Path, key: &Path, ca: &Path) -> Self {
@@ -45,6 +55,17 @@ impl RedisServer {
             "no",
         ];
         Self::spawn(port, &args)
+    }
+
+    /// `redis-cli`-style command on this server (plain TCP), its reply as text.
+    pub async fn query(&self, args: &[&str]) -> redis::RedisResult<redis::Value> {
+        let client = redis::Client::open(self.url())?;
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        let mut cmd = redis::cmd(args[0]);
+        for a in &args[1..] {
+            cmd.arg(*a);
+        }
+        cmd.query_async(&mut conn).await
     }
 
     fn spawn(port: u16, listen: &[&str]) -> Self {

@@ -122,6 +122,29 @@ impl SioClient {
         data[1].clone()
     }
 
+    /// Like [`SioClient::event_within`], `None` when it does not come in time.
+    pub async fn try_event_within(&mut self, name: &str, within: Duration) -> Option<Value> {
+        let prefix = format!("42{}[\"{name}\"", self.head());
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            // (recv panics at its own deadline; this one gives up quietly first.)
+            let Ok(next) = tokio::time::timeout(left, self.ws.recv(left * 2)).await else {
+                return None;
+            };
+            match next {
+                Some(Message::Text(t)) if t.as_str() == "2" => self.ws.send_text("3").await,
+                Some(Message::Text(t)) if t.as_str().starts_with(&prefix) => {
+                    let data: Value =
+                        serde_json::from_str(&t.as_str()[2 + self.head().len()..]).unwrap();
+                    return Some(data[1].clone());
+                }
+                Some(_) => {}
+                None => return None,
+            }
+        }
+    }
+
     pub async fn event(&mut self, name: &str) -> Value {
         self.event_within(name, raw::QUICK).await
     }

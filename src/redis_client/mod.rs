@@ -1,15 +1,22 @@
 //! The shared Redis connection settings and client.
 //!
-//! One multiplexed, auto-reconnecting connection ([`ConnectionManager`]) serves rate
-//! limits, caches and presence; pub/sub gets its own connections (see `cluster/`). Both
-//! come from the one [`RedisArgs::client`], so TLS settings apply to every connection.
+//! One multiplexed, auto-reconnecting connection ([`RedisConn`]) serves rate limits,
+//! caches and presence; pub/sub gets its own connections (see `cluster/`). All come from
+//! the one [`RedisArgs::target`], so TLS settings apply to every connection, and behind
+//! Sentinel every connection asks for the current master when it (re)connects.
 //!
 //! TLS: a `rediss://` URL speaks TLS (rustls, the certificate checked against the
 //! system's roots, or against `--redis-ca-cert` alone when given). `rediss://…#insecure`
 //! skips verification (the `redis` crate's syntax): only for a provider whose CA you
 //! cannot get.
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+mod conn;
+mod target;
+
+pub use conn::RedisConn;
+pub use target::{address_of, RedisTarget, SentinelSettings};
+
+use redis::aio::ConnectionManagerConfig;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -30,6 +37,39 @@ pub struct RedisLocation {
     /// Redis port (the Node app's REDIS_PORT), with --redis-host.
     #[arg(long, env = "REDIS_PORT", default_value_t = 6379)]
     pub redis_port: u16,
+
+    /// Sentinels that know where the master is (`host:port,host:port`, ioredis'
+    /// `sentinels`), instead of REDIS_URL / REDIS_HOST: every connection follows a
+    /// failover by itself.
+    #[arg(long, env = "REDIS_SENTINELS", value_delimiter = ',')]
+    pub redis_sentinels: Vec<String>,
+
+    /// The master's name in Sentinel (ioredis' `name`).
+    #[arg(long, env = "REDIS_SENTINEL_MASTER", default_value = "mymaster")]
+    pub redis_sentinel_master: String,
+
+    /// Password of the Sentinels themselves (ioredis' `sentinelPassword`).
+    #[arg(long, env = "REDIS_SENTINEL_PASSWORD")]
+    pub redis_sentinel_password: Option<String>,
+
+    /// TLS to the Sentinels and to the master they name (checked against
+    /// --redis-ca-cert when given, else the system's roots).
+    #[arg(long, env = "REDIS_SENTINEL_TLS")]
+    pub redis_sentinel_tls: bool,
+
+    /// Username of the master found through Sentinel, or of --redis-host (ioredis'
+    /// `username`).
+    #[arg(long, env = "REDIS_USERNAME")]
+    pub redis_username: Option<String>,
+
+    /// Password of the master found through Sentinel, or of --redis-host (ioredis'
+    /// `password`; with REDIS_URL, put it in the URL).
+    #[arg(long, env = "REDIS_PASSWORD")]
+    pub redis_password: Option<String>,
+
+    /// Database of the master found through Sentinel, or of --redis-host (ioredis' `db`).
+    #[arg(long, env = "REDIS_DB", default_value_t = 0)]
+    pub redis_db: i64,
 }
 
 impl Default for RedisLocation {
@@ -38,20 +78,73 @@ impl Default for RedisLocation {
             redis_url: None,
             redis_host: None,
             redis_port: 6379,
+            redis_sentinels: Vec::new(),
+            redis_sentinel_master: "mymaster".into(),
+            redis_sentinel_password: None,
+            redis_sentinel_tls: false,
+            redis_username: None,
+            redis_password: None,
+            redis_db: 0,
         }
     }
 }
 
 impl RedisLocation {
-    /// The URL to use, if Redis is configured at all.
+    /// The URL of a single server, if one is configured (not with Sentinel).
     pub fn url(&self) -> Option<String> {
         if let Some(url) = &self.redis_url {
             return Some(url.clone());
         }
-        self.redis_host
-            .as_ref()
-            .map(|h| format!("redis://{h}:{}", self.redis_port))
+        let host = self.redis_host.as_ref()?;
+        let auth = match (&self.redis_username, &self.redis_password) {
+            (_, None) => String::new(),
+            (user, Some(pw)) => format!("{}:{pw}@", user.as_deref().unwrap_or("")),
+        };
+        let db = match self.redis_db {
+            0 => String::new(),
+            n => format!("/{n}"),
+        };
+        Some(format!("redis://{auth}{host}:{}{db}", self.redis_port))
     }
+
+    /// Whether Redis is configured at all (one server or Sentinel).
+    pub fn is_configured(&self) -> bool {
+        self.url().is_some() || !self.redis_sentinels.is_empty()
+    }
+
+    /// For messages: the redacted URL, or the master's name and its Sentinels.
+    pub fn describe(&self) -> String {
+        match self.url() {
+            Some(url) if self.redis_sentinels.is_empty() => redact(&url),
+            _ => format!(
+                "master {:?} via Sentinel {}",
+                self.redis_sentinel_master,
+                self.redis_sentinels.join(",")
+            ),
+        }
+    }
+
+    /// The Sentinels as `(host, port)`, each checked.
+    fn sentinel_addresses(&self) -> Result<Vec<(String, u16)>, RedisSetupError> {
+        self.redis_sentinels
+            .iter()
+            .map(|s| {
+                let (host, port) = s.trim().rsplit_once(':').ok_or_else(|| bad_sentinel(s))?;
+                let port = port.parse().map_err(|_| bad_sentinel(s))?;
+                if host.is_empty() {
+                    return Err(bad_sentinel(s));
+                }
+                Ok((host.trim_matches(['[', ']']).to_owned(), port))
+            })
+            .collect()
+    }
+}
+
+fn bad_sentinel(entry: &str) -> RedisSetupError {
+    RedisSetupError::Sentinels(format!(
+        "{entry:?} is not host:port (REDIS_SENTINELS is a comma-separated list, e.g. \
+         10.0.0.5:26379,10.0.0.6:26379)"
+    ))
 }
 
 /// Redis settings. Without any of them the server runs on in-process state (one node).
@@ -107,6 +200,8 @@ pub enum RedisSetupError {
     },
     #[error("cannot use REDIS_CA_CERT {path:?}: {reason}")]
     CaCert { path: PathBuf, reason: String },
+    #[error("invalid Redis Sentinel settings: {0}")]
+    Sentinels(String),
     // `error` is not a `#[source]`: its text is in the message once, before the hint,
     // instead of again after it in an error chain.
     #[error(
@@ -179,57 +274,104 @@ impl RedisArgs {
         let Some(path) = &self.redis_ca_cert else {
             return Ok(Some(client));
         };
-        let ca_error = |reason: String| RedisSetupError::CaCert {
-            path: path.clone(),
-            reason,
-        };
         let tls = matches!(
             client.get_connection_info().addr(),
             redis::ConnectionAddr::TcpTls { .. }
         );
         if !tls {
-            return Err(ca_error(format!(
-                "it only applies to TLS, and REDIS_URL {} is not rediss://: use rediss:// \
-                 or unset REDIS_CA_CERT",
-                redact(&url)
-            )));
-        }
-        let pem = std::fs::read(path).map_err(|e| ca_error(format!("cannot read it: {e}")))?;
-        if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
-            return Err(ca_error(
-                "it holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into(),
-            ));
+            return Err(RedisSetupError::CaCert {
+                path: path.clone(),
+                reason: format!(
+                    "it only applies to TLS, and REDIS_URL {} is not rediss://: use rediss:// \
+                     or unset REDIS_CA_CERT",
+                    redact(&url)
+                ),
+            });
         }
         let certificates = redis::TlsCertificates {
             client_tls: None,
-            root_cert: Some(pem),
+            root_cert: Some(read_ca(path)?),
         };
         redis::Client::build_with_tls(client.get_connection_info().clone(), certificates)
             .map(Some)
-            .map_err(|e| ca_error(e.to_string()))
+            .map_err(|e| RedisSetupError::CaCert {
+                path: path.clone(),
+                reason: e.to_string(),
+            })
+    }
+
+    /// Where every Redis connection of the server goes: one server, or the master the
+    /// Sentinels name; `Ok(None)` when Redis is not configured. Checks the settings (and
+    /// reads `--redis-ca-cert`) now, so a mistake fails at start.
+    pub fn target(&self) -> Result<Option<RedisTarget>, RedisSetupError> {
+        let sentinels = self.location.sentinel_addresses()?;
+        if sentinels.is_empty() {
+            return Ok(self.client()?.map(|c| RedisTarget::Single(Box::new(c))));
+        }
+        if self.location.url().is_some() {
+            return Err(RedisSetupError::Sentinels(
+                "REDIS_SENTINELS and REDIS_URL / REDIS_HOST are both set: keep one (with \
+                 Sentinel, the master's address comes from the Sentinels)"
+                    .into(),
+            ));
+        }
+        let l = &self.location;
+        let settings = SentinelSettings {
+            master: l.redis_sentinel_master.clone(),
+            sentinel_password: l.redis_sentinel_password.clone(),
+            username: l.redis_username.clone(),
+            password: l.redis_password.clone(),
+            db: l.redis_db,
+            tls: l.redis_sentinel_tls,
+            ca: self.redis_ca_cert.as_deref().map(read_ca).transpose()?,
+            timeout: Duration::from_millis(self.redis_timeout),
+        };
+        RedisTarget::sentinel(&sentinels, &settings)
+            .map(Some)
+            .map_err(|e| RedisSetupError::Sentinels(e.to_string()))
+    }
+
+    /// How the server's command connections behave: each command fails fast (the
+    /// timeout) during an outage, and reconnects happen in the background.
+    pub fn manager_config(&self, retries: usize) -> ConnectionManagerConfig {
+        let timeout = Duration::from_millis(self.redis_timeout);
+        ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(retries)
+            .set_max_delay(Duration::from_secs(2))
     }
 
     /// Connects, or `Ok(None)` when Redis is not configured. The connection reconnects
-    /// by itself after an outage; a command during the outage fails fast (timeout).
-    pub async fn connect(&self) -> Result<Option<ConnectionManager>, RedisSetupError> {
-        let Some(client) = self.client()? else {
+    /// by itself after an outage, and follows the master after a Sentinel failover; a
+    /// command during the outage fails fast (timeout).
+    pub async fn connect(&self) -> Result<Option<RedisConn>, RedisSetupError> {
+        let Some(target) = self.target()? else {
             return Ok(None);
         };
-        let url = self.url().unwrap_or_default();
-        let timeout = Duration::from_millis(self.redis_timeout);
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_secs(2));
-        ConnectionManager::new_with_config(client, config)
+        RedisConn::connect(target.clone(), self.manager_config(2))
             .await
             .map(Some)
             .map_err(|error| RedisSetupError::Unreachable {
-                target: redact(&url),
+                target: target.describe(),
                 error,
             })
     }
+}
+
+/// The PEM of `--redis-ca-cert`, checked to hold a certificate.
+fn read_ca(path: &std::path::Path) -> Result<Vec<u8>, RedisSetupError> {
+    let ca_error = |reason: String| RedisSetupError::CaCert {
+        path: path.to_owned(),
+        reason,
+    };
+    let pem = std::fs::read(path).map_err(|e| ca_error(format!("cannot read it: {e}")))?;
+    if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+        return Err(ca_error(
+            "it holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into(),
+        ));
+    }
+    Ok(pem)
 }
 
 /// A URL without its password, for messages and logs.
