@@ -10,8 +10,13 @@ use serde_json::Value;
 pub enum Incoming {
     /// The server's ping: answer with [`PONG`].
     Ping,
-    /// The namespace accepted us.
-    Connected { nsp: String },
+    /// The namespace accepted us: the socket's id and, with connection state recovery on
+    /// at the server, its private session id (`pid`, see [`super::recovery`]).
+    Connected {
+        nsp: String,
+        sid: Option<String>,
+        pid: Option<String>,
+    },
     /// The namespace refused us (`{message, data}`).
     ConnectError { nsp: String, data: Value },
     /// The server left us from a namespace.
@@ -73,7 +78,20 @@ pub fn parse(packet: &str) -> Result<Incoming, ClientError> {
         _ => Vec::new(),
     };
     Ok(match p.kind {
-        socketio::PacketKind::Connect => Incoming::Connected { nsp: p.nsp },
+        socketio::PacketKind::Connect => {
+            let field = |k: &str| {
+                p.data
+                    .as_ref()
+                    .and_then(|d| d.get(k))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            };
+            Incoming::Connected {
+                sid: field("sid"),
+                pid: field("pid"),
+                nsp: p.nsp,
+            }
+        }
         socketio::PacketKind::ConnectError => Incoming::ConnectError {
             nsp: p.nsp,
             data: p.data.unwrap_or(Value::Null),
@@ -146,7 +164,17 @@ mod tests {
         assert_eq!(
             parse(r#"40/bench,{"sid":"a"}"#).unwrap(),
             Incoming::Connected {
-                nsp: "/bench".into()
+                nsp: "/bench".into(),
+                sid: Some("a".into()),
+                pid: None
+            }
+        );
+        assert_eq!(
+            parse(r#"40{"sid":"a","pid":"p"}"#).unwrap(),
+            Incoming::Connected {
+                nsp: "/".into(),
+                sid: Some("a".into()),
+                pid: Some("p".into())
             }
         );
         assert_eq!(

@@ -4,12 +4,16 @@
 //! the [`Writer`], so 100,000 of them fit in a few hundred MiB.
 //!
 //! The client speaks Engine.IO packets as text (`"2"`, `"42/bench,[...]"`); [`frames`]
-//! builds and parses the Socket.IO layer on top with the crate's pure codecs.
+//! builds and parses the Socket.IO layer on top with the crate's pure codecs. A client
+//! that reconnects does it as socket.io-client 4.8: [`backoff`] paces the attempts and
+//! [`recovery`] keeps each namespace socket's pid and last offset to recover it.
 
+pub mod backoff;
 pub mod frames;
 pub mod http;
 pub mod net;
 pub mod polling;
+pub mod recovery;
 pub mod ws;
 
 use std::net::{IpAddr, SocketAddr};
