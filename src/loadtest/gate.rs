@@ -113,11 +113,19 @@ pub fn evaluate(
         }
     }
     if scenario.messages() {
+        // Churn without recovery loses what the dropped clients missed: that is what
+        // the comparison shows, and it fails the run like any other loss.
+        let why = if c.churn_drops > 0 && c.recovery_on() != Some(true) && c.lost() > 0 {
+            " (churn without connection state recovery on every node: what the dropped \
+             clients missed is lost)"
+        } else {
+            ""
+        };
         checks.push(Check {
             name: "message loss",
             target: "0 lost, 0 duplicated".into(),
             actual: format!(
-                "{} lost, {} duplicated of {} expected",
+                "{} lost, {} duplicated of {} expected{why}",
                 c.lost(),
                 c.duplicates,
                 c.expected
@@ -144,6 +152,21 @@ pub fn evaluate(
         });
     }
     checks
+}
+
+/// `--churn`: drops were made, and every dropped client was back in its room by the end
+/// (recovered or not: what a client that was not recovered missed is judged by the loss
+/// criterion).
+pub fn churn_check(c: &Counters) -> Check {
+    Check {
+        name: "churn",
+        target: "drops made, every dropped client back".into(),
+        actual: format!(
+            "{} drops, {} back ({} recovered, {} not), {} away at the end",
+            c.churn_drops, c.reconnects, c.recovered, c.not_recovered, c.away_at_end
+        ),
+        pass: c.churn_drops > 0 && c.away_at_end == 0,
+    }
 }
 
 #[cfg(test)]
@@ -252,6 +275,46 @@ mod tests {
             &h0
         ))
         .contains(&"clients held"));
+    }
+
+    #[test]
+    fn churn_needs_drops_and_everyone_back_and_never_excuses_a_loss() {
+        let (c0, h) = passing();
+        let crit = Gate::Phase1.criteria();
+        let churned = Counters {
+            churn_drops: 50,
+            reconnects: 50,
+            recovered: 50,
+            pid_connects: 1000,
+            ..c0.clone()
+        };
+        assert!(churn_check(&churned).pass);
+        assert_eq!(
+            failed(&evaluate(&crit, Scenario::Mixed, &churned, &h)),
+            Vec::<&str>::new()
+        );
+        let away = Counters {
+            reconnects: 49,
+            away_at_end: 1,
+            ..churned.clone()
+        };
+        assert!(!churn_check(&away).pass);
+        assert!(!churn_check(&c0).pass, "no drop made: churn not tested");
+        // Without recovery the dropped clients' misses are lost: the run fails, saying why.
+        let lossy = Counters {
+            pid_connects: 0,
+            recovered: 0,
+            not_recovered: 50,
+            received: c0.received - 40,
+            ..churned
+        };
+        let checks = evaluate(&crit, Scenario::Mixed, &lossy, &h);
+        assert_eq!(failed(&checks), ["message loss"]);
+        let loss = checks.iter().find(|c| c.name == "message loss").unwrap();
+        assert!(
+            loss.actual.contains("without connection state recovery"),
+            "{loss:?}"
+        );
     }
 
     #[test]

@@ -19,6 +19,8 @@ pub(super) struct Measured {
     pub(super) before: Vec<NodeSample>,
     pub(super) after: Vec<NodeSample>,
     pub(super) machine_cpu_busy: Option<f64>,
+    /// CPU seconds the redis-server this run started used during the schedule.
+    pub(super) redis_cpu_seconds: Option<f64>,
 }
 
 /// The workers' results as one.
@@ -119,7 +121,10 @@ pub(super) fn report(
     let m = merge(&measured.results)?;
     limits.extend(m.limits);
     let criteria = criteria(opts);
-    let checks = gate::evaluate(&criteria, opts.scenario, &m.counters, &m.hist);
+    let mut checks = gate::evaluate(&criteria, opts.scenario, &m.counters, &m.hist);
+    if opts.churn > 0.0 {
+        checks.push(gate::churn_check(&m.counters));
+    }
     let pass = checks.iter().all(|c| c.pass);
     let c = &m.counters;
     Ok(Report {
@@ -136,6 +141,8 @@ pub(super) fn report(
             "api_per_s": opts.api_rate,
             "transport": opts.transport,
             "source_addresses": sources,
+            "churn_per_s": opts.churn,
+            "spawned_with_recovery": opts.spawn_nodes > 0 && opts.recovery,
         }),
         lost: c.lost(),
         notifications_lost: c.notifications_lost(),
@@ -146,6 +153,7 @@ pub(super) fn report(
         client_cpu_seconds: m.client_cpu_seconds,
         client_memory_per_connection_bytes: m.client_memory_per_connection_bytes,
         machine_cpu_busy: measured.machine_cpu_busy,
+        redis_cpu_seconds: measured.redis_cpu_seconds,
         nodes: node_usage(nodes, &measured.before, &measured.after),
         gate: json!({
             "name": opts.gate.map(Gate::as_str),

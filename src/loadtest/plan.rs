@@ -4,6 +4,7 @@
 //! crosses nodes), and source addresses 127.0.0.1–N to multiply ephemeral ports.
 
 use super::Scenario;
+use crate::client::backoff::Reconnection;
 use crate::client::Transport;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -52,6 +53,10 @@ pub struct WorkerConfig {
     pub sources: u64,
     pub token_secret: String,
     pub service_token: Option<String>,
+    /// Transports this worker drops per second during the schedule (`--churn` share).
+    pub churn_per_s: f64,
+    /// How its clients pace their reconnection attempts.
+    pub reconnection: Reconnection,
 }
 
 impl WorkerConfig {

@@ -62,6 +62,8 @@ pub struct Report {
     /// `None` where `/proc/stat` is missing): near 1, latencies are queueing on this box.
     pub machine_cpu_busy: Option<f64>,
     pub nodes: Vec<NodeUsage>,
+    /// CPU seconds of the redis-server `--spawn-nodes` started, during the schedule.
+    pub redis_cpu_seconds: Option<f64>,
     pub gate: Value,
     pub checks: Vec<Check>,
     pub pass: bool,
@@ -82,6 +84,44 @@ fn num(v: u64) -> String {
 }
 
 impl Report {
+    /// `--churn`'s figures: drops, reconnections (recovered or not) and their time, the
+    /// deliveries the server replayed, and whether the nodes recover at all.
+    fn churn_rows(&self) -> Vec<(&'static str, String)> {
+        if self.settings["churn_per_s"].as_f64().unwrap_or(0.0) <= 0.0 {
+            return Vec::new();
+        }
+        let c = &self.counters;
+        let reconnect = self.histograms_ms.iter().find(|p| p.name == "reconnect");
+        let recovery = match c.recovery_on() {
+            Some(true) => "on".to_owned(),
+            Some(false) => "off".to_owned(),
+            None => format!(
+                "on some nodes ({} of {} clients)",
+                c.pid_connects, c.connected
+            ),
+        };
+        vec![
+            ("recovery on the nodes", recovery),
+            (
+                "churn drops (skipped: none to drop)",
+                format!("{} ({})", num(c.churn_drops), num(c.churn_skipped)),
+            ),
+            (
+                "reconnects: recovered / not recovered",
+                format!("{} / {}", num(c.recovered), num(c.not_recovered)),
+            ),
+            (
+                "reconnect p50 / p99 (ms)",
+                reconnect
+                    .filter(|p| p.count > 0)
+                    .map_or("-".into(), |p| format!("{:.0} / {:.0}", p.p50, p.p99)),
+            ),
+            ("deliveries replayed on recovery", num(c.replayed)),
+            ("reconnect attempts failed", num(c.reconnect_errors)),
+            ("away at the end", num(c.away_at_end)),
+        ]
+    }
+
     pub fn to_json(&self) -> Value {
         serde_json::to_value(self).unwrap_or_else(|e| json!({ "error": e.to_string() }))
     }
@@ -132,7 +172,7 @@ impl Report {
                     .map_or("-".into(), |b| format!("{:.0}%", b * 100.0)),
             ),
         ];
-        for (k, v) in rows {
+        for (k, v) in rows.into_iter().chain(self.churn_rows()) {
             t.add_row(vec![k.to_owned(), v]);
         }
         let mut h = Table::new();
@@ -166,6 +206,13 @@ impl Report {
                 node.rss_bytes
                     .map_or("-".into(), |b| format!("{:.1}", b / 1_048_576.0)),
                 node.cpu_seconds.map_or("-".into(), |s| format!("{s:.1}")),
+            ]);
+        }
+        if let Some(cpu) = self.redis_cpu_seconds {
+            n.add_row(vec![
+                "redis-server (spawned)".into(),
+                "-".into(),
+                format!("{cpu:.1}"),
             ]);
         }
         let mut out = format!("{t}\n{h}\n{n}\n");

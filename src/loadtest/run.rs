@@ -14,6 +14,7 @@ use super::report::Report;
 use super::setup::{self, Credentials};
 use super::spawn::{self, Cluster};
 use super::{machine, scrape, Clock, Scenario};
+use crate::client::backoff::Reconnection;
 use crate::client::Transport;
 use crate::node_addr::NodeUrl;
 use std::future::Future;
@@ -43,6 +44,12 @@ pub struct Options {
     /// Without a gate: limits on message / API p99 to judge (ms).
     pub max_p99_ms: Option<f64>,
     pub max_api_p99_ms: Option<f64>,
+    /// `--churn`: transports dropped per second during the schedule (0: none).
+    pub churn: f64,
+    /// How dropped clients pace their reconnection (socket.io-client's defaults).
+    pub reconnection: Reconnection,
+    /// `--recovery`: spawned nodes run with connection state recovery.
+    pub recovery: bool,
 }
 
 /// How a run that was made came out; either way with its report.
@@ -110,7 +117,8 @@ async fn coordinate(
         observer.update(Update::Measured);
         return Err(LoadtestError::NoClientConnected);
     }
-    let measured = measure(&mut workers, &nodes, opts.duration, &*observer).await?;
+    let redis_pid = cluster.as_ref().and_then(Cluster::redis_pid);
+    let measured = measure(&mut workers, &nodes, redis_pid, opts.duration, &*observer).await?;
     let mut limits = plan.limits;
     limits.extend(machine::saturation_note(
         measured.machine_cpu_busy,
@@ -144,17 +152,19 @@ async fn start_nodes(
         credentials.service_token.as_deref().unwrap_or_default(),
         opts.redis_url.clone(),
         opts.scenario == Scenario::Chat,
+        opts.recovery,
     )
     .await?;
     Ok(cluster.insert(started).nodes.clone())
 }
 
 /// The schedule, measured: every worker starts at the same instant (a second from now,
-/// so all have the line), and the nodes' /metrics and the machine's CPU are read before
-/// and after it.
+/// so all have the line), and the nodes' /metrics, the machine's CPU and a spawned
+/// Redis's CPU are read before and after it.
 async fn measure(
     workers: &mut Workers,
     nodes: &[NodeTarget],
+    redis_pid: Option<u32>,
     duration: Duration,
     observer: &dyn Observer,
 ) -> Result<Measured, LoadtestError> {
@@ -162,8 +172,10 @@ async fn measure(
     let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
     let before = scrape::sample_all(&addrs).await;
     let cpu_before = machine::read();
+    let redis_before = redis_pid.and_then(machine::process_cpu_seconds);
     let results = workers.results(duration, observer).await?;
     let cpu_after = machine::read();
+    let redis_after = redis_pid.and_then(machine::process_cpu_seconds);
     let after = scrape::sample_all(&addrs).await;
     observer.update(Update::Measured);
     Ok(Measured {
@@ -171,5 +183,6 @@ async fn measure(
         before,
         after,
         machine_cpu_busy: machine::busy_fraction(cpu_before, cpu_after),
+        redis_cpu_seconds: redis_before.zip(redis_after).map(|(b, a)| a - b),
     })
 }

@@ -144,6 +144,8 @@ pub(super) fn worker_plan(
                 sources,
                 token_secret: credentials.token_secret.clone(),
                 service_token: credentials.service_token.clone(),
+                churn_per_s: opts.churn * share,
+                reconnection: opts.reconnection,
             }
         })
         .collect();

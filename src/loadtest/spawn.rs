@@ -69,6 +69,7 @@ pub async fn start(
     service_token: &str,
     redis_url: Option<String>,
     shared_database: bool,
+    recovery: bool,
 ) -> Result<Cluster, SpawnError> {
     let dir = std::env::temp_dir().join(format!(
         "rtctl-loadtest-{}-{:08x}",
@@ -136,12 +137,16 @@ pub async fn start(
             .env_remove("REDIS_URL")
             .env_remove("REDIS_HOST")
             .env_remove("DATABASE_URL")
+            .env_remove("CONNECTION_STATE_RECOVERY")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .process_group(0)
             .kill_on_drop(true);
         if let Some(url) = &cluster.redis_url {
             cmd.args(["--redis-url", url]);
+        }
+        if recovery {
+            cmd.arg("--connection-state-recovery");
         }
         let child = cmd.spawn().map_err(|error| SpawnError::Node {
             node: i,
@@ -201,6 +206,14 @@ async fn wait_ready(addr: SocketAddr, timeout: Duration) -> Result<(), String> {
 }
 
 impl Cluster {
+    /// The redis-server this run started, if it started one (its CPU is measured).
+    pub fn redis_pid(&self) -> Option<u32> {
+        self.children
+            .iter()
+            .find(|(name, _)| name == "redis-server")
+            .and_then(|(_, child)| child.id())
+    }
+
     /// Stops the nodes (SIGTERM, then SIGKILL after 10 s), then Redis, and removes the
     /// temporary database.
     pub async fn stop(mut self, observer: &dyn Observer) {

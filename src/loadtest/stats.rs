@@ -7,7 +7,7 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 /// The histograms, by name, in the order the report shows them.
-pub const HISTOGRAMS: [&str; 7] = [
+pub const HISTOGRAMS: [&str; 8] = [
     "connect",
     "message_latency",
     "fanout_completion",
@@ -15,6 +15,7 @@ pub const HISTOGRAMS: [&str; 7] = [
     "api_response",
     "api_to_socket",
     "sender_lag",
+    "reconnect",
 ];
 
 /// A latency histogram: 1 µs to 10 minutes, 3 significant digits.
@@ -48,6 +49,8 @@ pub enum H {
     Api = 4,
     ApiToSocket = 5,
     SenderLag = 6,
+    /// Churn: from a client's drop to being back in its room.
+    Reconnect = 7,
 }
 
 impl Histograms {
@@ -126,8 +129,8 @@ pub struct Counters {
     pub send_failed: u64,
     /// Publish acks received.
     pub acks: u64,
-    /// Deliveries expected: for each message, the room's other members connected when it
-    /// was sent.
+    /// Deliveries expected: for each message, the room's other members in session when it
+    /// was sent (connected, or dropped by the churn and reconnecting).
     pub expected: u64,
     /// Distinct expected deliveries received.
     pub received: u64,
@@ -151,6 +154,26 @@ pub struct Counters {
     pub notifications_received: u64,
     /// Notifications received again.
     pub notifications_duplicated: u64,
+    /// Clients whose first CONNECT reply carried a `pid`: the nodes run with connection
+    /// state recovery on.
+    pub pid_connects: u64,
+    /// `--churn`: transports dropped on purpose (the client then reconnects).
+    pub churn_drops: u64,
+    /// Scheduled drops that found no client to drop.
+    pub churn_skipped: u64,
+    /// Dropped clients back in their room.
+    pub reconnects: u64,
+    /// Reconnections whose room-message socket was recovered (the same pid came back).
+    pub recovered: u64,
+    /// Reconnections that got a fresh socket (and joined their room again).
+    pub not_recovered: u64,
+    /// Reconnection attempts that failed (each is retried after the next delay).
+    pub reconnect_errors: u64,
+    /// Dropped clients still reconnecting at the end of the run.
+    pub away_at_end: u64,
+    /// Distinct expected deliveries that came replayed, before their socket's CONNECT
+    /// reply (counted in `received` too).
+    pub replayed: u64,
 }
 
 impl Counters {
@@ -179,13 +202,33 @@ impl Counters {
             api_skipped,
             notifications_expected,
             notifications_received,
-            notifications_duplicated
+            notifications_duplicated,
+            pid_connects,
+            churn_drops,
+            churn_skipped,
+            reconnects,
+            recovered,
+            not_recovered,
+            reconnect_errors,
+            away_at_end,
+            replayed
         );
     }
 
     /// Expected deliveries that never arrived.
     pub fn lost(&self) -> u64 {
         self.expected.saturating_sub(self.received)
+    }
+
+    /// Whether the nodes run with connection state recovery, from their CONNECT replies:
+    /// a `pid` in every client's (`Some(true)`), in none (`Some(false)`), or in some only
+    /// (`None`: nodes set differently).
+    pub fn recovery_on(&self) -> Option<bool> {
+        match self.pid_connects {
+            0 => Some(false),
+            n if n >= self.connected => Some(true),
+            _ => None,
+        }
     }
 
     pub fn notifications_lost(&self) -> u64 {
@@ -242,5 +285,17 @@ mod tests {
         assert_eq!(a.lost(), 1);
         assert_eq!(a.duplicates, 2);
         assert_eq!(a.notifications_lost(), 0);
+    }
+
+    #[test]
+    fn recovery_on_the_nodes_is_read_from_the_pids() {
+        let c = |pid_connects| Counters {
+            connected: 10,
+            pid_connects,
+            ..Default::default()
+        };
+        assert_eq!(c(0).recovery_on(), Some(false));
+        assert_eq!(c(10).recovery_on(), Some(true));
+        assert_eq!(c(4).recovery_on(), None);
     }
 }

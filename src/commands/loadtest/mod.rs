@@ -5,6 +5,7 @@
 
 mod progress;
 
+use crate::client::backoff::Reconnection;
 use crate::client::Transport;
 use crate::commands::Exit;
 use crate::loadtest::gate::Gate;
@@ -111,6 +112,17 @@ pub struct LoadtestCommand {
     /// Seconds one client may take to connect and join.
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     pub connect_timeout: u64,
+
+    /// Drop the transport of R random clients per second during the schedule (`50` or
+    /// `50/s`); they reconnect as socket.io-client does (backoff 1 s–5 s, ±50 %) and ask
+    /// to recover their session. WebSocket and a scenario with room messages only.
+    #[arg(long, value_name = "R/s", default_value = "0", value_parser = parse_rate)]
+    pub churn: f64,
+
+    /// Run the spawned nodes with connection state recovery (`--connection-state-recovery`
+    /// of `serve`). With --url, the nodes' own setting decides.
+    #[arg(long, requires = "spawn_nodes")]
+    pub recovery: bool,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -202,6 +214,7 @@ impl LoadtestCommand {
         if self.spawn_nodes == 0 && self.url.is_empty() {
             return Err(usage("pass --url URL[,URL…] or --spawn-nodes M".into()));
         }
+        self.check_churn().map_err(usage)?;
         Ok(Options {
             urls: self.url.clone(),
             spawn_nodes: self.spawn_nodes,
@@ -228,7 +241,33 @@ impl LoadtestCommand {
             connect_timeout: Duration::from_secs(self.connect_timeout.max(1)),
             max_p99_ms: self.max_p99,
             max_api_p99_ms: self.max_api_p99,
+            churn: self.churn,
+            reconnection: Reconnection::default(),
+            recovery: self.recovery,
         })
+    }
+
+    /// `--churn` needs clients in rooms (it drops room members) and WebSocket: a dropped
+    /// long-polling client is only noticed at the ping timeout, after it came back.
+    fn check_churn(&self) -> Result<(), String> {
+        if self.churn <= 0.0 {
+            return Ok(());
+        }
+        if !self.scenario.messages() {
+            return Err(format!(
+                "--churn drops clients in rooms: the {} scenario has none (use rooms, mixed \
+                 or chat)",
+                self.scenario.as_str()
+            ));
+        }
+        if self.transport != TransportArg::Websocket {
+            return Err(
+                "--churn needs --transport websocket: a dropped long-polling client \
+                        is only noticed at the server's ping timeout"
+                    .into(),
+            );
+        }
+        Ok(())
     }
 
     /// Exit codes: 0 the criteria hold, 1 one failed (after the report), 2 no run.
@@ -327,5 +366,36 @@ mod tests {
         assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
         assert!(parse_duration("1y").is_err());
         assert!(parse_duration("0s").is_err());
+    }
+
+    #[test]
+    fn churn_takes_a_rate_and_needs_rooms_and_websocket() {
+        let o = options(&["--spawn-nodes", "1", "--churn", "50/s", "--recovery"]).unwrap();
+        assert_eq!((o.churn, o.recovery), (50.0, true));
+        assert_eq!(
+            options(&["--url", "http://127.0.0.1:1", "--churn", "20"])
+                .unwrap()
+                .churn,
+            20.0
+        );
+        let o = options(&["--url", "http://127.0.0.1:1"]).unwrap();
+        assert_eq!((o.churn, o.recovery), (0.0, false));
+        for (argv, needle) in [
+            (&["--churn", "often"][..], "not a rate"),
+            (&["--churn=-5"][..], "not a rate"),
+            (
+                &["--churn", "5", "--scenario", "notifications"][..],
+                "rooms",
+            ),
+            (&["--churn", "5", "--transport", "polling"][..], "websocket"),
+        ] {
+            let mut a = vec!["--spawn-nodes", "1"];
+            a.extend_from_slice(argv);
+            let err = options(&a).unwrap_err();
+            assert!(err.contains(needle), "{argv:?} -> {err}");
+        }
+        // The nodes of --url decide for themselves.
+        let err = options(&["--url", "http://127.0.0.1:1", "--recovery"]).unwrap_err();
+        assert!(err.contains("--spawn-nodes"), "{err}");
     }
 }

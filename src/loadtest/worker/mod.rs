@@ -4,17 +4,22 @@
 //!
 //! A worker runs in phases, one function each: check its open-files limit, ramp its
 //! clients up ([`client`]: one task per client), wait for the coordinator's start, run
-//! the schedules ([`sending`]) while clients count what arrives ([`receive`]: the
-//! exactly-once accounting), drain, and report.
+//! the schedules ([`sending`], and [`churn`]'s drops) while clients count what arrives
+//! ([`receive`]: the exactly-once accounting, kept across reconnections by [`session`]),
+//! drain, and report.
 //!
 //! Memory per client is kept small on purpose: a `Member` (state, the writing half of
 //! its connection) shared with the scheduler, and one task that reads the connection and
 //! owns the receiver's bookkeeping (a bitmap of the room sequence numbers seen).
 
+mod churn;
 mod client;
+mod handshake;
 pub mod process;
 mod receive;
+mod reconnect;
 mod sending;
+mod session;
 mod state;
 
 use super::ipc::{Command, Event, WorkerResult};
@@ -23,7 +28,7 @@ use crate::client::net::raise_nofile_limit;
 use crate::sync::MutexExt as _;
 use process::{cpu_seconds, rss_bytes};
 use sending::{api_schedule, message_schedule};
-use state::{Shared, CONNECTING, DROPPED, FAILED, READY};
+use state::{Shared, AWAY, CONNECTING, DROPPED, FAILED, READY};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -241,6 +246,7 @@ async fn run_schedule(
     let end = start + Duration::from_millis(shared.cfg.duration_ms);
     let messages = tokio::spawn(message_schedule(shared.clone(), start, end));
     let api = tokio::spawn(api_schedule(shared.clone(), start, end));
+    let churn = tokio::spawn(churn::churn_schedule(shared.clone(), start, end));
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     let stopped = loop {
         tokio::select! {
@@ -253,17 +259,23 @@ async fn run_schedule(
     };
     messages.abort();
     api.abort();
+    churn.abort();
     stopped
 }
 
-/// What was sent has up to 5 s more to arrive (later counts as lost).
+/// What was sent has up to 5 s more to arrive (later counts as lost); with churn,
+/// clients still away get their longest backoff delay more to come back.
 async fn drain(shared: &Shared) {
-    let until = Instant::now() + Duration::from_secs(5);
+    let mut wait = Duration::from_secs(5);
+    if shared.cfg.churn_per_s > 0.0 {
+        wait += shared.cfg.reconnection.delay_max;
+    }
+    let until = Instant::now() + wait;
     while Instant::now() < until {
         let done = {
             let m = shared.m();
             m.fanout.is_empty() && m.notifications.is_empty()
-        };
+        } && shared.away() == 0;
         if done {
             break;
         }
@@ -286,6 +298,10 @@ fn measurements(shared: &Shared) -> WorkerResult {
             DROPPED => {
                 c.connected += 1;
                 c.dropped += 1;
+            }
+            AWAY => {
+                c.connected += 1;
+                c.away_at_end += 1;
             }
             _ => c.failed += 1,
         }

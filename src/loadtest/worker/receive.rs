@@ -6,6 +6,7 @@ use super::state::Shared;
 use crate::loadtest::stats::H;
 use crate::sync::MutexExt as _;
 use serde_json::Value;
+use std::sync::atomic::Ordering;
 
 /// Which room sequence numbers a receiver has seen.
 #[derive(Default)]
@@ -24,7 +25,16 @@ impl Bitmap {
     }
 }
 
-pub(super) fn on_message(shared: &Shared, msg: &Value, joined_ms: f64, seen: &mut Bitmap) {
+/// A room message for a receiver that joined at `joined_ms`: counted once (a second copy
+/// is a duplicate, however it came); `replayed`: it came before its socket's CONNECT
+/// reply, missed while the client was away and sent again by the server.
+pub(super) fn on_message(
+    shared: &Shared,
+    msg: &Value,
+    joined_ms: f64,
+    seen: &mut Bitmap,
+    replayed: bool,
+) {
     let now = shared.clock.now_ms();
     let (Some(seq), Some(sent), Some(k)) = (
         msg["seq"].as_u64(),
@@ -46,6 +56,9 @@ pub(super) fn on_message(shared: &Shared, msg: &Value, joined_ms: f64, seen: &mu
         return;
     }
     m.c.received += 1;
+    if replayed {
+        m.c.replayed += 1;
+    }
     m.h.record(H::Latency, now - sent);
     let complete = match m.fanout.get_mut(&k) {
         Some(f) => {
@@ -76,9 +89,12 @@ pub(super) fn on_notification(shared: &Shared, n: &Value) {
     }
 }
 
-/// The server's answer to publish `k`: its round trip, or (an error answer, e.g. a chat
-/// rate limit) the message was refused and its receivers expect nothing.
-pub(super) fn on_publish_ack(shared: &Shared, k: u64, answer: Option<&Value>) {
+/// The server's answer to publish `k` of local client `i`: its round trip, or (an error
+/// answer, e.g. a chat rate limit) the message was refused and its receivers expect
+/// nothing.
+pub(super) fn on_publish_ack(shared: &Shared, i: u64, k: u64, answer: Option<&Value>) {
+    let publishing = &shared.members[i as usize].publishing;
+    let _ = publishing.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
     let due = shared
         .schedule_start
         .lock_unpoisoned()

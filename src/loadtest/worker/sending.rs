@@ -34,11 +34,16 @@ pub(super) async fn message_schedule(shared: Arc<Shared>, start: Instant, end: I
             m.c.messages_skipped += 1;
             continue;
         }
+        // Under the lock the churn takes to drop a client: a receiver it dropped is
+        // still in session (expected), and a sender with a publish out is not dropped.
         let expected = members
             .clone()
-            .filter(|r| *r != sender && shared.state(*r) == READY)
+            .filter(|r| *r != sender && shared.in_session(*r))
             .count() as u64;
         let sent_ms = shared.clock.at_ms(due);
+        shared.members[sender as usize]
+            .publishing
+            .fetch_add(1, Ordering::AcqRel);
         m.c.messages_sent += 1;
         m.c.expected += expected;
         if expected > 0 {
@@ -69,6 +74,9 @@ pub(super) async fn message_schedule(shared: Arc<Shared>, start: Instant, end: I
         let shared = shared.clone();
         tokio::spawn(async move {
             if let Err(e) = shared.send(sender, packet).await {
+                shared.members[sender as usize]
+                    .publishing
+                    .fetch_sub(1, Ordering::AcqRel);
                 let mut m = shared.m();
                 m.c.send_failed += 1;
                 m.c.messages_sent -= 1;
@@ -105,10 +113,6 @@ pub(super) async fn api_schedule(shared: Arc<Shared>, start: Instant, end: Insta
         let due = start + s.due(j);
         tokio::time::sleep_until(due.into()).await;
         let i = j % cfg.clients;
-        if shared.state(i) != READY {
-            shared.m().c.api_skipped += 1;
-            continue;
-        }
         let c = cfg.first_client + i;
         let sent_ms = shared.clock.at_ms(due);
         // `seq` is unique per worker: the worker index in the high bits.
@@ -121,9 +125,19 @@ pub(super) async fn api_schedule(shared: Arc<Shared>, start: Instant, end: Insta
             "data": { "sentAt": sent_ms, "seq": seq },
         });
         {
+            // The state is read under the lock the churn drops clients under: a client
+            // with a notification on its way is not dropped.
             let mut m = shared.m();
+            if shared.state(i) != READY {
+                m.c.api_skipped += 1;
+                continue;
+            }
             m.c.api_sent += 1;
-            m.notifications.insert(seq, Pending { answered_ok: false });
+            let pending = Pending {
+                answered_ok: false,
+                target: i,
+            };
+            m.notifications.insert(seq, pending);
         }
         let shared = shared.clone();
         let pools = pools.clone();

@@ -9,9 +9,10 @@ use crate::loadtest::stats::{Counters, Histograms};
 use crate::loadtest::{Clock, Scenario};
 use crate::sync::MutexExt as _;
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU8, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use tokio::sync::Notify;
 
 /// The namespaces.
 pub(super) const BENCH: &str = "/bench";
@@ -24,11 +25,21 @@ pub(super) const READY: u8 = 1;
 pub(super) const FAILED: u8 = 2;
 pub(super) const DROPPED: u8 = 3;
 pub(super) const CLOSED: u8 = 4;
+/// Dropped by the churn and reconnecting: still in session, so messages sent to its room
+/// meanwhile are expected (recovered, or lost).
+pub(super) const AWAY: u8 = 5;
 
 /// One client as the scheduler sees it.
 pub(super) struct Member {
     pub(super) state: AtomicU8,
     pub(super) writer: tokio::sync::Mutex<Option<Writer>>,
+    /// The churn's signal to the client's task: drop the transport now.
+    pub(super) kick: Notify,
+    /// It has received a room message, so (with recovery on) it holds an offset.
+    pub(super) received: AtomicBool,
+    /// Its publishes not yet acked: the churn leaves it alone until they are (a drop
+    /// would lose the publish itself, a loss on the sender's side recovery cannot undo).
+    pub(super) publishing: AtomicU32,
 }
 
 /// A message on its way to its receivers.
@@ -40,6 +51,8 @@ pub(super) struct Fanout {
 /// A notification on its way.
 pub(super) struct Pending {
     pub(super) answered_ok: bool,
+    /// The local client it is for.
+    pub(super) target: u64,
 }
 
 #[derive(Default)]
@@ -82,6 +95,9 @@ impl Shared {
             .map(|_| Member {
                 state: AtomicU8::new(CONNECTING),
                 writer: tokio::sync::Mutex::new(None),
+                kick: Notify::new(),
+                received: AtomicBool::new(false),
+                publishing: AtomicU32::new(0),
             })
             .collect();
         let rooms = cfg.rooms();
@@ -111,6 +127,15 @@ impl Shared {
     }
     pub(super) fn state(&self, i: u64) -> u8 {
         self.members[i as usize].state.load(Ordering::Acquire)
+    }
+    /// Connected, or away for a moment by the churn: messages to its room are for it.
+    pub(super) fn in_session(&self, i: u64) -> bool {
+        matches!(self.state(i), READY | AWAY)
+    }
+    /// How many clients the churn dropped that are not back yet.
+    pub(super) fn away(&self) -> usize {
+        let away = |m: &&Member| m.state.load(Ordering::Relaxed) == AWAY;
+        self.members.iter().filter(away).count()
     }
     pub(super) fn room_of(&self, i: u64) -> u64 {
         i / self.cfg.room_size
@@ -156,6 +181,22 @@ impl Shared {
             crate::auth::TokenFormat::V4,
             &claims,
         )
+    }
+
+    /// The namespaces a client of this run opens, the room messages' first.
+    pub(super) fn namespaces(&self) -> Vec<&'static str> {
+        let s = self.cfg.scenario;
+        s.message_namespace()
+            .into_iter()
+            .chain(s.notifications().then_some(NOTIFICATIONS))
+            .collect()
+    }
+
+    /// Closes local client `i`'s connection at once, without a close frame: with the
+    /// reader gone too (the caller drops it), the TCP connection is closed under the
+    /// server, as a network blip would.
+    pub(super) async fn drop_writer(&self, i: u64) {
+        drop(self.members[i as usize].writer.lock().await.take());
     }
 
     /// Sends an Engine.IO packet on local client `i`'s connection.
