@@ -221,9 +221,43 @@ fn on_message<H: EngineHandler>(
         Some(Ok(Message::Binary(b))) => engine.on_packet(session, Packet::Message(Data::Binary(b))),
         Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
         Some(Ok(Message::Close(_))) | None => session.close(CloseReason::TransportClose),
-        Some(Err(WsError::Capacity(_) | WsError::Protocol(_) | WsError::Utf8(_))) => {
-            session.close(CloseReason::ParseError)
+        Some(Err(e)) => session.close(error_reason(&e)),
+    }
+}
+
+/// Why a read error ends the session. A TCP connection that ends without a close frame
+/// (a network blip, a killed browser tab) is `ws`'s close 1006 in Node, which engine.io
+/// reports as "transport close": a reason connection state recovery recovers from.
+/// tungstenite calls it a protocol error; taken as one, the session would end with
+/// "parse error", which recovery never recovers from.
+fn error_reason(e: &WsError) -> CloseReason {
+    use tokio_tungstenite::tungstenite::error::ProtocolError;
+    match e {
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
+            CloseReason::TransportClose
         }
-        Some(Err(_)) => session.close(CloseReason::TransportError),
+        WsError::Capacity(_) | WsError::Protocol(_) | WsError::Utf8(_) => CloseReason::ParseError,
+        _ => CloseReason::TransportError,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio_tungstenite::tungstenite::error::{CapacityError, ProtocolError};
+
+    #[test]
+    fn a_connection_gone_without_a_close_frame_is_a_transport_close() {
+        let reset = WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake);
+        assert_eq!(error_reason(&reset), CloseReason::TransportClose);
+        let io = WsError::Io(std::io::ErrorKind::ConnectionReset.into());
+        assert_eq!(error_reason(&io), CloseReason::TransportError);
+        let bad = WsError::Protocol(ProtocolError::NonZeroReservedBits);
+        assert_eq!(error_reason(&bad), CloseReason::ParseError);
+        let big = WsError::Capacity(CapacityError::MessageTooLong {
+            size: 2,
+            max_size: 1,
+        });
+        assert_eq!(error_reason(&big), CloseReason::ParseError);
     }
 }
