@@ -1,7 +1,9 @@
 //! `rtctl loadtest` end to end: a real node (`rtctl serve --loadtest-namespace`) and the
 //! real command with its worker process. The node's fault knobs drop every 7th broadcast
 //! and delay the others: the report must count exactly the lost deliveries and the run
-//! must fail (exit 1); without them the same run passes (exit 0).
+//! must fail (exit 1); without them the same run passes (exit 0). With `--churn`, a node
+//! with connection state recovery gives the dropped clients everything they missed, and
+//! one without it loses exactly that (which the report counts).
 
 use crate::common::app::{random, TempDir};
 use serde_json::Value;
@@ -198,5 +200,59 @@ async fn polling_clients_and_the_chat_scenario_deliver_everything() {
     assert_eq!(c["received"], 200);
     assert_eq!(c["api_sent"], 0);
     assert_eq!(histogram(&report, "ack_rtt")["count"], 200);
+    n.child.kill().await.unwrap();
+}
+
+/// `--churn 20/s` over the 4 s schedule: ~80 clients lose their transport without a
+/// close frame and come back with socket.io-client's backoff and recovery auth.
+const CHURN: [&str; 2] = ["--churn", "20/s"];
+
+fn counter(report: &Value, name: &str) -> u64 {
+    report["counters"][name]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no counter {name}: {report:#}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn churned_clients_recover_what_they_missed_exactly_once() {
+    let (secret, svc) = (random("secret"), random("svc"));
+    let mut n = node(&secret, &svc, &["--connection-state-recovery"]).await;
+    let (code, report) = loadtest(n.addr, &secret, &svc, &CHURN).await;
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(failed_checks(&report), Vec::<String>::new());
+    let drops = counter(&report, "churn_drops");
+    assert!(drops >= 40, "about 80 drops planned: {report:#}");
+    assert_eq!(counter(&report, "reconnects"), drops);
+    assert_eq!(counter(&report, "recovered"), drops, "{report:#}");
+    assert_eq!(counter(&report, "not_recovered"), 0);
+    assert_eq!(counter(&report, "pid_connects"), 200);
+    // What the dropped clients missed came replayed, and nothing twice.
+    assert!(counter(&report, "replayed") > 0, "{report:#}");
+    assert_eq!(report["lost"], 0, "{report:#}");
+    assert_eq!(counter(&report, "duplicates"), 0);
+    assert_eq!(counter(&report, "held"), 200);
+    assert_eq!(histogram(&report, "reconnect")["count"], drops);
+    // socket.io-client's first delay is 0.5–1.5 s.
+    assert!(histogram(&report, "reconnect")["p50"].as_f64().unwrap() >= 500.0);
+    n.child.kill().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn churn_without_recovery_counts_what_the_dropped_clients_missed_as_lost() {
+    let (secret, svc) = (random("secret"), random("svc"));
+    let mut n = node(&secret, &svc, &[]).await;
+    let (code, report) = loadtest(n.addr, &secret, &svc, &CHURN).await;
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(failed_checks(&report), ["message loss"]);
+    let drops = counter(&report, "churn_drops");
+    assert!(drops >= 40, "{report:#}");
+    assert_eq!(counter(&report, "not_recovered"), drops);
+    assert_eq!(counter(&report, "recovered"), 0);
+    assert_eq!(counter(&report, "pid_connects"), 0);
+    // Back in their rooms (joined again), but what was sent meanwhile is gone.
+    assert_eq!(counter(&report, "held"), 200);
+    assert!(report["lost"].as_u64().unwrap() > 0, "{report:#}");
+    assert_eq!(counter(&report, "duplicates"), 0);
+    assert_eq!(counter(&report, "replayed"), 0);
     n.child.kill().await.unwrap();
 }
