@@ -213,6 +213,9 @@ fn counter(report: &Value, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no counter {name}: {report:#}"))
 }
 
+/// The server's restore has a known race (README, "Known issue"): a broadcast between a
+/// restore's snapshot and its re-join can be lost or doubled. At this test's size (80
+/// recoveries, 2.5 messages/s per room) it is rare, but it would fail here, as it should.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn churned_clients_recover_what_they_missed_exactly_once() {
     let (secret, svc) = (random("secret"), random("svc"));
