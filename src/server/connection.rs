@@ -239,11 +239,12 @@ impl SocketIoHandler {
                     return refuse(&session, &socket, refusal);
                 }
             }
-            if !session.data.register(&socket, &ns) {
+            let registered = match missed {
+                Some(found) => attach_and_replay(&session, &socket, &ns, found),
+                None => session.data.register(&socket, &ns),
+            };
+            if !registered {
                 return;
-            }
-            if let Some(found) = missed {
-                rejoin_and_replay(&session, &socket, found);
             }
             if let Err(refusal) = ns.run_connect(&socket).await {
                 socket.discard();
@@ -292,16 +293,32 @@ async fn restore(ns: &Namespace, pid: &str, offset: &str) -> Option<RecoveredSes
     Some(found)
 }
 
-/// A recovered socket is back in its rooms, and gets what it missed before its CONNECT
-/// reply (as Node sends it): older than anything broadcast to it from now on, which
-/// waits in the socket until the reply has gone.
-fn rejoin_and_replay(session: &Session<ConnectionState>, socket: &Socket, found: RecoveredSession) {
-    for room in found.session.rooms {
-        if *room != *socket.id.as_str() {
-            socket.join(room);
-        }
-    }
+/// A recovered socket gets what it missed before its CONNECT reply (as Node sends it),
+/// then is registered and back in its rooms — under the adapter's gate, which hands back
+/// what was broadcast to those rooms since the restore — so each packet reaches it once,
+/// replayed or live, and older ones first (live ones wait in the socket until the reply
+/// has gone). False when the session closed meanwhile.
+fn attach_and_replay(
+    session: &Arc<Session<ConnectionState>>,
+    socket: &Arc<Socket>,
+    ns: &Arc<Namespace>,
+    found: RecoveredSession,
+) -> bool {
     session.send_all(found.missed.into_iter().flatten());
+    let rooms = found.session.rooms;
+    let mut registered = false;
+    let late = ns.adapter().attach_restored(&rooms, found.resume, &mut || {
+        registered = session.data.register(socket, ns);
+        if registered {
+            for room in &rooms {
+                if **room != *socket.id.as_str() {
+                    socket.join(room.clone());
+                }
+            }
+        }
+    });
+    session.send_all(late.into_iter().flatten());
+    registered
 }
 
 fn refuse(session: &Session<ConnectionState>, socket: &Socket, refusal: super::ConnectRefusal) {

@@ -131,7 +131,11 @@ impl RedisStreamsAdapter {
                 after = last.id.clone();
                 missed.extend(page.iter().filter_map(|e| missed_by(&record, &nsp, e)));
             }
-            Ok(session_of(record).map(|session| RecoveredSession { session, missed }))
+            Ok(session_of(record).map(|session| RecoveredSession {
+                session,
+                missed,
+                resume: None,
+            }))
         })
     }
 }

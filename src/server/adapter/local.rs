@@ -10,8 +10,10 @@ use super::{Adapter, BroadcastOptions, BroadcastPacket, PersistedSession, Recove
 use crate::server::Room;
 use crate::sid::Sid;
 use serde_json::Value;
+use crate::sync::RwLockExt as _;
+use crate::transport::Frame;
 use std::collections::HashSet;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
 /// This node's sockets and rooms of one namespace.
@@ -20,6 +22,9 @@ pub struct LocalAdapter {
     rooms: RoomIndex,
     /// With connection state recovery kept in this process: the replay log and sessions.
     recovery: Option<RecoveryLog>,
+    /// With a replay log: broadcasts hold it shared from logging to sending, a restored
+    /// socket's attach holds it alone, so each packet reaches that socket exactly once.
+    gate: RwLock<()>,
 }
 
 impl LocalAdapter {
@@ -28,6 +33,7 @@ impl LocalAdapter {
             sockets,
             rooms: RoomIndex::default(),
             recovery: None,
+            gate: RwLock::new(()),
         }
     }
 
@@ -37,6 +43,7 @@ impl LocalAdapter {
             sockets,
             rooms: RoomIndex::with_listener(listener),
             recovery: None,
+            gate: RwLock::new(()),
         }
     }
 
@@ -151,11 +158,28 @@ impl LocalAdapter {
             _ => None,
         };
         let frames = packet.into_frames(sockets.nsp(), None);
+        let _logged_to_sent = self.recovery.as_ref().map(|_| self.gate.read_unpoisoned());
         if let (Some(log), Some(offset)) = (&self.recovery, offset) {
             log.record(offset, opts, frames.clone());
         }
         let targets = self.targets(&*sockets, opts);
         sockets.send_many(&targets, &frames)
+    }
+
+    /// See [`super::Adapter::attach_restored`].
+    pub fn attach_restored(
+        &self,
+        rooms: &[Room],
+        resume: Option<u64>,
+        attach: &mut dyn FnMut(),
+    ) -> Vec<Vec<Frame>> {
+        let Some(log) = &self.recovery else {
+            attach();
+            return Vec::new();
+        };
+        let _alone = self.gate.write_unpoisoned();
+        attach();
+        resume.map_or_else(Vec::new, |seq| log.since(seq, rooms))
     }
 
     /// Keeps `session` in the replay log, when there is one.
@@ -382,5 +406,60 @@ mod tests {
         adapter.add_all(sid, &["a".into(), "b".into()]);
         adapter.del(sid, "a");
         assert_eq!(*seen.lock().unwrap(), ["a", "b", "a"]);
+    }
+
+    /// The frames' text, for assertions.
+    fn texts(frames: &[Frame]) -> Vec<String> {
+        frames
+            .iter()
+            .map(|f| match f {
+                Frame::Text(t) => t.as_str().to_owned(),
+                Frame::Binary(_) => "<binary>".into(),
+            })
+            .collect()
+    }
+
+    /// A broadcast between a restore and the socket's attach is neither in what the
+    /// restore returned nor delivered live: the attach's catch-up hands it over, once.
+    #[test]
+    fn a_restored_socket_gets_each_packet_once_replayed_or_live() {
+        use crate::server::adapter::recovery::RecoveryOptions;
+        let (sockets, adapter, _) = adapter_with(0);
+        let adapter = adapter.with_recovery(RecoveryLog::new(RecoveryOptions::default()));
+        let (sid, room): (Sid, Room) = (Sid::new(), "r".into());
+        let rooms = vec![Room::from(sid.as_str()), room.clone()];
+        let to_r = BroadcastOptions {
+            rooms: vec![room.clone()],
+            ..Default::default()
+        };
+        let log = adapter.recovery().unwrap();
+        log.record("o1".into(), &to_r, vec![Frame::text("seen")]);
+        let session = PersistedSession {
+            sid,
+            pid: Sid::new(),
+            rooms: rooms.clone(),
+            data: Value::Null,
+            expires_at: None,
+        };
+        adapter.persist_session(session.clone());
+        let event = |name: &str| BroadcastPacket::event(name, Payload::default());
+        adapter.broadcast(event("before-restore"), &to_r);
+        let found = adapter
+            .restore_session(session.pid.as_str(), "o1")
+            .unwrap();
+        assert_eq!(found.missed.len(), 1);
+        assert!(texts(&found.missed[0])[0].contains("before-restore"));
+
+        adapter.broadcast(event("between"), &to_r);
+        let late = adapter.attach_restored(&rooms, found.resume, &mut || {
+            adapter.add_all(sid, &rooms);
+        });
+        assert_eq!(late.len(), 1, "{late:?}");
+        assert!(texts(&late[0])[0].contains("between"));
+        adapter.broadcast(event("after"), &to_r);
+        let received = sockets.received.lock().unwrap();
+        let live = texts(&received[&sid]);
+        assert_eq!(live.len(), 1, "{live:?}");
+        assert!(live[0].contains("after"));
     }
 }

@@ -75,6 +75,9 @@ pub struct PersistedSession {
 pub struct RecoveredSession {
     pub session: PersistedSession,
     pub missed: Vec<Vec<crate::transport::Frame>>,
+    /// Where this node's replay log stood when `missed` was taken, for
+    /// [`Adapter::attach_restored`]'s catch-up (`None`: the adapter keeps no log here).
+    pub resume: Option<u64>,
 }
 
 /// The seam between a namespace and the cluster. See the module docs.
@@ -183,6 +186,21 @@ pub trait Adapter: Send + Sync + 'static {
     /// drain, bounded by a timeout. The default has nothing in flight.
     fn flush(&self) -> BoxFuture<()> {
         Box::pin(async {})
+    }
+
+    /// Runs `attach` — which makes a restored socket reachable: registers it and joins
+    /// its rooms — while no broadcast of this node is between being logged and being
+    /// sent, then returns what the replay log kept for `rooms` after `resume`. With
+    /// `missed` from [`Adapter::restore_session`] sent first, every packet reaches the
+    /// socket exactly once: replayed, or live. (Between the restore and the attach the
+    /// server may run middleware: broadcasts then are neither in `missed` nor delivered.)
+    fn attach_restored(
+        &self,
+        rooms: &[Room],
+        resume: Option<u64>,
+        attach: &mut dyn FnMut(),
+    ) -> Vec<Vec<crate::transport::Frame>> {
+        self.local().attach_restored(rooms, resume, attach)
     }
 
     /// Stops listening to the cluster (namespace teardown).

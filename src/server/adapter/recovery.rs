@@ -44,6 +44,8 @@ impl Default for RecoveryOptions {
 
 /// One replayable packet: its offset, who it was for, and the frames it was sent as.
 struct Logged {
+    /// Position in this log (1, 2, …): what a restore's catch-up counts from.
+    seq: u64,
     offset: String,
     opts: BroadcastOptions,
     frames: Vec<Frame>,
@@ -58,6 +60,8 @@ struct Kept {
 #[derive(Default)]
 struct State {
     packets: VecDeque<Logged>,
+    /// The seq of the last packet logged (0: none yet).
+    last_seq: u64,
     sessions: HashMap<String, Kept>,
     last_sweep: Option<Instant>,
 }
@@ -88,7 +92,10 @@ impl RecoveryLog {
     pub fn record(&self, offset: String, opts: &BroadcastOptions, frames: Vec<Frame>) {
         let now = Instant::now();
         let mut st = self.state.lock_unpoisoned();
+        st.last_seq += 1;
+        let seq = st.last_seq;
         st.packets.push_back(Logged {
+            seq,
             offset,
             opts: opts.clone(),
             frames,
@@ -140,7 +147,19 @@ impl RecoveryLog {
         Some(RecoveredSession {
             session: kept.session,
             missed,
+            resume: Some(st.last_seq),
         })
+    }
+
+    /// Every packet logged after `seq` that was for `rooms`: what a restored socket
+    /// missed between its restore and the moment it joined its rooms again.
+    pub fn since(&self, seq: u64, rooms: &[Room]) -> Vec<Vec<Frame>> {
+        let st = self.state.lock_unpoisoned();
+        st.packets
+            .iter()
+            .filter(|p| p.seq > seq && should_include(rooms, &p.opts))
+            .map(|p| p.frames.clone())
+            .collect()
     }
 
     /// Packets and sessions kept now (for tests and metrics).
