@@ -50,6 +50,9 @@ pub struct Options {
     pub reconnection: Reconnection,
     /// `--recovery`: spawned nodes run with connection state recovery.
     pub recovery: bool,
+    /// `--adapter`: the spawned nodes' cluster adapter (`redis`, `redis-streams`);
+    /// `None`: the server's default.
+    pub adapter: Option<String>,
 }
 
 /// How a run that was made came out; either way with its report.
@@ -152,7 +155,10 @@ async fn start_nodes(
         credentials.service_token.as_deref().unwrap_or_default(),
         opts.redis_url.clone(),
         opts.scenario == Scenario::Chat,
-        opts.recovery,
+        &spawn::NodeSettings {
+            recovery: opts.recovery,
+            adapter: opts.adapter.clone(),
+        },
     )
     .await?;
     Ok(cluster.insert(started).nodes.clone())

@@ -62,6 +62,15 @@ fn free_port() -> Result<u16, SpawnError> {
     Ok(l.local_addr().map_err(SpawnError::FreePort)?.port())
 }
 
+/// What the spawned nodes run with, beyond what every loadtest node gets.
+#[derive(Debug, Clone, Default)]
+pub struct NodeSettings {
+    /// `--connection-state-recovery`.
+    pub recovery: bool,
+    /// `--adapter` (with Redis).
+    pub adapter: Option<String>,
+}
+
 /// Starts `count` nodes (and Redis when needed).
 pub async fn start(
     count: usize,
@@ -69,7 +78,7 @@ pub async fn start(
     service_token: &str,
     redis_url: Option<String>,
     shared_database: bool,
-    recovery: bool,
+    settings: &NodeSettings,
 ) -> Result<Cluster, SpawnError> {
     let dir = std::env::temp_dir().join(format!(
         "rtctl-loadtest-{}-{:08x}",
@@ -138,6 +147,7 @@ pub async fn start(
             .env_remove("REDIS_HOST")
             .env_remove("DATABASE_URL")
             .env_remove("CONNECTION_STATE_RECOVERY")
+            .env_remove("ADAPTER")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .process_group(0)
@@ -145,8 +155,11 @@ pub async fn start(
         if let Some(url) = &cluster.redis_url {
             cmd.args(["--redis-url", url]);
         }
-        if recovery {
+        if settings.recovery {
             cmd.arg("--connection-state-recovery");
+        }
+        if let Some(adapter) = &settings.adapter {
+            cmd.args(["--adapter", adapter]);
         }
         let child = cmd.spawn().map_err(|error| SpawnError::Node {
             node: i,

@@ -123,6 +123,11 @@ pub struct LoadtestCommand {
     /// of `serve`). With --url, the nodes' own setting decides.
     #[arg(long, requires = "spawn_nodes")]
     pub recovery: bool,
+
+    /// The spawned nodes' cluster adapter (`--adapter` of `serve`): `redis` (pub/sub, the
+    /// default) or `redis-streams` (streams: recovery works on any node).
+    #[arg(long, requires = "spawn_nodes", value_parser = ["redis", "redis-streams"])]
+    pub adapter: Option<String>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -244,6 +249,7 @@ impl LoadtestCommand {
             churn: self.churn,
             reconnection: Reconnection::default(),
             recovery: self.recovery,
+            adapter: self.adapter.clone(),
         })
     }
 
