@@ -121,7 +121,11 @@ pub struct LiveDriver {
 impl LiveDriver {
     /// [`LiveDriver::connect_to`] a plain URL (no custom CA); for tools and tests.
     pub async fn connect(url: &str, timeout: Duration) -> Result<Arc<Self>, redis::RedisError> {
-        Self::connect_to(RedisTarget::Single(Box::new(redis::Client::open(url)?)), timeout).await
+        Self::connect_to(
+            RedisTarget::Single(Box::new(redis::Client::open(url)?)),
+            timeout,
+        )
+        .await
     }
 
     /// Connects the command connection (fails when Redis is unreachable at startup, like

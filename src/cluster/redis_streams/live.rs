@@ -37,7 +37,11 @@ fn manager_config(timeout: Duration) -> ConnectionManagerConfig {
 impl LiveStreams {
     /// [`LiveStreams::connect_to`] a plain URL; for tools and tests.
     pub async fn connect(url: &str, timeout: Duration) -> Result<Arc<Self>, redis::RedisError> {
-        Self::connect_to(RedisTarget::Single(Box::new(redis::Client::open(url)?)), timeout).await
+        Self::connect_to(
+            RedisTarget::Single(Box::new(redis::Client::open(url)?)),
+            timeout,
+        )
+        .await
     }
 
     /// Connects the command connection (fails when Redis is unreachable at start, like

@@ -9,9 +9,9 @@ use super::rooms::{RoomIndex, RoomListener};
 use super::{Adapter, BroadcastOptions, BroadcastPacket, PersistedSession, RecoveredSession};
 use crate::server::Room;
 use crate::sid::Sid;
-use serde_json::Value;
 use crate::sync::RwLockExt as _;
 use crate::transport::Frame;
+use serde_json::Value;
 use std::collections::HashSet;
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
@@ -444,9 +444,7 @@ mod tests {
         adapter.persist_session(session.clone());
         let event = |name: &str| BroadcastPacket::event(name, Payload::default());
         adapter.broadcast(event("before-restore"), &to_r);
-        let found = adapter
-            .restore_session(session.pid.as_str(), "o1")
-            .unwrap();
+        let found = adapter.restore_session(session.pid.as_str(), "o1").unwrap();
         assert_eq!(found.missed.len(), 1);
         assert!(texts(&found.missed[0])[0].contains("before-restore"));
 
