@@ -2,6 +2,11 @@
 //! sqlx, so every wire rule is unit-testable and fuzzable without a socket.
 
 pub mod cluster;
+pub mod cluster_adapter;
+pub mod cluster_sharded;
 pub mod cluster_streams;
 pub mod engineio;
 pub mod socketio;
+
+#[cfg(test)]
+mod fixtures;

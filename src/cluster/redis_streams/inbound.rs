@@ -119,7 +119,7 @@ impl RedisStreamsAdapter {
                 body: Body::ServerSideEmitResponse { request_id, packet },
                 attachments: Vec::new(),
             };
-            pubsub.publish(channel, message.to_pubsub());
+            pubsub.publish(channel, message.encode_msgpack());
         })
     }
 
@@ -173,7 +173,7 @@ impl RedisStreamsAdapter {
                     body,
                     attachments,
                 };
-                pubsub.publish(channel.clone(), message.to_pubsub());
+                pubsub.publish(channel.clone(), message.encode_msgpack());
             }
         });
     }

@@ -246,13 +246,15 @@ impl RedisStreamsAdapter {
 
     /// A request on the public channel (or a response on a requester's private one).
     fn publish(&self, channel: String, message: &Message) {
-        self.shared.pubsub.publish(channel, message.to_pubsub());
+        self.shared
+            .pubsub
+            .publish(channel, message.encode_msgpack());
     }
 }
 
 impl MessageSink for RedisStreamsAdapter {
     fn on_message(&self, _channel: &str, payload: &[u8]) {
-        match Message::from_pubsub(payload) {
+        match Message::decode_msgpack(payload) {
             Ok(message) => self.handle(message, None),
             Err(e) => tracing::debug!(error = %e, "ignoring malformed cluster message"),
         }

@@ -62,7 +62,7 @@ impl RedisStreamsAdapter {
         let request_id = random_id();
         let bytes = self
             .message(build(request_id.clone()), Vec::new())
-            .to_pubsub();
+            .encode_msgpack();
         let num_sub = self.num_sub();
         let pubsub = self.shared.pubsub.clone();
         let channel = self.public.clone();

@@ -4,27 +4,14 @@
 //! codec write exactly what the package wrote.
 
 use super::*;
-use crate::protocol::cluster::BroadcastFlags;
-use serde_json::Value;
+use crate::protocol::fixtures::{hex, opts, packet, step, uid, unhex};
+use bytes::Bytes;
+use serde_json::{json, Value};
 
 const FIXTURE: &str = include_str!("../../../tests/interop/fixtures/redis-streams-0.3.1.json");
 
 fn fixture() -> Value {
     serde_json::from_str(FIXTURE).expect("the fixture is JSON")
-}
-
-fn step(f: &Value, name: &str) -> Value {
-    f["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == name)
-        .unwrap_or_else(|| panic!("no step {name}"))
-        .clone()
-}
-
-fn uid(f: &Value, who: &str) -> String {
-    f["uids"][who].as_str().unwrap().to_owned()
 }
 
 fn entry(v: &Value) -> StreamEntry {
@@ -34,74 +21,6 @@ fn entry(v: &Value) -> StreamEntry {
             .iter()
             .map(|k| (k.to_string(), v[k].as_str().unwrap().to_owned()))
             .collect(),
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
-}
-
-/// `v` with each `{"$binary": [bytes]}` made a placeholder, its bytes an attachment.
-fn with_placeholders(v: &Value, out: &mut Vec<Bytes>) -> Value {
-    match v {
-        Value::Object(m) if m.contains_key("$binary") => {
-            let bytes: Vec<u8> = m["$binary"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|b| b.as_u64().unwrap() as u8)
-                .collect();
-            out.push(Bytes::from(bytes));
-            crate::protocol::socketio::placeholder(out.len() - 1)
-        }
-        Value::Object(m) => Value::Object(
-            m.iter()
-                .map(|(k, v)| (k.clone(), with_placeholders(v, out)))
-                .collect(),
-        ),
-        Value::Array(a) => Value::Array(a.iter().map(|v| with_placeholders(v, out)).collect()),
-        other => other.clone(),
-    }
-}
-
-/// The step's `[event, ...args]` and attachments.
-fn packet(call: &Value) -> (Value, Vec<Bytes>) {
-    let mut data = vec![call["event"].clone()];
-    data.extend(call["args"].as_array().cloned().unwrap_or_default());
-    let mut attachments = Vec::new();
-    let data = with_placeholders(&Value::Array(data), &mut attachments);
-    (data, attachments)
-}
-
-/// The step's `{rooms, except, flags}` (`in` names the rooms of join/leave/disconnect).
-fn opts(call: &Value) -> BroadcastOpts {
-    let list = |k: &str| -> Vec<String> {
-        call[k]
-            .as_array()
-            .map(|a| a.iter().map(|r| r.as_str().unwrap().to_owned()).collect())
-            .unwrap_or_default()
-    };
-    let rooms = if call.get("op").is_some() && call["op"] != "emitWithAck" {
-        list("in")
-    } else {
-        list("rooms")
-    };
-    let flags = &call["flags"];
-    BroadcastOpts {
-        rooms,
-        except: list("except"),
-        flags: Some(BroadcastFlags {
-            volatile: flags["volatile"].as_bool(),
-            timeout: flags["timeout"].as_u64(),
-            ..Default::default()
-        }),
     }
 }
 
@@ -200,9 +119,9 @@ fn every_captured_pubsub_payload_decodes_and_encodes_to_the_same_bytes() {
     for s in f["steps"].as_array().unwrap() {
         for p in s["pubsub"].as_array().unwrap() {
             let bytes = unhex(p["hex"].as_str().unwrap());
-            let msg = Message::from_pubsub(&bytes).unwrap_or_else(|e| panic!("{p}: {e}"));
+            let msg = Message::decode_msgpack(&bytes).unwrap_or_else(|e| panic!("{p}: {e}"));
             assert!(msg.body.is_ephemeral());
-            assert_eq!(hex(&msg.to_pubsub()), p["hex"], "step {}", s["name"]);
+            assert_eq!(hex(&msg.encode_msgpack()), p["hex"], "step {}", s["name"]);
             // Requests on the public channel, responses on the requester's.
             let channel = p["channel"].as_str().unwrap();
             let requester = uid(&f, "A");
@@ -221,7 +140,7 @@ fn every_captured_pubsub_payload_decodes_and_encodes_to_the_same_bytes() {
 /// The decoded message of the step's `i`th pub/sub payload.
 fn pubsub(s: &Value, i: usize) -> (Message, String) {
     let h = s["pubsub"][i]["hex"].as_str().unwrap().to_owned();
-    (Message::from_pubsub(&unhex(&h)).unwrap(), h)
+    (Message::decode_msgpack(&unhex(&h)).unwrap(), h)
 }
 
 #[test]
@@ -244,7 +163,7 @@ fn our_requests_and_responses_are_the_package_bytes() {
         },
         vec![],
     );
-    assert_eq!(hex(&ours.to_pubsub()), pubsub(&s, 0).1);
+    assert_eq!(hex(&ours.encode_msgpack()), pubsub(&s, 0).1);
 
     let s = step(&f, "server-side-emit-with-ack");
     let (theirs, bytes) = pubsub(&s, 0);
@@ -258,7 +177,7 @@ fn our_requests_and_responses_are_the_package_bytes() {
         },
         vec![],
     );
-    assert_eq!(hex(&ours.to_pubsub()), bytes);
+    assert_eq!(hex(&ours.encode_msgpack()), bytes);
     let answer = msg(
         &b,
         Body::ServerSideEmitResponse {
@@ -267,7 +186,7 @@ fn our_requests_and_responses_are_the_package_bytes() {
         },
         vec![],
     );
-    assert_eq!(hex(&answer.to_pubsub()), pubsub(&s, 1).1);
+    assert_eq!(hex(&answer.encode_msgpack()), pubsub(&s, 1).1);
 
     let s = step(&f, "fetch-sockets");
     let (theirs, bytes) = pubsub(&s, 0);
@@ -280,7 +199,7 @@ fn our_requests_and_responses_are_the_package_bytes() {
         },
         vec![],
     );
-    assert_eq!(hex(&ours.to_pubsub()), bytes);
+    assert_eq!(hex(&ours.encode_msgpack()), bytes);
     let Body::FetchSocketsResponse {
         request_id,
         sockets,
@@ -316,7 +235,7 @@ fn our_requests_and_responses_are_the_package_bytes() {
             },
             attachments,
         );
-        assert_eq!(hex(&ours.to_pubsub()), bytes, "{name}");
+        assert_eq!(hex(&ours.encode_msgpack()), bytes, "{name}");
         let count = msg(
             &b,
             Body::BroadcastClientCount {
@@ -325,7 +244,7 @@ fn our_requests_and_responses_are_the_package_bytes() {
             },
             vec![],
         );
-        assert_eq!(hex(&count.to_pubsub()), pubsub(&s, 1).1, "{name}");
+        assert_eq!(hex(&count.encode_msgpack()), pubsub(&s, 1).1, "{name}");
         let ack = msg(
             &b,
             Body::BroadcastAck {
@@ -334,7 +253,7 @@ fn our_requests_and_responses_are_the_package_bytes() {
             },
             client_ack.1,
         );
-        assert_eq!(hex(&ack.to_pubsub()), pubsub(&s, 2).1, "{name}");
+        assert_eq!(hex(&ack.encode_msgpack()), pubsub(&s, 2).1, "{name}");
     }
 }
 
@@ -425,21 +344,28 @@ fn malformed_input_is_an_error_not_a_panic() {
             .collect(),
     };
     assert_eq!(
-        Message::from_entry(&e(&[("uid", "u"), ("nsp", "/"), ("type", "2")])),
-        Err(StreamsDecodeError::UnknownType(2))
+        Message::from_entry(&e(&[("uid", "u"), ("nsp", "/"), ("type", "14")])),
+        Err(DecodeError::UnknownType(14))
+    );
+    // A heartbeat has no data; 0.3.x never writes one, and ignores it.
+    assert_eq!(
+        Message::from_entry(&e(&[("uid", "u"), ("nsp", "/"), ("type", "2")]))
+            .unwrap()
+            .body,
+        Body::Heartbeat
     );
     assert!(Message::from_entry(&e(&[("uid", "u"), ("type", "3")])).is_err());
     assert_eq!(
         Message::from_entry(&e(&[("nsp", "/"), ("type", "3"), ("data", "{nope")])),
-        Err(StreamsDecodeError::Json)
+        Err(DecodeError::Json)
     );
     assert_eq!(
         Message::from_entry(&e(&[("nsp", "/"), ("type", "3"), ("data", "!!")])),
-        Err(StreamsDecodeError::Base64)
+        Err(DecodeError::Base64)
     );
     assert!(Message::from_entry(&e(&[("nsp", "/"), ("type", "3"), ("data", "{}")])).is_err());
-    assert!(Message::from_pubsub(b"\x93\x01").is_err());
-    assert!(Message::from_pubsub(&[0x81, 0xa4, b't', b'y', b'p', b'e', 0x0d]).is_err());
+    assert!(Message::decode_msgpack(b"\x93\x01").is_err());
+    assert!(Message::decode_msgpack(&[0x81, 0xa4, b't', b'y', b'p', b'e', 0x0e]).is_err());
     assert!(SessionRecord::decode("gA==").is_err());
 }
 
