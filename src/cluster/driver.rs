@@ -72,16 +72,16 @@ pub struct DriverStats {
 }
 
 #[derive(Default)]
-struct Counters {
-    published: AtomicU64,
-    publish_failures: AtomicU64,
-    dropped: AtomicU64,
-    received: AtomicU64,
-    reconnects: AtomicU64,
+pub(super) struct Counters {
+    pub(super) published: AtomicU64,
+    pub(super) publish_failures: AtomicU64,
+    pub(super) dropped: AtomicU64,
+    pub(super) received: AtomicU64,
+    pub(super) reconnects: AtomicU64,
 }
 
 impl Counters {
-    fn snapshot(&self) -> DriverStats {
+    pub(super) fn snapshot(&self) -> DriverStats {
         DriverStats {
             published: self.published.load(Ordering::Relaxed),
             publish_failures: self.publish_failures.load(Ordering::Relaxed),
@@ -100,17 +100,39 @@ struct Routes {
 }
 
 /// The publish queue's capacity: about a second of heavy traffic.
-const PUBLISH_QUEUE: usize = 65_536;
+pub(super) const PUBLISH_QUEUE: usize = 65_536;
 /// The most PUBLISHes sent in one pipeline.
 const PUBLISH_BATCH: usize = 512;
-const PING_EVERY: Duration = Duration::from_secs(5);
-const BACKOFF_MIN: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
+pub(super) const PING_EVERY: Duration = Duration::from_secs(5);
+pub(super) const BACKOFF_MIN: Duration = Duration::from_millis(100);
+pub(super) const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// A message on its way to the publisher, with its metric label (`broadcast`,
+/// `request`, `response`).
+pub(super) struct Outgoing {
+    pub(super) channel: String,
+    pub(super) payload: Vec<u8>,
+    pub(super) kind: &'static str,
+}
+
+/// Queues `message` for the publisher without waiting; a full queue (Redis away for
+/// long) drops it, counted, with a warning at each power of two.
+pub(super) fn enqueue(tx: &mpsc::Sender<Outgoing>, counters: &Counters, message: Outgoing) {
+    if tx.try_send(message).is_err() {
+        let n = counters.dropped.fetch_add(1, Ordering::Relaxed);
+        if n.is_power_of_two() {
+            tracing::warn!(
+                dropped = n + 1,
+                "cluster publish queue full (is Redis down?): dropping messages"
+            );
+        }
+    }
+}
 
 /// The production driver: dedicated publisher and subscriber connections. See the
 /// module docs.
 pub struct LiveDriver {
-    publish_tx: mpsc::Sender<(String, Vec<u8>)>,
+    publish_tx: mpsc::Sender<Outgoing>,
     subscribe_tx: mpsc::UnboundedSender<()>,
     routes: Arc<RwLock<Routes>>,
     commands: RedisConn,
@@ -146,7 +168,12 @@ impl LiveDriver {
         let commands = RedisConn::connect(target.clone(), config).await?;
         let counters = Arc::new(Counters::default());
         let (publish_tx, publish_rx) = mpsc::channel(PUBLISH_QUEUE);
-        tokio::spawn(publisher(publish_rx, commands.clone(), counters.clone()));
+        tokio::spawn(publisher(
+            "PUBLISH",
+            publish_rx,
+            commands.clone(),
+            counters.clone(),
+        ));
         let routes = Arc::new(RwLock::new(Routes::default()));
         let (subscribe_tx, subscribe_rx) = mpsc::unbounded_channel();
         tokio::spawn(subscriber(
@@ -169,15 +196,13 @@ impl LiveDriver {
 
 impl RedisDriver for LiveDriver {
     fn publish(&self, channel: String, payload: Vec<u8>) {
-        if self.publish_tx.try_send((channel, payload)).is_err() {
-            let n = self.counters.dropped.fetch_add(1, Ordering::Relaxed);
-            if n.is_power_of_two() {
-                tracing::warn!(
-                    dropped = n + 1,
-                    "cluster publish queue full (is Redis down?): dropping messages"
-                );
-            }
-        }
+        let kind = crate::metrics::cluster_message_type(&channel);
+        let message = Outgoing {
+            channel,
+            payload,
+            kind,
+        };
+        enqueue(&self.publish_tx, &self.counters, message);
     }
 
     fn num_sub(&self, channel: String) -> BoxFuture<Result<usize, DriverError>> {
@@ -219,9 +244,11 @@ impl RedisDriver for LiveDriver {
     }
 }
 
-/// Drains the publish queue, pipelining whatever is queued.
-async fn publisher(
-    mut rx: mpsc::Receiver<(String, Vec<u8>)>,
+/// Drains the publish queue, pipelining whatever is queued as `command`s (`PUBLISH`,
+/// or `SPUBLISH` for the sharded adapter).
+pub(super) async fn publisher(
+    command: &'static str,
+    mut rx: mpsc::Receiver<Outgoing>,
     mut conn: RedisConn,
     counters: Arc<Counters>,
 ) {
@@ -229,15 +256,14 @@ async fn publisher(
     let mut failing = false;
     while rx.recv_many(&mut batch, PUBLISH_BATCH).await > 0 {
         let mut pipe = redis::pipe();
-        // Messages per type: [broadcast, request, response].
-        let mut by_type = [0u64; 3];
-        for (channel, payload) in &batch {
-            pipe.cmd("PUBLISH").arg(channel).arg(payload).ignore();
-            by_type[match crate::metrics::cluster_message_type(channel) {
-                "request" => 1,
-                "response" => 2,
-                _ => 0,
-            }] += 1;
+        // Messages per metric label, in first-seen order.
+        let mut by_kind: Vec<(&'static str, u64)> = Vec::with_capacity(3);
+        for m in &batch {
+            pipe.cmd(command).arg(&m.channel).arg(&m.payload).ignore();
+            match by_kind.iter_mut().find(|(k, _)| *k == m.kind) {
+                Some((_, n)) => *n += 1,
+                None => by_kind.push((m.kind, 1)),
+            }
         }
         let n = batch.len() as u64;
         batch.clear();
@@ -245,13 +271,8 @@ async fn publisher(
             Ok(()) => {
                 counters.published.fetch_add(n, Ordering::Relaxed);
                 let metrics = crate::metrics::cluster();
-                for (t, n) in ["broadcast", "request", "response"]
-                    .into_iter()
-                    .zip(by_type)
-                {
-                    if n > 0 {
-                        metrics.published(t, n);
-                    }
+                for (kind, n) in by_kind {
+                    metrics.published(kind, n);
                 }
                 if failing {
                     failing = false;
@@ -410,6 +431,8 @@ fn route(routes: &RwLock<Routes>, msg: &redis::Msg) {
 
 /// An in-memory stand-in for Redis pub/sub, for tests: several [`MemoryDriver`]s on one
 /// bus behave like nodes on one Redis. Patterns must be `prefix*` (all the adapter uses).
+/// Sharded channels (the [`ShardedDriver`](super::sharded_driver::ShardedDriver) side)
+/// are a namespace of their own, as in Redis.
 #[derive(Clone)]
 pub struct MemoryBus {
     inner: Arc<BusInner>,
@@ -417,7 +440,8 @@ pub struct MemoryBus {
 
 struct BusInner {
     subs: Mutex<Vec<BusSub>>,
-    tx: mpsc::UnboundedSender<(String, Vec<u8>)>,
+    /// (channel, payload, sharded)
+    tx: mpsc::UnboundedSender<(String, Vec<u8>, bool)>,
     next_id: AtomicU64,
     /// While false, publishes are lost (a simulated outage).
     up: std::sync::atomic::AtomicBool,
@@ -425,6 +449,8 @@ struct BusInner {
 
 struct BusSub {
     driver: u64,
+    /// SSUBSCRIBEd (sharded) rather than (P)SUBSCRIBEd.
+    shard: bool,
     patterns: Vec<String>,
     channels: Vec<String>,
     sink: Weak<dyn MessageSink>,
@@ -440,7 +466,7 @@ impl MemoryBus {
     /// A bus whose deliveries run on a task of the current tokio runtime, in publish
     /// order (as one Redis delivers them).
     pub fn new() -> Self {
-        let (tx, mut rx) = mpsc::unbounded_channel::<(String, Vec<u8>)>();
+        let (tx, mut rx) = mpsc::unbounded_channel::<(String, Vec<u8>, bool)>();
         let inner = Arc::new(BusInner {
             subs: Mutex::default(),
             tx,
@@ -449,12 +475,13 @@ impl MemoryBus {
         });
         let weak = Arc::downgrade(&inner);
         tokio::spawn(async move {
-            while let Some((channel, payload)) = rx.recv().await {
+            while let Some((channel, payload, shard)) = rx.recv().await {
                 let Some(bus) = weak.upgrade() else { return };
                 let sinks: Vec<_> = bus
                     .subs
                     .lock_unpoisoned()
                     .iter()
+                    .filter(|s| s.shard == shard)
                     .filter(|s| {
                         s.channels.contains(&channel)
                             || s.patterns
@@ -484,6 +511,19 @@ impl MemoryBus {
     pub fn set_up(&self, up: bool) {
         self.inner.up.store(up, Ordering::Relaxed);
     }
+
+    /// The sharded channels someone listens on, sorted (`PUBSUB SHARDCHANNELS`).
+    pub fn shard_channels(&self) -> Vec<String> {
+        let subs = self.inner.subs.lock_unpoisoned();
+        let mut all: Vec<String> = subs
+            .iter()
+            .filter(|s| s.shard && s.sink.strong_count() > 0)
+            .flat_map(|s| s.channels.iter().cloned())
+            .collect();
+        all.sort();
+        all.dedup();
+        all
+    }
 }
 
 /// One node's connection to a [`MemoryBus`].
@@ -493,8 +533,9 @@ pub struct MemoryDriver {
     counters: Counters,
 }
 
-impl RedisDriver for MemoryDriver {
-    fn publish(&self, channel: String, payload: Vec<u8>) {
+impl MemoryDriver {
+    /// PUBLISH (`shard` false) or SPUBLISH (true).
+    pub(super) fn bus_publish(&self, channel: String, payload: Vec<u8>, shard: bool) {
         if !self.bus.up.load(Ordering::Relaxed) {
             self.counters
                 .publish_failures
@@ -502,10 +543,15 @@ impl RedisDriver for MemoryDriver {
             return;
         }
         self.counters.published.fetch_add(1, Ordering::Relaxed);
-        let _ = self.bus.tx.send((channel, payload));
+        let _ = self.bus.tx.send((channel, payload, shard));
     }
 
-    fn num_sub(&self, channel: String) -> BoxFuture<Result<usize, DriverError>> {
+    /// NUMSUB or SHARDNUMSUB: how many drivers (nodes) listen on `channel`.
+    pub(super) fn bus_num_sub(
+        &self,
+        channel: String,
+        shard: bool,
+    ) -> BoxFuture<Result<usize, DriverError>> {
         let bus = self.bus.clone();
         Box::pin(async move {
             if !bus.up.load(Ordering::Relaxed) {
@@ -514,21 +560,53 @@ impl RedisDriver for MemoryDriver {
             let subs = bus.subs.lock_unpoisoned();
             let mut drivers: Vec<u64> = subs
                 .iter()
-                .filter(|s| s.channels.contains(&channel) && s.sink.strong_count() > 0)
+                .filter(|s| s.shard == shard && s.sink.strong_count() > 0)
+                .filter(|s| s.channels.contains(&channel))
                 .map(|s| s.driver)
                 .collect();
+            drivers.sort_unstable();
             drivers.dedup();
             Ok(drivers.len())
         })
     }
 
-    fn subscribe(&self, patterns: Vec<String>, channels: Vec<String>, sink: Weak<dyn MessageSink>) {
+    pub(super) fn bus_subscribe(
+        &self,
+        patterns: Vec<String>,
+        channels: Vec<String>,
+        sink: Weak<dyn MessageSink>,
+        shard: bool,
+    ) {
         self.bus.subs.lock_unpoisoned().push(BusSub {
             driver: self.id,
+            shard,
             patterns,
             channels,
             sink,
         });
+    }
+
+    /// SUNSUBSCRIBE: this driver stops listening on `channels` (sharded only).
+    pub(super) fn bus_shard_unsubscribe(&self, channels: &[String]) {
+        let mut subs = self.bus.subs.lock_unpoisoned();
+        for sub in subs.iter_mut().filter(|s| s.driver == self.id && s.shard) {
+            sub.channels.retain(|c| !channels.contains(c));
+        }
+        subs.retain(|s| !s.channels.is_empty() || !s.patterns.is_empty());
+    }
+}
+
+impl RedisDriver for MemoryDriver {
+    fn publish(&self, channel: String, payload: Vec<u8>) {
+        self.bus_publish(channel, payload, false)
+    }
+
+    fn num_sub(&self, channel: String) -> BoxFuture<Result<usize, DriverError>> {
+        self.bus_num_sub(channel, false)
+    }
+
+    fn subscribe(&self, patterns: Vec<String>, channels: Vec<String>, sink: Weak<dyn MessageSink>) {
+        self.bus_subscribe(patterns, channels, sink, false)
     }
 
     fn stats(&self) -> DriverStats {

@@ -22,5 +22,7 @@
 pub mod driver;
 pub mod emitter;
 pub mod redis;
+pub mod redis_sharded;
 pub mod redis_streams;
+pub mod sharded_driver;
 pub mod wire;

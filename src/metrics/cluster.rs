@@ -126,7 +126,12 @@ impl ClusterMetrics {
 
     /// A message Redis delivered on `channel`.
     pub fn received(&self, channel: &str) {
-        let r#type = cluster_message_type(channel);
+        self.received_of(cluster_message_type(channel));
+    }
+
+    /// A message of `type` delivered here, for adapters whose channel names do not say
+    /// it (the sharded adapter's namespace channel carries requests and broadcasts).
+    pub fn received_of(&self, r#type: &'static str) {
         self.received.get_or_create(&TypeLabels { r#type }).inc();
     }
 

@@ -176,11 +176,15 @@ impl Namespace {
     }
 
     pub(crate) fn insert_socket(&self, socket: SocketRef) {
-        self.sockets_write().insert(socket.id, socket);
+        let sid = socket.id;
+        self.sockets_write().insert(sid, socket);
+        self.adapter.own_room(sid, true);
     }
 
     pub(crate) fn remove_socket(&self, sid: Sid) {
-        self.sockets_write().remove(&sid);
+        if self.sockets_write().remove(&sid).is_some() {
+            self.adapter.own_room(sid, false);
+        }
     }
 
     pub fn get_socket(&self, sid: &Sid) -> Option<SocketRef> {

@@ -14,7 +14,8 @@
 //!
 //! The contract also carries what the adapters to come need: the number of nodes
 //! ([`Adapter::server_count`]), room lifecycle events for per-room subscriptions
-//! ([`RoomEvent`], through [`LocalAdapter::with_room_listener`]), and connection state
+//! ([`RoomEvent`], through [`LocalAdapter::with_room_listener`], and [`Adapter::own_room`]
+//! for the sockets' own-id rooms, which the index does not keep), and connection state
 //! recovery: an adapter that can recover sessions stamps each replayable broadcast with
 //! an offset ([`Adapter::broadcast`]), keeps disconnected sessions
 //! ([`Adapter::persist_session`]) and hands them back with the packets they missed
@@ -94,6 +95,12 @@ pub trait Adapter: Send + Sync + 'static {
     fn del(&self, sid: Sid, room: &str) {
         self.local().del(sid, room)
     }
+
+    /// Socket `sid` of this node entered the namespace (`present`) or left it: Node's
+    /// join and leave of the socket's own-id room, which the room index does not store
+    /// (see [`RoomEvent`]). An adapter that listens per private room follows it (the
+    /// sharded adapter in `dynamic-private` mode).
+    fn own_room(&self, _sid: Sid, _present: bool) {}
 
     /// Sends `packet` to the targets of `opts`; returns how many sockets of this node it
     /// was queued for. An adapter that recovers sessions appends the packet's offset as
