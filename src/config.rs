@@ -5,6 +5,7 @@
 //! checks what types alone cannot and names the offending setting in its error.
 
 pub use crate::handlers::bench::LoadtestNamespace;
+use crate::protocol::cluster_sharded::SubscriptionMode;
 use crate::protocol::engineio::TransportKind;
 use crate::ratelimit::Rule;
 use crate::redis_client::RedisArgs;
@@ -442,10 +443,23 @@ fn recovery(a: &ServeArgs) -> Result<Option<RecoveryOptions>, ConfigError> {
 #[derive(clap::Args, Debug, Clone)]
 pub struct ClusterArgs {
     /// Cluster adapter, with Redis configured: `redis` (pub/sub, @socket.io/redis-adapter
-    /// 8.x) or `redis-streams` (@socket.io/redis-streams-adapter 0.3.x: streams keep
-    /// broadcasts and sessions, so connection state recovery works across nodes).
+    /// 8.x), `redis-streams` (@socket.io/redis-streams-adapter 0.3.x: streams keep
+    /// broadcasts and sessions, so connection state recovery works across nodes) or
+    /// `redis-sharded` (sharded pub/sub of Redis 7, createShardedAdapter of
+    /// @socket.io/redis-adapter 8.3).
     #[arg(long, env = "ADAPTER", default_value = "redis", value_enum)]
     pub adapter: AdapterKind,
+
+    /// Which channels the redis-sharded adapter uses (`subscriptionMode`): `static` (two
+    /// per namespace), `dynamic` (also one per public room, listened to by the nodes that
+    /// have it) or `dynamic-private` (also one per socket). Every node must agree.
+    #[arg(
+        long,
+        env = "REDIS_SHARDED_SUBSCRIPTION_MODE",
+        default_value = "dynamic",
+        value_enum
+    )]
+    pub redis_sharded_subscription_mode: ShardedMode,
 
     /// Stream key of the redis-streams adapter (`streamName`), or the prefix of
     /// `<name>-<i>` with several streams.
@@ -476,6 +490,25 @@ pub struct ClusterArgs {
 pub enum AdapterKind {
     Redis,
     RedisStreams,
+    RedisSharded,
+}
+
+/// `--redis-sharded-subscription-mode`'s values (the package's `subscriptionMode`).
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShardedMode {
+    Static,
+    Dynamic,
+    DynamicPrivate,
+}
+
+impl From<ShardedMode> for SubscriptionMode {
+    fn from(m: ShardedMode) -> Self {
+        match m {
+            ShardedMode::Static => SubscriptionMode::Static,
+            ShardedMode::Dynamic => SubscriptionMode::Dynamic,
+            ShardedMode::DynamicPrivate => SubscriptionMode::DynamicPrivate,
+        }
+    }
 }
 
 /// The cluster adapter a node uses when Redis is configured.
@@ -485,6 +518,8 @@ pub enum AdapterChoice {
     Redis,
     /// Streams, the format of `@socket.io/redis-streams-adapter` 0.3.x.
     RedisStreams(StreamsSettings),
+    /// Sharded pub/sub, the format of `createShardedAdapter` (redis-adapter 8.3).
+    RedisSharded(SubscriptionMode),
 }
 
 /// The redis-streams adapter's validated settings.
@@ -502,10 +537,19 @@ fn adapter_choice(a: &ClusterArgs, has_redis: bool) -> Result<AdapterChoice, Con
         return Ok(AdapterChoice::Redis);
     }
     if !has_redis {
+        let name = match a.adapter {
+            AdapterKind::RedisSharded => "redis-sharded",
+            _ => "redis-streams",
+        };
         return Err(invalid(
             "adapter",
             "ADAPTER",
-            "redis-streams needs Redis: set --redis-url (REDIS_URL) or --redis-host",
+            format!("{name} needs Redis: set --redis-url (REDIS_URL) or --redis-host"),
+        ));
+    }
+    if a.adapter == AdapterKind::RedisSharded {
+        return Ok(AdapterChoice::RedisSharded(
+            a.redis_sharded_subscription_mode.into(),
         ));
     }
     let name = a.redis_streams_name.trim();
@@ -812,6 +856,45 @@ mod tests {
             let err = with(&["--adapter", "redis-streams", flag, value]).unwrap_err();
             assert!(err.contains(flag), "{flag} {value:?} -> {err}");
         }
+    }
+
+    #[test]
+    fn the_sharded_adapter_needs_redis_and_takes_a_subscription_mode() {
+        let redis = ["--redis-url", "redis://127.0.0.1:6379"];
+        let with = |extra: &[&str]| {
+            let mut argv = redis.to_vec();
+            argv.extend_from_slice(extra);
+            parse(&argv)
+        };
+        assert_eq!(
+            with(&["--adapter", "redis-sharded"]).unwrap().adapter,
+            AdapterChoice::RedisSharded(SubscriptionMode::Dynamic)
+        );
+        for (value, mode) in [
+            ("static", SubscriptionMode::Static),
+            ("dynamic-private", SubscriptionMode::DynamicPrivate),
+        ] {
+            let argv = [
+                "--adapter",
+                "redis-sharded",
+                "--redis-sharded-subscription-mode",
+                value,
+            ];
+            assert_eq!(
+                with(&argv).unwrap().adapter,
+                AdapterChoice::RedisSharded(mode)
+            );
+        }
+        let err = parse(&["--adapter", "redis-sharded"]).unwrap_err();
+        assert!(err.contains("redis-sharded needs Redis"), "{err}");
+        let err = with(&[
+            "--adapter",
+            "redis-sharded",
+            "--redis-sharded-subscription-mode",
+            "sometimes",
+        ])
+        .unwrap_err();
+        assert!(err.contains("--redis-sharded-subscription-mode"), "{err}");
     }
 
     #[test]

@@ -26,6 +26,7 @@ use super::driver::{
     enqueue, publisher, Counters, DriverError, DriverStats, MemoryDriver, MessageSink, Outgoing,
     BACKOFF_MAX, BACKOFF_MIN, PING_EVERY, PUBLISH_QUEUE,
 };
+use crate::redis_client::{RedisConn, RedisTarget};
 use crate::server::BoxFuture;
 use crate::sync::RwLockExt as _;
 use redis::{PushInfo, PushKind};
@@ -66,22 +67,24 @@ pub struct LiveShardedDriver {
     publish_tx: mpsc::Sender<Outgoing>,
     wake: mpsc::UnboundedSender<()>,
     routes: Routes,
-    commands: redis::aio::ConnectionManager,
+    commands: RedisConn,
     timeout: Duration,
     counters: Arc<Counters>,
 }
 
 impl LiveShardedDriver {
-    /// [`LiveShardedDriver::connect_client`] on a plain URL; for tools and tests.
+    /// [`LiveShardedDriver::connect_to`] a plain URL; for tools and tests.
     pub async fn connect(url: &str, timeout: Duration) -> Result<Arc<Self>, redis::RedisError> {
-        Self::connect_client(redis::Client::open(url)?, timeout).await
+        let target = RedisTarget::Single(Box::new(redis::Client::open(url)?));
+        Self::connect_to(target, timeout).await
     }
 
     /// Connects the command connection (fails when Redis is unreachable at startup) and
-    /// starts the publisher and the subscriber. Every connection is made from `client`
-    /// (the subscriber's switched to RESP3), so TLS settings apply to all.
-    pub async fn connect_client(
-        client: redis::Client,
+    /// starts the publisher and the subscriber. Every connection is made from `target`
+    /// (the subscriber's switched to RESP3), so TLS settings apply to all and, behind
+    /// Sentinel, a reconnect goes to the current master.
+    pub async fn connect_to(
+        target: RedisTarget,
         timeout: Duration,
     ) -> Result<Arc<Self>, redis::RedisError> {
         let config = redis::aio::ConnectionManagerConfig::new()
@@ -89,8 +92,7 @@ impl LiveShardedDriver {
             .set_response_timeout(Some(timeout))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_secs(2));
-        let resp3 = resp3(&client)?;
-        let commands = redis::aio::ConnectionManager::new_with_config(client, config).await?;
+        let commands = RedisConn::connect(target.clone(), config).await?;
         let counters = Arc::new(Counters::default());
         let (publish_tx, publish_rx) = mpsc::channel(PUBLISH_QUEUE);
         tokio::spawn(publisher(
@@ -102,7 +104,7 @@ impl LiveShardedDriver {
         let routes = Routes::default();
         let (wake, wake_rx) = mpsc::unbounded_channel();
         let subscriber = Subscriber {
-            client: resp3,
+            target,
             timeout,
             routes: routes.clone(),
             counters: counters.clone(),
@@ -185,7 +187,7 @@ impl ShardedDriver for LiveShardedDriver {
 
 /// The subscriber task's state. See the module docs.
 struct Subscriber {
-    client: redis::Client,
+    target: RedisTarget,
     timeout: Duration,
     routes: Routes,
     counters: Arc<Counters>,
@@ -236,11 +238,13 @@ impl Subscriber {
             .set_connection_timeout(Some(self.timeout))
             .set_response_timeout(Some(self.timeout))
             .set_push_sender(push_tx);
-        let mut conn = match self
-            .client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-        {
+        let connect = async {
+            let client = resp3(&self.target.client().await?)?;
+            client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await
+        };
+        let mut conn = match connect.await {
             Ok(conn) => conn,
             Err(e) => return Ended::Lost(e.to_string()),
         };

@@ -15,8 +15,9 @@
 //! Local sockets are served from memory at once and the cluster copy is queued for the
 //! driver's publisher, so a Redis outage never blocks or fails a local emit: the remote
 //! copies are lost (counted and logged by the driver), and the subscriber resubscribes
-//! every channel once Redis is back. During an outage the server count falls back to 1,
-//! so requests answer with this node's part.
+//! every channel once Redis is back. During an outage the server count falls back to 1
+//! (a broadcast with acks completes with this node's answers), and requests that wait
+//! for other nodes (fetchSockets, serverSideEmit with acks) fail, naming Redis.
 //!
 //! Where this differs from the package, invisibly on the wire: `socketsJoin`,
 //! `socketsLeave` and `disconnectSockets` act on local sockets even when the publish
