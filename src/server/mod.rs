@@ -265,6 +265,10 @@ pub async fn run_with_routes(
         ),
     }
     flush_adapters(&io).await;
+    // Then leave the cluster, as Node's `io.close()` closes each namespace's adapter.
+    for ns in io.namespaces() {
+        ns.adapter().close();
+    }
 }
 
 /// How long a stopping node waits for its adapters' writes after the drain.

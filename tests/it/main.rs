@@ -19,6 +19,7 @@ mod recovery;
 mod recovery_cluster;
 mod reference_server;
 mod sentinel;
+mod sharded;
 mod socketio;
 mod store;
 mod streams;
