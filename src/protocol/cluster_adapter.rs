@@ -209,7 +209,7 @@ impl Body {
     /// `data` with its keys in the order the packages' objects have them; `None` for
     /// the messages that have no `data`.
     pub(crate) fn to_json(&self) -> Option<Value> {
-        Some(match self {
+        let data = match self {
             Body::Broadcast {
                 packet,
                 opts,
@@ -250,8 +250,8 @@ impl Body {
                 client_count,
             } => json!({ "requestId": request_id, "clientCount": client_count }),
             Body::InitialHeartbeat | Body::Heartbeat | Body::AdapterClose => return None,
-        })
-        .map(js_numbers)
+        };
+        Some(js_numbers(data))
     }
 
     /// The body of a message of type `kind` whose `data` is `d` (`Null` when absent).
