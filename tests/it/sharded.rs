@@ -466,3 +466,74 @@ async fn a_redis_restart_never_holds_back_local_delivery() {
         node.server.stop().await;
     }
 }
+
+/// Two real `realtime-server` processes started with `--adapter redis-sharded`: what a
+/// client of one publishes to a room reaches a client of the other, on the room's
+/// channel (dynamic mode, the default).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_processes_run_on_sharded_pubsub_when_asked() {
+    use crate::common::app::{random, TempDir};
+    use crate::common::node::NodeProcess;
+    use crate::common::sio::SioClient;
+    let redis = RedisServer::start();
+    let secret = random("secret");
+    let redis_url = redis.url();
+    let mut nodes = Vec::new();
+    let mut dbs = Vec::new();
+    for id in ["sharded-a", "sharded-b"] {
+        let db = TempDir::new(id);
+        let database = db.sqlite_url();
+        let args = [
+            "--redis-url",
+            redis_url.as_str(),
+            "--adapter",
+            "redis-sharded",
+            "--database-url",
+            database.as_str(),
+            "--loadtest-namespace",
+            "--log-level",
+            "warn",
+        ];
+        nodes.push(NodeProcess::start(id, &args, &[("NEXTAUTH_SECRET", secret.as_str())]).await);
+        dbs.push(db);
+    }
+    let watcher = LiveShardedDriver::connect(&redis_url, Duration::from_millis(500))
+        .await
+        .unwrap();
+    for _ in 0..300 {
+        let n = watcher.shard_num_sub("socket.io#/bench#".into()).await;
+        if n.unwrap_or(0) >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut on_a = SioClient::connect(nodes[0].addr, &secret, "user-a", "/bench").await;
+    let mut on_b = SioClient::connect(nodes[1].addr, &secret, "user-b", "/bench").await;
+    for client in [&mut on_a, &mut on_b] {
+        assert_eq!(
+            client.call("join", json!({"room": "R"})).await,
+            json!({"ok": true})
+        );
+    }
+    wait_channels(
+        &redis_url,
+        "socket.io#/bench#bench:R#",
+        &["socket.io#/bench#bench:R#"],
+    )
+    .await;
+    for _ in 0..100 {
+        let n = watcher
+            .shard_num_sub("socket.io#/bench#bench:R#".into())
+            .await;
+        if n == Ok(2) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let sent = json!({"room": "R", "seq": 1});
+    assert_eq!(
+        on_a.call("publish", sent.clone()).await,
+        json!({"ok": true})
+    );
+    assert_eq!(on_b.event("message").await, sent);
+}
