@@ -307,16 +307,18 @@ fn attach_and_replay(
     session.send_all(found.missed.into_iter().flatten());
     let rooms = found.session.rooms;
     let mut registered = false;
-    let late = ns.adapter().attach_restored(&rooms, found.resume, &mut || {
-        registered = session.data.register(socket, ns);
-        if registered {
-            for room in &rooms {
-                if **room != *socket.id.as_str() {
-                    socket.join(room.clone());
+    let late = ns
+        .adapter()
+        .attach_restored(&socket.id, &rooms, found.resume, &mut || {
+            registered = session.data.register(socket, ns);
+            if registered {
+                for room in &rooms {
+                    if **room != *socket.id.as_str() {
+                        socket.join(room.clone());
+                    }
                 }
             }
-        }
-    });
+        });
     session.send_all(late.into_iter().flatten());
     registered
 }

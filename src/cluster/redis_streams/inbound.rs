@@ -3,6 +3,7 @@
 //! pub/sub requests and responses — and the local part of its own stream writes.
 
 use super::outbox::Local;
+use super::restoring::Origin;
 use super::RedisStreamsAdapter;
 use crate::cluster::wire::{opts_from_wire, remote_socket_to_wire};
 use crate::protocol::cluster::BroadcastOpts;
@@ -45,6 +46,7 @@ impl RedisStreamsAdapter {
                     data: packet,
                     binary: attachments,
                 };
+                let offset = offset.map(|id| (id, Origin::Stream));
                 self.apply_local(Local::Broadcast(packet, opts_from_wire(opts)), offset);
             }
             Body::Broadcast {
@@ -82,15 +84,25 @@ impl RedisStreamsAdapter {
         }
     }
 
-    /// Acts on this node's sockets; a broadcast is stamped with `offset` first when
-    /// recovery is on and socket.io would store it (`addOffsetIfNecessary`: an EVENT
-    /// without ack id — all broadcasts here — that is not volatile).
-    pub(super) fn apply_local(&self, local: Local, offset: Option<&str>) {
+    /// Acts on this node's sockets. With recovery on, a broadcast with an entry id
+    /// (`offset`, and who applies it) is stamped with it first when socket.io would
+    /// store it (`addOffsetIfNecessary`: an EVENT without ack id — all broadcasts here —
+    /// that is not volatile), and delivered under the restores' lock, leaving out the
+    /// restored sockets that had it replayed (`restoring`).
+    pub(super) fn apply_local(&self, local: Local, offset: Option<(&str, Origin)>) {
         match local {
             Local::Done => {}
-            Local::Broadcast(mut packet, opts) => {
-                if let Some(offset) = offset.filter(|_| self.recovering() && !opts.flags.volatile) {
-                    packet.push_arg(Value::String(offset.to_owned()));
+            Local::Broadcast(mut packet, mut opts) => {
+                let Some((id, origin)) = offset.filter(|_| self.recovering()) else {
+                    self.local.broadcast(packet, &opts);
+                    return;
+                };
+                let mut delivery = self.delivery.lock_unpoisoned();
+                let replayed_to = delivery.applying(id, origin, &packet, &opts);
+                opts.except
+                    .extend(replayed_to.iter().map(|sid| Room::from(sid.as_str())));
+                if !opts.flags.volatile {
+                    packet.push_arg(Value::String(id.to_owned()));
                 }
                 self.local.broadcast(packet, &opts);
             }

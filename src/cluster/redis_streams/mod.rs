@@ -42,6 +42,7 @@ mod outbound;
 mod outbox;
 mod reader;
 mod requests;
+mod restoring;
 mod session;
 pub mod store;
 
@@ -50,7 +51,7 @@ use crate::protocol::cluster_streams::{
     private_channel, public_channel, reader_streams, stream_name, Message,
 };
 use crate::server::adapter::{AckSink, Adapter, AdapterFactory, LocalAdapter, SocketEmitter};
-use crate::sync::{InFlight, RwLockExt as _};
+use crate::sync::{InFlight, MutexExt as _, RwLockExt as _};
 use outbox::Outbox;
 use requests::Requests;
 use std::collections::HashMap;
@@ -106,9 +107,16 @@ pub(crate) struct Shared {
     store: Arc<dyn StreamStore>,
     options: RedisStreamsOptions,
     routes: RwLock<HashMap<String, Weak<RedisStreamsAdapter>>>,
+    /// Where each stream's reader started (the last entry id then): it never applies
+    /// older entries, which a restore must know (`restoring`).
+    reader_from: Mutex<HashMap<String, String>>,
 }
 
 impl Shared {
+    fn reader_from(&self, stream: &str) -> Option<String> {
+        self.reader_from.lock_unpoisoned().get(stream).cloned()
+    }
+
     /// The adapter of namespace `nsp` on this node, if it has one.
     fn route(&self, nsp: &str) -> Option<Arc<RedisStreamsAdapter>> {
         self.routes.read_unpoisoned().get(nsp)?.upgrade()
@@ -135,6 +143,7 @@ impl RedisStreamsFactory {
             store,
             options,
             routes: RwLock::default(),
+            reader_from: Mutex::default(),
         });
         for stream in reader_streams(&shared.options.stream_name, shared.options.stream_count) {
             tokio::spawn(reader::read_loop(Arc::downgrade(&shared), stream));
@@ -182,6 +191,9 @@ pub struct RedisStreamsAdapter {
     /// Queued stream writes and sessions on their way to Redis: what a stopping node
     /// waits for ([`Adapter::flush`](crate::server::adapter::Adapter::flush)).
     in_flight: Arc<InFlight>,
+    /// The lock stamped broadcasts and restored sockets' attaches take, so a restore
+    /// is exact (`restoring`).
+    delivery: Arc<Mutex<restoring::Delivery>>,
 }
 
 /// A uid or request id as socket.io-adapter makes them: 8 random bytes in hex.
@@ -217,6 +229,7 @@ impl RedisStreamsAdapter {
             uid,
             requests: Arc::default(),
             ack_requests: Arc::default(),
+            delivery: Arc::default(),
             shared,
         })
     }

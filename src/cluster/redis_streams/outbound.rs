@@ -4,15 +4,18 @@
 
 use super::outbox::Local;
 use super::requests::Kind;
+use super::restoring::Ticket;
 use super::{random_id, RedisStreamsAdapter};
 use crate::cluster::wire::{opts_to_wire as opts_for_wire, remote_socket_from_wire, rooms_to_wire};
 use crate::protocol::cluster_streams::Body;
 use crate::server::adapter::{
     AckSink, Adapter, AdapterError, BroadcastOptions, BroadcastPacket, LocalAdapter,
-    PersistedSession, RecoveredSession, RemoteSocket,
+    PersistedSession, RecoveredSession, RemoteSocket, Resume,
 };
 use crate::server::{BoxFuture, Room};
+use crate::sid::Sid;
 use crate::sync::{MutexExt as _, RwLockExt as _};
+use crate::transport::Frame;
 use serde_json::Value;
 use std::time::Duration;
 
@@ -192,6 +195,32 @@ impl Adapter for RedisStreamsAdapter {
         offset: &str,
     ) -> BoxFuture<Result<Option<RecoveredSession>, AdapterError>> {
         self.restore(pid, offset)
+    }
+
+    fn attach_restored(
+        &self,
+        sid: &Sid,
+        rooms: &[Room],
+        resume: Option<Resume>,
+        attach: &mut dyn FnMut(),
+    ) -> Vec<Vec<Frame>> {
+        let ticket = match resume {
+            Some(Resume::Ticket(t)) => t.downcast::<Ticket>().ok(),
+            _ => None,
+        };
+        let Some(ticket) = ticket else {
+            attach();
+            return Vec::new();
+        };
+        let reader_from = self.shared.reader_from(&self.stream);
+        let mut delivery = self.delivery.lock_unpoisoned();
+        attach();
+        let late = delivery.attached(&ticket, *sid, rooms, reader_from.as_deref());
+        drop(delivery); // before the ticket, whose drop takes the lock
+        drop(ticket);
+        late.into_iter()
+            .map(|packet| packet.into_frames(&self.nsp, None))
+            .collect()
     }
 
     fn flush(&self) -> BoxFuture<()> {

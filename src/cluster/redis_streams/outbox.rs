@@ -8,6 +8,7 @@
 //! without an id — the other nodes miss that write and no client can replay it, but this
 //! node's clients are served (counted, logged).
 
+use super::restoring::Origin;
 use super::store::{Fields, StreamStore};
 use super::RedisStreamsAdapter;
 use crate::server::adapter::{BroadcastOptions, BroadcastPacket};
@@ -146,7 +147,7 @@ async fn writer(
         match ids {
             Some(ids) => {
                 for (then, id) in thens.into_iter().zip(ids) {
-                    adapter.apply_local(then, Some(&id));
+                    adapter.apply_local(then, Some((&id, Origin::Own)));
                 }
             }
             None => thens

@@ -10,6 +10,7 @@
 
 use super::Shared;
 use crate::protocol::cluster_streams::StreamEntry;
+use crate::sync::MutexExt as _;
 use std::sync::Weak;
 use std::time::Duration;
 
@@ -30,6 +31,10 @@ pub(super) async fn read_loop(shared: Weak<Shared>, stream: String) {
         };
         let result = match &after {
             None => store.last_id(&stream).await.map(|id| {
+                if let Some(shared) = shared.upgrade() {
+                    let mut from = shared.reader_from.lock_unpoisoned();
+                    from.insert(stream.clone(), id.clone());
+                }
                 after = Some(id);
                 Vec::new()
             }),

@@ -7,20 +7,26 @@
 //!   EXEC` (the session is taken) beside `XRANGE <stream> <offset> <offset>` (the offset
 //!   must still be in the stream, not trimmed); then `XRANGE <stream> <next id> +` pages,
 //!   at most 100, keeping this namespace's broadcasts (type `"3"`) that the session's
-//!   rooms would have received, each with its entry id appended.
+//!   rooms would have received, each with its entry id appended;
+//! - unlike the package, the replay is exact: nothing this node applies while it is read
+//!   is lost or sent twice (`restoring`).
 //!
 //! Like the package, the replay filter does not look at the volatile flag: a volatile
 //! broadcast in the stream is replayed (live clients got it without an offset).
 
+use super::restoring::{Origin, Ticket};
 use super::RedisStreamsAdapter;
 use crate::protocol::cluster_streams::{
     is_offset, next_offset, should_include, Body, Message, SessionRecord, StreamEntry,
 };
-use crate::server::adapter::{AdapterError, BroadcastPacket, PersistedSession, RecoveredSession};
+use crate::server::adapter::{
+    AdapterError, BroadcastPacket, PersistedSession, RecoveredSession, Resume,
+};
 use crate::server::{BoxFuture, Room};
 use crate::sid::Sid;
 use crate::transport::Frame;
 use serde_json::Value;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// `RESTORE_SESSION_MAX_XRANGE_CALLS`: a restore reads at most this many pages.
@@ -103,10 +109,13 @@ impl RedisStreamsAdapter {
         if self.options().recovery.is_none() || !is_offset(offset) {
             return Box::pin(async { Ok(None) });
         }
+        // Before the replay is read: what this node applies meanwhile is followed.
+        let mut ticket = Ticket::take(&self.delivery, offset);
         let store = self.shared.store.clone();
         let taken = store.get_del(&self.session_key(pid));
         let known = store.xrange(&self.stream, offset, offset);
-        let (stream, nsp, offset) = (self.stream.clone(), self.nsp.clone(), offset.to_owned());
+        let (stream, nsp, uid) = (self.stream.clone(), self.nsp.clone(), self.uid.clone());
+        let offset = offset.to_owned();
         Box::pin(async move {
             let (raw, known) = futures_util::future::join(taken, known).await;
             let (Some(raw), false) = (raw.map_err(backend)?, known.map_err(backend)?.is_empty())
@@ -129,14 +138,31 @@ impl RedisStreamsAdapter {
                     .map_err(backend)?;
                 let Some(last) = page.last() else { break };
                 after = last.id.clone();
-                missed.extend(page.iter().filter_map(|e| missed_by(&record, &nsp, e)));
+                for entry in &page {
+                    if let Some(frames) = missed_by(&record, &nsp, entry) {
+                        missed.push(frames);
+                        ticket
+                            .replayed
+                            .push((entry.id.clone(), origin(entry, &uid)));
+                    }
+                }
             }
+            ticket.last_seen = after;
             Ok(session_of(record).map(|session| RecoveredSession {
                 session,
                 missed,
-                resume: None,
+                resume: Some(Resume::Ticket(Arc::new(ticket))),
             }))
         })
+    }
+}
+
+/// Who applies `entry` on the node of adapter `uid`.
+fn origin(entry: &StreamEntry, uid: &str) -> Origin {
+    if entry.field("uid") == Some(uid) {
+        Origin::Own
+    } else {
+        Origin::Stream
     }
 }
 

@@ -11,7 +11,6 @@ use crate::server::adapter::{
 };
 use crate::server::{Io, Payload, Room, ServerOptions};
 use crate::sid::Sid;
-use crate::sync::MutexExt as _;
 use crate::transport::Frame;
 use serde_json::{json, Value};
 use std::collections::HashSet;

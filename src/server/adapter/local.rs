@@ -6,7 +6,9 @@
 use super::emitter::{AckEvent, AckSink, RemoteSocket, ServerAck, SocketEmitter};
 use super::recovery::{next_offset, RecoveryLog};
 use super::rooms::{RoomIndex, RoomListener};
-use super::{Adapter, BroadcastOptions, BroadcastPacket, PersistedSession, RecoveredSession};
+use super::{
+    Adapter, BroadcastOptions, BroadcastPacket, PersistedSession, RecoveredSession, Resume,
+};
 use crate::server::Room;
 use crate::sid::Sid;
 use crate::sync::RwLockExt as _;
@@ -170,16 +172,16 @@ impl LocalAdapter {
     pub fn attach_restored(
         &self,
         rooms: &[Room],
-        resume: Option<u64>,
+        resume: Option<Resume>,
         attach: &mut dyn FnMut(),
     ) -> Vec<Vec<Frame>> {
-        let Some(log) = &self.recovery else {
+        let (Some(log), Some(Resume::Log(seq))) = (&self.recovery, resume) else {
             attach();
             return Vec::new();
         };
         let _alone = self.gate.write_unpoisoned();
         attach();
-        resume.map_or_else(Vec::new, |seq| log.since(seq, rooms))
+        log.since(seq, rooms)
     }
 
     /// Keeps `session` in the replay log, when there is one.

@@ -76,9 +76,40 @@ pub struct PersistedSession {
 pub struct RecoveredSession {
     pub session: PersistedSession,
     pub missed: Vec<Vec<crate::transport::Frame>>,
-    /// Where this node's replay log stood when `missed` was taken, for
-    /// [`Adapter::attach_restored`]'s catch-up (`None`: the adapter keeps no log here).
-    pub resume: Option<u64>,
+    /// Where the replay stopped, for [`Adapter::attach_restored`]'s catch-up (`None`:
+    /// nothing to catch up on).
+    pub resume: Option<Resume>,
+}
+
+/// Where a restore's replay stopped: what the same adapter's
+/// [`Adapter::attach_restored`] needs to hand the socket exactly what it has not had.
+#[derive(Clone)]
+pub enum Resume {
+    /// This node's replay log position when `missed` was taken.
+    Log(u64),
+    /// A restore the adapter follows until the attach, in the adapter's own type (a
+    /// shared log, read while this node goes on delivering). Dropping the last clone ends
+    /// it, so a restore that never attaches costs nothing afterwards.
+    Ticket(Arc<dyn std::any::Any + Send + Sync>),
+}
+
+impl std::fmt::Debug for Resume {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Resume::Log(seq) => f.debug_tuple("Log").field(seq).finish(),
+            Resume::Ticket(_) => f.write_str("Ticket"),
+        }
+    }
+}
+
+impl PartialEq for Resume {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Resume::Log(a), Resume::Log(b)) => a == b,
+            (Resume::Ticket(a), Resume::Ticket(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
 }
 
 /// The seam between a namespace and the cluster. See the module docs.
@@ -195,16 +226,16 @@ pub trait Adapter: Send + Sync + 'static {
         Box::pin(async {})
     }
 
-    /// Runs `attach` — which makes a restored socket reachable: registers it and joins
-    /// its rooms — while no broadcast of this node is between being logged and being
-    /// sent, then returns what the replay log kept for `rooms` after `resume`. With
-    /// `missed` from [`Adapter::restore_session`] sent first, every packet reaches the
-    /// socket exactly once: replayed, or live. (Between the restore and the attach the
-    /// server may run middleware: broadcasts then are neither in `missed` nor delivered.)
+    /// Runs `attach` — which makes restored socket `sid` reachable: registers it and
+    /// joins its rooms — while no broadcast of this node is between being logged and
+    /// being sent, then returns what was broadcast to `rooms` after `resume` and is not
+    /// in `missed`. With `missed` from [`Adapter::restore_session`] sent first, every
+    /// packet reaches the socket exactly once: replayed, caught up, or live.
     fn attach_restored(
         &self,
+        _sid: &Sid,
         rooms: &[Room],
-        resume: Option<u64>,
+        resume: Option<Resume>,
         attach: &mut dyn FnMut(),
     ) -> Vec<Vec<crate::transport::Frame>> {
         self.local().attach_restored(rooms, resume, attach)

@@ -12,7 +12,7 @@
 //! buffers): keeping a packet costs no copy and no re-encoding, and a replay sends the
 //! very bytes live clients received, offset included.
 
-use super::{BroadcastOptions, PersistedSession, RecoveredSession};
+use super::{BroadcastOptions, PersistedSession, RecoveredSession, Resume};
 use crate::server::Room;
 use crate::sync::MutexExt as _;
 use crate::transport::Frame;
@@ -147,7 +147,7 @@ impl RecoveryLog {
         Some(RecoveredSession {
             session: kept.session,
             missed,
-            resume: Some(st.last_seq),
+            resume: Some(Resume::Log(st.last_seq)),
         })
     }
 
