@@ -10,7 +10,7 @@ use crate::protocol::cluster::BroadcastOpts;
 use crate::protocol::cluster_streams::{private_channel, Body, Message, StreamEntry};
 use crate::server::adapter::{AckEvent, BroadcastPacket, ServerAck};
 use crate::server::{Payload, Room};
-use crate::sync::MutexExt as _;
+use crate::sync::{MutexExt as _, RwLockExt as _};
 use bytes::Bytes;
 use serde_json::Value;
 
@@ -97,8 +97,11 @@ impl RedisStreamsAdapter {
                     self.local.broadcast(packet, &opts);
                     return;
                 };
-                let mut delivery = self.delivery.lock_unpoisoned();
-                let replayed_to = delivery.applying(id, origin, &packet, &opts);
+                let _not_attaching = self.restore_gate.read_unpoisoned();
+                let replayed_to = self
+                    .delivery
+                    .lock_unpoisoned()
+                    .applying(id, origin, &packet, &opts);
                 opts.except
                     .extend(replayed_to.iter().map(|sid| Room::from(sid.as_str())));
                 if !opts.flags.volatile {

@@ -191,8 +191,11 @@ pub struct RedisStreamsAdapter {
     /// Queued stream writes and sessions on their way to Redis: what a stopping node
     /// waits for ([`Adapter::flush`](crate::server::adapter::Adapter::flush)).
     in_flight: Arc<InFlight>,
-    /// The lock stamped broadcasts and restored sockets' attaches take, so a restore
-    /// is exact (`restoring`).
+    /// Held shared by a stamped broadcast from before it is counted in `delivery`
+    /// until it is delivered, and alone by a restored socket's attach: each broadcast
+    /// is wholly before or after an attach, so a restore is exact (`restoring`).
+    restore_gate: RwLock<()>,
+    /// What restores need to know of the broadcasts applied here.
     delivery: Arc<Mutex<restoring::Delivery>>,
 }
 
@@ -229,6 +232,7 @@ impl RedisStreamsAdapter {
             uid,
             requests: Arc::default(),
             ack_requests: Arc::default(),
+            restore_gate: RwLock::default(),
             delivery: Arc::default(),
             shared,
         })

@@ -213,11 +213,13 @@ impl Adapter for RedisStreamsAdapter {
             return Vec::new();
         };
         let reader_from = self.shared.reader_from(&self.stream);
-        let mut delivery = self.delivery.lock_unpoisoned();
+        let alone = self.restore_gate.write_unpoisoned();
         attach();
-        let late = delivery.attached(&ticket, *sid, rooms, reader_from.as_deref());
-        drop(delivery); // before the ticket, whose drop takes the lock
-        drop(ticket);
+        let late =
+            self.delivery
+                .lock_unpoisoned()
+                .attached(&ticket, *sid, rooms, reader_from.as_deref());
+        drop(alone);
         late.into_iter()
             .map(|packet| packet.into_frames(&self.nsp, None))
             .collect()

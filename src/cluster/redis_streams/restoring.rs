@@ -3,8 +3,9 @@
 //! them, its own as their XADDs return — so, left alone, a packet could reach the
 //! restored socket twice (replayed, then live when this node applies it later) or never
 //! (applied after the XRANGE read it but before the socket was back in its rooms). Node's
-//! streams adapter has both windows; here they are closed by one lock that every stamped
-//! broadcast and the attach take ([`Delivery`]):
+//! streams adapter has both windows; here each stamped broadcast is wholly before or after
+//! a restored socket's attach (the adapter's restore gate), and [`Delivery`] keeps what
+//! the attach needs:
 //!
 //! - a restore takes a [`Ticket`] before its XRANGE; while a ticket is out, each
 //!   broadcast applied is kept (captured). At the attach, those captured since the
@@ -25,7 +26,7 @@ use crate::server::Room;
 use crate::sid::Sid;
 use crate::sync::MutexExt as _;
 use serde_json::Value;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -54,8 +55,8 @@ struct Captured {
     opts: BroadcastOptions,
 }
 
-/// The lock every stamped broadcast of the namespace and every restored socket's attach
-/// take, and what they keep. See the module docs.
+/// What restores need to know of the broadcasts applied on this node. See the module
+/// docs.
 #[derive(Default)]
 pub(super) struct Delivery {
     /// Broadcasts applied with an entry id so far.
@@ -63,8 +64,9 @@ pub(super) struct Delivery {
     /// The last own / others' entry applied.
     own: Option<(u64, u64)>,
     others: Option<(u64, u64)>,
-    /// Restores under way (tickets out).
-    tickets: usize,
+    /// Restores under way: how many tickets were taken at each seq.
+    open: BTreeMap<u64, usize>,
+    /// What was applied since the oldest open ticket, in seq order.
     captured: VecDeque<Captured>,
     /// Broadcasts up to this seq were captured but dropped (over [`CAPTURE_MAX`]).
     dropped_through: u64,
@@ -89,10 +91,11 @@ impl Ticket {
     /// Starts following a restore: broadcasts are captured until the ticket is dropped.
     pub(super) fn take(delivery: &Arc<Mutex<Delivery>>, offset: &str) -> Ticket {
         let mut d = delivery.lock_unpoisoned();
-        d.tickets += 1;
+        let since = d.seq;
+        *d.open.entry(since).or_default() += 1;
         Ticket {
             delivery: Arc::downgrade(delivery),
-            since: d.seq,
+            since,
             last_seen: offset.to_owned(),
             replayed: Vec::new(),
         }
@@ -102,18 +105,15 @@ impl Ticket {
 impl Drop for Ticket {
     fn drop(&mut self) {
         if let Some(delivery) = self.delivery.upgrade() {
-            let mut d = delivery.lock_unpoisoned();
-            d.tickets -= 1;
-            if d.tickets == 0 {
-                d.captured.clear();
-            }
+            delivery.lock_unpoisoned().close(self.since);
         }
     }
 }
 
 impl Delivery {
     /// Broadcast `id` is being applied on this node: the restored sockets it must leave
-    /// out (they had it replayed). Call with the lock held until it is delivered.
+    /// out (they had it replayed). Call with the restore gate held until it is
+    /// delivered.
     pub(super) fn applying(
         &mut self,
         id: &str,
@@ -128,11 +128,28 @@ impl Delivery {
         };
         *mark = Some(mark.map_or(key, |m| m.max(key)));
         self.seq += 1;
-        if self.tickets > 0 {
+        if !self.open.is_empty() {
             self.capture(id, packet, opts);
         }
         self.forget_expired(Instant::now());
         self.skip.remove(id).unwrap_or_default()
+    }
+
+    /// A ticket taken at `since` is done: drop what no open ticket needs any more.
+    fn close(&mut self, since: u64) {
+        if let Some(n) = self.open.get_mut(&since) {
+            *n -= 1;
+            if *n == 0 {
+                self.open.remove(&since);
+            }
+        }
+        match self.open.keys().next() {
+            None => self.captured.clear(),
+            Some(&oldest) => {
+                let needed = self.captured.partition_point(|c| c.seq <= oldest);
+                self.captured.drain(..needed);
+            }
+        }
     }
 
     fn capture(&mut self, id: &str, packet: &BroadcastPacket, opts: &BroadcastOptions) {
@@ -149,8 +166,8 @@ impl Delivery {
         });
     }
 
-    /// Socket `sid` of `ticket`'s restore is now in `rooms` (call with the lock held
-    /// since before the attach): what it must still be sent — broadcasts applied since
+    /// Socket `sid` of `ticket`'s restore is now in `rooms` (call with the restore gate
+    /// held alone since before the attach): what it must still be sent — broadcasts applied since
     /// the ticket and after the replay's last entry, stamped — and from now on, the
     /// replayed entries not applied yet leave it out. `reader_from`: where this node's
     /// reader of the stream started (`None`: not started yet).
@@ -165,10 +182,11 @@ impl Delivery {
             tracing::warn!(%sid, "a restore outlasted the capture limit: the socket may miss packets");
         }
         let last_seen = id_key(&ticket.last_seen);
+        let first = self.captured.partition_point(|c| c.seq <= ticket.since);
         let catch_up = self
             .captured
-            .iter()
-            .filter(|c| c.seq > ticket.since && id_key(&c.id) > last_seen)
+            .range(first..)
+            .filter(|c| id_key(&c.id) > last_seen)
             .filter(|c| should_include(rooms, &c.opts))
             .map(|c| {
                 let mut packet = c.packet.clone();
@@ -305,6 +323,33 @@ mod tests {
         );
         d.attached(&ticket, sid, &["r".into()], None);
         assert_eq!(d.skip["1-5"], vec![sid]);
+    }
+
+    /// Only what the oldest open restore still needs is kept.
+    #[test]
+    fn capture_is_pruned_to_the_oldest_open_restore() {
+        let delivery = Arc::new(Mutex::new(Delivery::default()));
+        let p = packet("m");
+        let apply = |id: &str| {
+            delivery
+                .lock_unpoisoned()
+                .applying(id, Origin::Own, &p, &to("r"));
+        };
+        let first = Ticket::take(&delivery, "0-1");
+        apply("1-0");
+        let second = Ticket::take(&delivery, "0-1");
+        apply("2-0");
+        assert_eq!(delivery.lock_unpoisoned().captured.len(), 2);
+        drop(first);
+        let kept: Vec<String> = delivery
+            .lock_unpoisoned()
+            .captured
+            .iter()
+            .map(|c| c.id.clone())
+            .collect();
+        assert_eq!(kept, vec!["2-0"]);
+        drop(second);
+        assert!(delivery.lock_unpoisoned().captured.is_empty());
     }
 
     fn json(s: &str) -> Value {
