@@ -15,7 +15,7 @@
 //! instead of hanging the probe. A dependency that is not configured (the embedded
 //! default has no Redis) is reported as `not_configured`, which is healthy.
 
-use crate::redis_client::RedisConn;
+use crate::redis_client::{RedisConn, RedisTarget};
 use crate::server::Io;
 use crate::store::{Store, StoreError};
 use crate::transport::Body;
@@ -72,6 +72,9 @@ impl Check {
 /// demoted master (a replica now: writes fail) is down until it follows the failover,
 /// and says so; the answer names the address, so an operator sees where each node is.
 async fn redis_check(conn: &RedisConn, timeout: Duration) -> Check {
+    if matches!(conn.target(), RedisTarget::Cluster(_)) {
+        return cluster_check(conn, timeout).await;
+    }
     let mut c = conn.clone();
     let started = Instant::now();
     let role = redis::cmd("ROLE");
@@ -98,6 +101,47 @@ async fn redis_check(conn: &RedisConn, timeout: Duration) -> Check {
     };
     crate::metrics::redis_error("health");
     check
+}
+
+/// A Redis Cluster answers `CLUSTER INFO` with `cluster_state:ok`: every slot has a
+/// master. While a dead master's replica has not taken over, the state is `fail` and
+/// the keys of its slots cannot be written: down, and said why.
+async fn cluster_check(conn: &RedisConn, timeout: Duration) -> Check {
+    let mut c = conn.clone();
+    let started = Instant::now();
+    let mut info = redis::cmd("CLUSTER");
+    info.arg("INFO");
+    let check = match tokio::time::timeout(timeout, info.query_async::<String>(&mut c)).await {
+        Ok(Ok(info)) => match cluster_state(&info) {
+            Some("ok") => {
+                return Check::Up {
+                    latency: started.elapsed(),
+                    about: vec![("role", "cluster".into()), ("address", conn.address())],
+                }
+            }
+            state => Check::Down(format!(
+                "the Redis Cluster reports cluster_state:{} ({}): keys of slots without a \
+                 master cannot be written until a replica takes over",
+                state.unwrap_or("?"),
+                conn.address()
+            )),
+        },
+        Ok(Err(e)) => Check::Down(format!("redis error at {}: {e}", conn.address())),
+        Err(_) => Check::Down(format!(
+            "no answer within {} ms from {}",
+            timeout.as_millis(),
+            conn.address()
+        )),
+    };
+    crate::metrics::redis_error("health");
+    check
+}
+
+/// `cluster_state` of a `CLUSTER INFO` reply.
+fn cluster_state(info: &str) -> Option<&str> {
+    info.lines()
+        .find_map(|l| l.strip_prefix("cluster_state:"))
+        .map(str::trim)
 }
 
 /// The first element of a `ROLE` reply: `master`, `slave` or `sentinel`.

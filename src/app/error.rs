@@ -14,6 +14,12 @@ pub enum BuildError {
     Store(#[source] StoreError),
     #[error("NEXTAUTH_SECRET must not be empty")]
     AuthSecret(#[source] EmptySecret),
+    #[error(
+        "--adapter {0} does not run on a Redis Cluster yet: use --adapter redis (pub/sub, \
+         which a cluster delivers to every node), or point REDIS_URL / REDIS_SENTINELS at a \
+         non-clustered Redis"
+    )]
+    AdapterOnCluster(&'static str),
     /// `url` is redacted (no password).
     #[error("cannot connect the cluster adapter to Redis at {url}")]
     ClusterAdapter {

@@ -55,8 +55,8 @@ impl InspectArgs {
             return Err(Exit::new(
                 2,
                 "no Redis given: pass --redis-url (or set REDIS_URL, REDIS_HOST and \
-                 REDIS_PORT, or REDIS_SENTINELS and REDIS_SENTINEL_MASTER) to the \
-                 cluster's Redis",
+                 REDIS_PORT, REDIS_SENTINELS and REDIS_SENTINEL_MASTER, or \
+                 REDIS_CLUSTER_NODES) to the cluster's Redis",
             ));
         }
         let bar = indicatif::ProgressBar::hidden();

@@ -15,6 +15,10 @@
 //! | `<p>:node:<id>`             | STR  | node JSON (id, address, version, …), TTL   |
 //! | `<p>:rooms:<id>`            | HASH | namespace → `[[room, members], …]`, TTL    |
 //!
+//! On a Redis Cluster the user keys and indexes are spread over 16 hash-tagged buckets
+//! (`{<p>:b<n>}:users`, `{<p>:b<n>}:user:<user>`, …) and the node keys share the tag
+//! `{<p>:nodes}`, so each script's keys are in one slot (`keys`).
+//!
 //! Every entry carries an expiry of `now + 2 × heartbeat`, and every node refreshes its
 //! own entries each heartbeat. A node that dies without a word (kill -9) stops
 //! refreshing, so its users read as offline within 2 × heartbeat — reads compare scores
@@ -31,10 +35,12 @@
 //! listed exactly once.
 
 mod in_process;
+mod keys;
 mod redis_store;
 mod writer;
 
 pub use in_process::InProcessPresence;
+pub use keys::{PresenceKeys, CLUSTER_BUCKETS};
 pub use redis_store::RedisPresence;
 pub use writer::{Change, ChangeKind};
 

@@ -1,13 +1,16 @@
 //! Presence in Redis: the layout of the module docs, written by Lua scripts so each
-//! change is atomic, and read without `KEYS`.
+//! change is atomic, and read without `KEYS`. On a Redis Cluster the same layout is
+//! spread over hash-tagged buckets ([`PresenceKeys`]): each script runs on one bucket,
+//! and reads of every user (count, pages) visit every bucket.
 
+use super::keys::PresenceKeys;
 use super::{
     now_ms, Change, ChangeKind, Heartbeat, NodeInfo, PresenceStore, Result, RoomCounts,
     SocketPresence, UsersPage,
 };
-use crate::redis_client::RedisConn;
+use crate::redis_client::{RedisConn, RedisTarget};
 use crate::server::BoxFuture;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::LazyLock;
 use std::time::Duration;
 
@@ -25,7 +28,7 @@ fn alive(key: &str) -> redis::Cmd {
 /// Presence in Redis; see the module docs for the keys.
 pub struct RedisPresence {
     conn: RedisConn,
-    prefix: String,
+    keys: PresenceKeys,
     /// Expiry of a new socket entry: 2 × heartbeat.
     ttl: Duration,
 }
@@ -96,6 +99,7 @@ const REFRESH_CHUNK: usize = 1000;
 
 /// Sweeps up to ARGV[3] users whose every socket expired (a node died); returns the
 /// users it removed (no live socket left). Atomic, so each is returned to one caller.
+/// KEYS: users, sockets, names (of one bucket).
 const SWEEP: &str = r#"
 local now = tonumber(ARGV[1])
 local stale = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
@@ -108,14 +112,13 @@ for _, u in ipairs(stale) do
   local top = redis.call('ZRANGE', k, -1, -1, 'WITHSCORES')
   if #top == 0 then
     redis.call('ZREM', KEYS[1], u)
-    redis.call('ZREM', KEYS[4], u)
+    redis.call('ZREM', KEYS[3], u)
     redis.call('DEL', k)
     table.insert(gone, u)
   else
     redis.call('ZADD', KEYS[1], top[2], u)
   end
 end
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
 return gone
 "#;
 
@@ -125,46 +128,146 @@ static SWEEP_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::n
 
 impl RedisPresence {
     /// Presence under key prefix `prefix` (e.g. `rt:presence`), for nodes beating
-    /// every `heartbeat`.
+    /// every `heartbeat`; bucketed when `conn` is on a Redis Cluster.
     pub fn new(conn: RedisConn, prefix: &str, heartbeat: Duration) -> Self {
+        let cluster = matches!(conn.target(), RedisTarget::Cluster(_));
         RedisPresence {
             conn,
-            prefix: prefix.to_owned(),
+            keys: PresenceKeys::new(prefix, cluster),
             ttl: heartbeat * 2,
         }
     }
 
-    fn key(&self, what: &str) -> String {
-        format!("{}:{what}", self.prefix)
+    /// A script invocation on bucket `bucket`: KEYS users, sockets, names.
+    fn on_bucket(
+        &self,
+        script: &'static redis::Script,
+        bucket: u16,
+    ) -> redis::ScriptInvocation<'static> {
+        let mut inv = script.prepare_invoke();
+        for what in ["users", "sockets", "names"] {
+            inv.key(self.keys.bucket_key(bucket, what));
+        }
+        inv
     }
 
-    fn user_key(&self, user: &str) -> String {
-        format!("{}:user:{user}", self.prefix)
+    /// The live users of one bucket after `from` (a `ZRANGE … BYLEX` bound), at most
+    /// `limit`, and where that bucket's next page starts (`None`: it ran out).
+    async fn bucket_page(
+        mut conn: RedisConn,
+        names: String,
+        users: String,
+        mut from: String,
+        limit: usize,
+    ) -> Result<(Vec<String>, Option<String>)> {
+        let mut page: Vec<String> = Vec::new();
+        let mut last_seen = None;
+        // Names of users whose node died stay until a sweep: skip those (their
+        // expiry passed) and read on, a bounded number of times.
+        for _ in 0..8 {
+            let want = limit - page.len();
+            if want == 0 {
+                break;
+            }
+            let candidates: Vec<String> = redis::cmd("ZRANGE")
+                .arg(&names)
+                .arg(&from)
+                .arg("+")
+                .arg("BYLEX")
+                .arg("LIMIT")
+                .arg(0)
+                .arg(want)
+                .query_async(&mut conn)
+                .await?;
+            let Some(last) = candidates.last() else {
+                return Ok((page, None));
+            };
+            from = format!("({last}");
+            last_seen = Some(last.clone());
+            let expiries: Vec<Option<f64>> = redis::cmd("ZMSCORE")
+                .arg(&users)
+                .arg(&candidates)
+                .query_async(&mut conn)
+                .await?;
+            let now = now_ms() as f64;
+            let exhausted = candidates.len() < want;
+            page.extend(
+                candidates
+                    .into_iter()
+                    .zip(expiries)
+                    .filter(|(_, e)| e.is_some_and(|e| e > now))
+                    .map(|(u, _)| u),
+            );
+            if exhausted {
+                return Ok((page, None));
+            }
+        }
+        // More may follow: go on after the last name read (returned or skipped).
+        Ok((page, last_seen))
     }
+}
+
+/// One page of users from every bucket's page: the first `limit` names in order, never
+/// past where a bucket that did not run out stopped (names after it were not read), and
+/// where the next page starts.
+fn merge_pages(pages: Vec<(Vec<String>, Option<String>)>, limit: usize) -> UsersPage {
+    let bound = pages.iter().filter_map(|(_, next)| next.clone()).min();
+    let mut users: Vec<String> = pages
+        .into_iter()
+        .flat_map(|(users, _)| users)
+        .filter(|u| bound.as_ref().is_none_or(|b| u <= b))
+        .collect();
+    users.sort();
+    users.truncate(limit);
+    let next_cursor = match users.last() {
+        Some(last) if users.len() == limit => Some(last.clone()),
+        _ => bound,
+    };
+    UsersPage { users, next_cursor }
 }
 
 impl PresenceStore for RedisPresence {
     fn apply(&self, node: &str, changes: &[Change]) -> BoxFuture<Result<Vec<bool>>> {
-        let mut conn = self.conn.clone();
         let now = now_ms();
-        let mut inv = APPLY_SCRIPT.prepare_invoke();
-        inv.key(self.key("users"))
-            .key(self.key("sockets"))
-            .key(self.key("names"))
-            .arg(now)
-            .arg(now + self.ttl.as_millis() as u64)
-            .arg(node)
-            .arg(format!("{}:user:", self.prefix));
-        for c in changes {
-            let op = match c.kind {
-                ChangeKind::Connected => "+",
-                ChangeKind::Disconnected => "-",
-            };
-            inv.arg(op).arg(&c.user).arg(&c.sid);
+        // One script call per bucket, each with its changes in order; the flips are
+        // put back in the order of `changes`.
+        let mut by_bucket: BTreeMap<u16, Vec<usize>> = BTreeMap::new();
+        for (i, c) in changes.iter().enumerate() {
+            by_bucket
+                .entry(self.keys.bucket_of(&c.user))
+                .or_default()
+                .push(i);
         }
+        let calls: Vec<(Vec<usize>, redis::ScriptInvocation<'static>)> = by_bucket
+            .into_iter()
+            .map(|(bucket, indexes)| {
+                let mut inv = self.on_bucket(&APPLY_SCRIPT, bucket);
+                inv.arg(now)
+                    .arg(now + self.ttl.as_millis() as u64)
+                    .arg(node)
+                    .arg(self.keys.user_prefix(bucket));
+                for &i in &indexes {
+                    let c = &changes[i];
+                    let op = match c.kind {
+                        ChangeKind::Connected => "+",
+                        ChangeKind::Disconnected => "-",
+                    };
+                    inv.arg(op).arg(&c.user).arg(&c.sid);
+                }
+                (indexes, inv)
+            })
+            .collect();
+        let mut conn = self.conn.clone();
+        let n = changes.len();
         Box::pin(async move {
-            let flips: Vec<i64> = inv.invoke_async(&mut conn).await?;
-            Ok(flips.into_iter().map(|f| f == 1).collect())
+            let mut out = vec![false; n];
+            for (indexes, inv) in calls {
+                let flips: Vec<i64> = inv.invoke_async(&mut conn).await?;
+                for (i, f) in indexes.into_iter().zip(flips) {
+                    out[i] = f == 1;
+                }
+            }
+            Ok(out)
         })
     }
 
@@ -172,73 +275,53 @@ impl PresenceStore for RedisPresence {
         let mut conn = self.conn.clone();
         let now = now_ms();
         let expires = now + beat.ttl.as_millis() as u64;
-        let refreshes: Vec<redis::ScriptInvocation<'static>> = beat
-            .sockets
-            .chunks(REFRESH_CHUNK)
-            .map(|chunk| {
-                let mut inv = REFRESH_SCRIPT.prepare_invoke();
-                inv.key(self.key("users"))
-                    .key(self.key("sockets"))
-                    .key(self.key("names"))
-                    .arg(expires)
+        // Grouped by bucket, and by user within it (REFRESH expects that order).
+        let mut by_bucket: BTreeMap<u16, Vec<&(String, String)>> = BTreeMap::new();
+        for pair in &beat.sockets {
+            by_bucket
+                .entry(self.keys.bucket_of(&pair.0))
+                .or_default()
+                .push(pair);
+        }
+        let mut refreshes: Vec<redis::ScriptInvocation<'static>> = Vec::new();
+        for (bucket, sockets) in &by_bucket {
+            for chunk in sockets.chunks(REFRESH_CHUNK) {
+                let mut inv = self.on_bucket(&REFRESH_SCRIPT, *bucket);
+                inv.arg(expires)
                     .arg(&beat.node.id)
-                    .arg(format!("{}:user:", self.prefix));
+                    .arg(self.keys.user_prefix(*bucket));
                 for (user, sid) in chunk {
                     inv.arg(user).arg(sid);
                 }
+                refreshes.push(inv);
+            }
+        }
+        let pipe = self.node_beat(&beat, now, expires);
+        let sweeps: Vec<redis::ScriptInvocation<'static>> = self
+            .keys
+            .buckets()
+            .map(|bucket| {
+                let mut inv = self.on_bucket(&SWEEP_SCRIPT, bucket);
+                inv.arg(now).arg(self.keys.user_prefix(bucket)).arg(1000);
                 inv
             })
             .collect();
-        let mut pipe = redis::pipe();
-        let node_key = self.key(&format!("node:{}", beat.node.id));
-        let node_json = serde_json::to_string(&beat.node).unwrap_or_default();
-        pipe.cmd("SET")
-            .arg(&node_key)
-            .arg(node_json)
-            .arg("PX")
-            .arg(beat.ttl.as_millis() as u64)
-            .ignore();
-        pipe.cmd("ZADD")
-            .arg(self.key("nodes"))
-            .arg(expires)
-            .arg(&beat.node.id)
-            .ignore();
-        let rooms_key = self.key(&format!("rooms:{}", beat.node.id));
-        // Each namespace's field is overwritten, never deleted first: a reader between
-        // two commands of this (non-transactional) pipeline never sees a node without
-        // rooms. A node's namespaces are fixed for its lifetime, so no field goes stale.
-        for (nsp, rooms) in &beat.rooms {
-            pipe.cmd("HSET")
-                .arg(&rooms_key)
-                .arg(nsp)
-                .arg(serde_json::to_string(rooms).unwrap_or_default())
-                .ignore();
-        }
-        pipe.cmd("PEXPIRE")
-            .arg(&rooms_key)
-            .arg(beat.ttl.as_millis() as u64)
-            .ignore();
-        let mut sweep = SWEEP_SCRIPT.prepare_invoke();
-        sweep
-            .key(self.key("users"))
-            .key(self.key("sockets"))
-            .key(self.key("nodes"))
-            .key(self.key("names"))
-            .arg(now)
-            .arg(format!("{}:user:", self.prefix))
-            .arg(1000);
         Box::pin(async move {
             for refresh in refreshes {
                 refresh.invoke_async::<()>(&mut conn).await?;
             }
             pipe.query_async::<()>(&mut conn).await?;
-            Ok(sweep.invoke_async::<Vec<String>>(&mut conn).await?)
+            let mut gone = Vec::new();
+            for sweep in sweeps {
+                gone.extend(sweep.invoke_async::<Vec<String>>(&mut conn).await?);
+            }
+            Ok(gone)
         })
     }
 
     fn is_online(&self, user: &str) -> BoxFuture<Result<bool>> {
         let mut conn = self.conn.clone();
-        let key = self.key("users");
+        let key = self.keys.bucket_key(self.keys.bucket_of(user), "users");
         let user = user.to_owned();
         Box::pin(async move {
             let score: Option<f64> = redis::cmd("ZSCORE")
@@ -252,8 +335,8 @@ impl PresenceStore for RedisPresence {
 
     fn sockets_of(&self, user: &str) -> BoxFuture<Result<Vec<SocketPresence>>> {
         let mut conn = self.conn.clone();
-        let key = self.user_key(user);
-        let sockets_key = self.key("sockets");
+        let key = self.keys.user_key(user);
+        let sockets_key = self.keys.bucket_key(self.keys.bucket_of(user), "sockets");
         Box::pin(async move {
             let sids: Vec<String> = alive(&key).query_async(&mut conn).await?;
             if sids.is_empty() {
@@ -276,88 +359,62 @@ impl PresenceStore for RedisPresence {
     }
 
     fn online_users(&self, after: Option<&str>, limit: usize) -> BoxFuture<Result<UsersPage>> {
-        let mut conn = self.conn.clone();
-        let names = self.key("names");
-        let users = self.key("users");
-        let mut from = after.map_or_else(|| "-".to_owned(), |a| format!("({a}"));
-        Box::pin(async move {
-            let mut page: Vec<String> = Vec::new();
-            let mut last_seen = None;
-            let mut exhausted = false;
-            // Names of users whose node died stay until a sweep: skip those (their
-            // expiry passed) and read on, a bounded number of times.
-            for _ in 0..8 {
-                let want = limit - page.len();
-                if want == 0 {
-                    break;
-                }
-                let candidates: Vec<String> = redis::cmd("ZRANGE")
-                    .arg(&names)
-                    .arg(&from)
-                    .arg("+")
-                    .arg("BYLEX")
-                    .arg("LIMIT")
-                    .arg(0)
-                    .arg(want)
-                    .query_async(&mut conn)
-                    .await?;
-                let Some(last) = candidates.last() else {
-                    exhausted = true;
-                    break;
-                };
-                from = format!("({last}");
-                last_seen = Some(last.clone());
-                let expiries: Vec<Option<f64>> = redis::cmd("ZMSCORE")
-                    .arg(&users)
-                    .arg(&candidates)
-                    .query_async(&mut conn)
-                    .await?;
-                let now = now_ms() as f64;
-                exhausted = candidates.len() < want;
-                page.extend(
-                    candidates
-                        .into_iter()
-                        .zip(expiries)
-                        .filter(|(_, e)| e.is_some_and(|e| e > now))
-                        .map(|(u, _)| u),
-                );
-                if exhausted {
-                    break;
-                }
-            }
-            // More may follow unless the index ran out: go on after the last name read
-            // (returned or skipped).
-            let next_cursor = if exhausted { None } else { last_seen };
-            Ok(UsersPage {
-                users: page,
-                next_cursor,
+        let from = after.map_or_else(|| "-".to_owned(), |a| format!("({a}"));
+        let pages: Vec<_> = self
+            .keys
+            .buckets()
+            .map(|b| {
+                Self::bucket_page(
+                    self.conn.clone(),
+                    self.keys.bucket_key(b, "names"),
+                    self.keys.bucket_key(b, "users"),
+                    from.clone(),
+                    limit,
+                )
             })
+            .collect();
+        Box::pin(async move {
+            let pages = futures_util::future::try_join_all(pages).await?;
+            Ok(merge_pages(pages, limit))
         })
     }
 
     fn online_count(&self) -> BoxFuture<Result<usize>> {
-        let mut conn = self.conn.clone();
-        let key = self.key("users");
+        let counts: Vec<_> = self
+            .keys
+            .buckets()
+            .map(|b| {
+                let mut conn = self.conn.clone();
+                let key = self.keys.bucket_key(b, "users");
+                async move {
+                    redis::cmd("ZCOUNT")
+                        .arg(&key)
+                        .arg(format!("({}", now_ms()))
+                        .arg("+inf")
+                        .query_async::<usize>(&mut conn)
+                        .await
+                }
+            })
+            .collect();
         Box::pin(async move {
-            Ok(redis::cmd("ZCOUNT")
-                .arg(&key)
-                .arg(format!("({}", now_ms()))
-                .arg("+inf")
-                .query_async(&mut conn)
-                .await?)
+            let counts = futures_util::future::try_join_all(counts).await?;
+            Ok(counts.into_iter().sum())
         })
     }
 
     fn nodes(&self) -> BoxFuture<Result<Vec<NodeInfo>>> {
         let mut conn = self.conn.clone();
-        let key = self.key("nodes");
-        let prefix = self.prefix.clone();
+        let key = self.keys.node_key("nodes");
+        let keys = self.keys.clone();
         Box::pin(async move {
             let ids: Vec<String> = alive(&key).query_async(&mut conn).await?;
             if ids.is_empty() {
                 return Ok(Vec::new());
             }
-            let keys: Vec<String> = ids.iter().map(|id| format!("{prefix}:node:{id}")).collect();
+            let keys: Vec<String> = ids
+                .iter()
+                .map(|id| keys.node_key(&format!("node:{id}")))
+                .collect();
             let infos: Vec<Option<String>> =
                 redis::cmd("MGET").arg(&keys).query_async(&mut conn).await?;
             Ok(infos
@@ -371,13 +428,13 @@ impl PresenceStore for RedisPresence {
     fn rooms(&self, namespace: &str) -> BoxFuture<Result<RoomCounts>> {
         let nodes = self.nodes();
         let mut conn = self.conn.clone();
-        let prefix = self.prefix.clone();
+        let keys = self.keys.clone();
         let namespace = namespace.to_owned();
         Box::pin(async move {
             let mut totals: HashMap<String, usize> = HashMap::new();
             for node in nodes.await? {
                 let json: Option<String> = redis::cmd("HGET")
-                    .arg(format!("{prefix}:rooms:{}", node.id))
+                    .arg(keys.node_key(&format!("rooms:{}", node.id)))
                     .arg(&namespace)
                     .query_async(&mut conn)
                     .await?;
@@ -397,17 +454,88 @@ impl PresenceStore for RedisPresence {
     fn namespaces(&self) -> BoxFuture<Result<Vec<String>>> {
         let nodes = self.nodes();
         let mut conn = self.conn.clone();
-        let prefix = self.prefix.clone();
+        let keys = self.keys.clone();
         Box::pin(async move {
             let mut names = std::collections::BTreeSet::new();
             for node in nodes.await? {
-                let keys: Vec<String> = redis::cmd("HKEYS")
-                    .arg(format!("{prefix}:rooms:{}", node.id))
+                let found: Vec<String> = redis::cmd("HKEYS")
+                    .arg(keys.node_key(&format!("rooms:{}", node.id)))
                     .query_async(&mut conn)
                     .await?;
-                names.extend(keys);
+                names.extend(found);
             }
             Ok(names.into_iter().collect())
         })
+    }
+}
+
+impl RedisPresence {
+    /// The node's own entries, one pipeline on the node keys' slot: its JSON, its
+    /// expiry in the nodes index (and the index swept of dead nodes), its room counts.
+    fn node_beat(&self, beat: &Heartbeat, now: u64, expires: u64) -> redis::Pipeline {
+        let mut pipe = redis::pipe();
+        let ttl_ms = beat.ttl.as_millis() as u64;
+        let node_json = serde_json::to_string(&beat.node).unwrap_or_default();
+        pipe.cmd("SET")
+            .arg(self.keys.node_key(&format!("node:{}", beat.node.id)))
+            .arg(node_json)
+            .arg("PX")
+            .arg(ttl_ms)
+            .ignore();
+        let nodes = self.keys.node_key("nodes");
+        pipe.cmd("ZADD")
+            .arg(&nodes)
+            .arg(expires)
+            .arg(&beat.node.id)
+            .ignore();
+        pipe.cmd("ZREMRANGEBYSCORE")
+            .arg(&nodes)
+            .arg("-inf")
+            .arg(now)
+            .ignore();
+        let rooms_key = self.keys.node_key(&format!("rooms:{}", beat.node.id));
+        // Each namespace's field is overwritten, never deleted first: a reader between
+        // two commands of this (non-transactional) pipeline never sees a node without
+        // rooms. A node's namespaces are fixed for its lifetime, so no field goes stale.
+        for (nsp, rooms) in &beat.rooms {
+            pipe.cmd("HSET")
+                .arg(&rooms_key)
+                .arg(nsp)
+                .arg(serde_json::to_string(rooms).unwrap_or_default())
+                .ignore();
+        }
+        pipe.cmd("PEXPIRE").arg(&rooms_key).arg(ttl_ms).ignore();
+        pipe
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(users: &[&str], next: Option<&str>) -> (Vec<String>, Option<String>) {
+        (
+            users.iter().map(|u| u.to_string()).collect(),
+            next.map(str::to_owned),
+        )
+    }
+
+    /// Buckets' pages merge in name order, never past a bucket that stopped early.
+    #[test]
+    fn bucket_pages_merge_in_order_up_to_the_earliest_stop() {
+        let merged = merge_pages(vec![page(&["a", "d"], None), page(&["b", "c"], None)], 3);
+        assert_eq!(merged.users, vec!["a", "b", "c"]);
+        assert_eq!(merged.next_cursor.as_deref(), Some("c"));
+
+        let merged = merge_pages(vec![page(&["a", "d"], None), page(&["b"], Some("c"))], 3);
+        assert_eq!(
+            merged.users,
+            vec!["a", "b"],
+            "d is after where bucket 2 stopped"
+        );
+        assert_eq!(merged.next_cursor.as_deref(), Some("c"));
+
+        let merged = merge_pages(vec![page(&["a"], None), page(&[], None)], 3);
+        assert_eq!((merged.users.len(), merged.next_cursor), (1, None));
     }
 }

@@ -8,10 +8,15 @@
 //! [`RedisTarget`] where the master is and, if it moved, swaps in a manager for the new
 //! address. The failed command is not retried (a write may have happened): its caller
 //! sees the error, as during any outage, and the next command goes to the new master.
+//!
+//! On a Redis Cluster the connection is the crate's cluster connection instead: it sends
+//! each command to the master of its key's slot and refreshes the slot map itself when a
+//! master dies and a replica takes over.
 
 use super::target::{address_of, RedisTarget};
 use crate::sync::RwLockExt as _;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisError, RedisFuture, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -36,7 +41,14 @@ struct Inner {
 
 struct Current {
     address: String,
-    manager: ConnectionManager,
+    manager: Backend,
+}
+
+/// One server's reconnecting connection, or a whole cluster's.
+#[derive(Clone)]
+enum Backend {
+    Server(ConnectionManager),
+    Cluster(ClusterConnection),
 }
 
 impl RedisConn {
@@ -46,9 +58,18 @@ impl RedisConn {
         target: RedisTarget,
         config: ConnectionManagerConfig,
     ) -> Result<RedisConn, RedisError> {
-        let client = target.client().await?;
-        let address = address_of(&client);
-        let manager = ConnectionManager::new_with_config(client, config.clone()).await?;
+        let (address, manager) = match &target {
+            RedisTarget::Cluster(cluster) => (
+                target.describe(),
+                Backend::Cluster(cluster.connect().await?),
+            ),
+            _ => {
+                let client = target.client().await?;
+                let address = address_of(&client);
+                let manager = ConnectionManager::new_with_config(client, config.clone()).await?;
+                (address, Backend::Server(manager))
+            }
+        };
         Ok(RedisConn(Arc::new(Inner {
             target,
             config,
@@ -57,7 +78,7 @@ impl RedisConn {
         })))
     }
 
-    /// Where commands go now (`redis://host:port`).
+    /// Where commands go now (`redis://host:port`, or the cluster's description).
     pub fn address(&self) -> String {
         self.0.current.read_unpoisoned().address.clone()
     }
@@ -67,7 +88,7 @@ impl RedisConn {
         &self.0.target
     }
 
-    fn manager(&self) -> ConnectionManager {
+    fn manager(&self) -> Backend {
         self.0.current.read_unpoisoned().manager.clone()
     }
 
@@ -106,7 +127,7 @@ impl RedisConn {
             Ok(manager) => {
                 *self.0.current.write_unpoisoned() = Current {
                     address: address.clone(),
-                    manager,
+                    manager: Backend::Server(manager),
                 };
                 crate::metrics::redis_master_switch();
                 tracing::warn!(from = %before, to = %address, "Redis master moved (Sentinel failover): commands go to the new master");
@@ -129,6 +150,34 @@ fn failover_may_explain(e: &RedisError) -> bool {
         e.kind(),
         Server(K::ReadOnly | K::MasterDown | K::BusyLoading)
     )
+}
+
+impl ConnectionLike for Backend {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Backend::Server(m) => m.req_packed_command(cmd),
+            Backend::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Backend::Server(m) => m.req_packed_commands(pipeline, offset, count),
+            Backend::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Backend::Server(m) => m.get_db(),
+            Backend::Cluster(c) => c.get_db(),
+        }
+    }
 }
 
 impl ConnectionLike for RedisConn {

@@ -11,9 +11,11 @@
 //! cannot get.
 
 mod conn;
+mod slot;
 mod target;
 
 pub use conn::RedisConn;
+pub use slot::key_slot;
 pub use target::{address_of, RedisTarget, SentinelSettings};
 
 use redis::aio::ConnectionManagerConfig;
@@ -43,6 +45,12 @@ pub struct RedisLocation {
     /// failover by itself.
     #[arg(long, env = "REDIS_SENTINELS", value_delimiter = ',')]
     pub redis_sentinels: Vec<String>,
+
+    /// Nodes of a Redis Cluster (`host:port,host:port`, any of its nodes; ioredis'
+    /// `new Cluster(nodes)`), instead of REDIS_URL / REDIS_HOST / REDIS_SENTINELS:
+    /// commands go to each key's master, and a failover of a master is followed.
+    #[arg(long, env = "REDIS_CLUSTER_NODES", value_delimiter = ',')]
+    pub redis_cluster_nodes: Vec<String>,
 
     /// The master's name in Sentinel (ioredis' `name`).
     #[arg(long, env = "REDIS_SENTINEL_MASTER", default_value = "mymaster")]
@@ -79,6 +87,7 @@ impl Default for RedisLocation {
             redis_host: None,
             redis_port: 6379,
             redis_sentinels: Vec::new(),
+            redis_cluster_nodes: Vec::new(),
             redis_sentinel_master: "mymaster".into(),
             redis_sentinel_password: None,
             redis_sentinel_tls: false,
@@ -107,13 +116,24 @@ impl RedisLocation {
         Some(format!("redis://{auth}{host}:{}{db}", self.redis_port))
     }
 
-    /// Whether Redis is configured at all (one server or Sentinel).
+    /// Whether Redis is configured at all (one server, Sentinel or a Cluster).
     pub fn is_configured(&self) -> bool {
-        self.url().is_some() || !self.redis_sentinels.is_empty()
+        self.url().is_some()
+            || !self.redis_sentinels.is_empty()
+            || !self.redis_cluster_nodes.is_empty()
     }
 
-    /// For messages: the redacted URL, or the master's name and its Sentinels.
+    /// Whether Redis is a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        !self.redis_cluster_nodes.is_empty()
+    }
+
+    /// For messages: the redacted URL, the master's name and its Sentinels, or the
+    /// cluster's nodes.
     pub fn describe(&self) -> String {
+        if self.is_cluster() {
+            return format!("Redis Cluster via {}", self.redis_cluster_nodes.join(","));
+        }
         match self.url() {
             Some(url) if self.redis_sentinels.is_empty() => redact(&url),
             _ => format!(
@@ -123,28 +143,29 @@ impl RedisLocation {
             ),
         }
     }
-
-    /// The Sentinels as `(host, port)`, each checked.
-    fn sentinel_addresses(&self) -> Result<Vec<(String, u16)>, RedisSetupError> {
-        self.redis_sentinels
-            .iter()
-            .map(|s| {
-                let (host, port) = s.trim().rsplit_once(':').ok_or_else(|| bad_sentinel(s))?;
-                let port = port.parse().map_err(|_| bad_sentinel(s))?;
-                if host.is_empty() {
-                    return Err(bad_sentinel(s));
-                }
-                Ok((host.trim_matches(['[', ']']).to_owned(), port))
-            })
-            .collect()
-    }
 }
 
-fn bad_sentinel(entry: &str) -> RedisSetupError {
-    RedisSetupError::Sentinels(format!(
-        "{entry:?} is not host:port (REDIS_SENTINELS is a comma-separated list, e.g. \
-         10.0.0.5:26379,10.0.0.6:26379)"
-    ))
+/// `host:port` entries of setting `what` (an example follows in errors), each checked.
+fn addresses(
+    list: &[String],
+    what: &str,
+    example: &str,
+) -> Result<Vec<(String, u16)>, RedisSetupError> {
+    let bad = |entry: &str| {
+        RedisSetupError::Addresses(format!(
+            "{entry:?} is not host:port ({what} is a comma-separated list, e.g. {example})"
+        ))
+    };
+    list.iter()
+        .map(|s| {
+            let (host, port) = s.trim().rsplit_once(':').ok_or_else(|| bad(s))?;
+            let port = port.parse().map_err(|_| bad(s))?;
+            if host.is_empty() {
+                return Err(bad(s));
+            }
+            Ok((host.trim_matches(['[', ']']).to_owned(), port))
+        })
+        .collect()
 }
 
 /// Redis settings. Without any of them the server runs on in-process state (one node).
@@ -202,6 +223,10 @@ pub enum RedisSetupError {
     CaCert { path: PathBuf, reason: String },
     #[error("invalid Redis Sentinel settings: {0}")]
     Sentinels(String),
+    #[error("invalid Redis addresses: {0}")]
+    Addresses(String),
+    #[error("invalid Redis Cluster settings: {0}")]
+    Cluster(String),
     // `error` is not a `#[source]`: its text is in the message once, before the hint,
     // instead of again after it in an error chain.
     #[error(
@@ -304,7 +329,14 @@ impl RedisArgs {
     /// Sentinels name; `Ok(None)` when Redis is not configured. Checks the settings (and
     /// reads `--redis-ca-cert`) now, so a mistake fails at start.
     pub fn target(&self) -> Result<Option<RedisTarget>, RedisSetupError> {
-        let sentinels = self.location.sentinel_addresses()?;
+        if self.location.is_cluster() {
+            return self.cluster_target().map(Some);
+        }
+        let sentinels = addresses(
+            &self.location.redis_sentinels,
+            "REDIS_SENTINELS",
+            "10.0.0.5:26379,10.0.0.6:26379",
+        )?;
         if sentinels.is_empty() {
             return Ok(self.client()?.map(|c| RedisTarget::Single(Box::new(c))));
         }
@@ -329,6 +361,37 @@ impl RedisArgs {
         RedisTarget::sentinel(&sentinels, &settings)
             .map(Some)
             .map_err(|e| RedisSetupError::Sentinels(e.to_string()))
+    }
+
+    /// The Redis Cluster of `--redis-cluster-nodes`, refused beside another location.
+    fn cluster_target(&self) -> Result<RedisTarget, RedisSetupError> {
+        let l = &self.location;
+        if l.url().is_some() || !l.redis_sentinels.is_empty() {
+            return Err(RedisSetupError::Cluster(
+                "REDIS_CLUSTER_NODES is set beside REDIS_URL / REDIS_HOST / REDIS_SENTINELS: \
+                 keep one (a cluster's nodes are found through the ones listed)"
+                    .into(),
+            ));
+        }
+        if self.redis_ca_cert.is_some() {
+            return Err(RedisSetupError::Cluster(
+                "TLS to a Redis Cluster is not supported yet: unset REDIS_CA_CERT, or reach \
+                 the cluster over a private network"
+                    .into(),
+            ));
+        }
+        let nodes = addresses(
+            &l.redis_cluster_nodes,
+            "REDIS_CLUSTER_NODES",
+            "10.0.0.5:6379,10.0.0.6:6379",
+        )?;
+        RedisTarget::cluster(
+            &nodes,
+            l.redis_username.as_deref(),
+            l.redis_password.as_deref(),
+            Duration::from_millis(self.redis_timeout),
+        )
+        .map_err(|e| RedisSetupError::Cluster(e.to_string()))
     }
 
     /// How the server's command connections behave: each command fails fast (the

@@ -1,7 +1,8 @@
-//! Where the server's Redis is right now: one server, or the master a set of Sentinels
-//! names. Every connection is made from a [`RedisTarget`] and, when it has to reconnect,
-//! asks it again — so after a Sentinel failover the next connection goes to the new
-//! master without a node restart.
+//! Where the server's Redis is right now: one server, the master a set of Sentinels
+//! names, or a Redis Cluster. Every connection is made from a [`RedisTarget`] and, when
+//! it has to reconnect, asks it again — so after a Sentinel failover the next connection
+//! goes to the new master, and after a Cluster node dies a subscriber moves to another
+//! node, without a node restart.
 
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{ConnectionAddr, TlsMode};
@@ -15,6 +16,28 @@ pub enum RedisTarget {
     Single(Box<redis::Client>),
     /// The master of `REDIS_SENTINEL_MASTER`, as the Sentinels report it.
     Sentinel(Arc<SentinelTarget>),
+    /// A Redis Cluster reached through any of `REDIS_CLUSTER_NODES`.
+    Cluster(Arc<ClusterTarget>),
+}
+
+/// A Redis Cluster: commands go to the master of each key's slot (the crate's cluster
+/// connection follows slot moves and failovers); a pub/sub subscriber may sit on any node,
+/// since a cluster delivers every PUBLISH to every node.
+pub struct ClusterTarget {
+    client: redis::cluster::ClusterClient,
+    nodes: Vec<(String, u16)>,
+    /// Credentials of each node, for the single-node connections of subscribers.
+    username: Option<String>,
+    password: Option<String>,
+    timeout: Duration,
+}
+
+impl ClusterTarget {
+    /// A command connection to the whole cluster: fails fast (`timeout`) per command,
+    /// and refreshes its slot map when a node moves or dies.
+    pub async fn connect(&self) -> redis::RedisResult<redis::cluster_async::ClusterConnection> {
+        self.client.get_async_connection().await
+    }
 }
 
 /// A master found through Sentinel.
@@ -92,11 +115,43 @@ impl RedisTarget {
         })))
     }
 
-    /// A client for the server to talk to now: the one server, or the master the
-    /// Sentinels name (checked with `ROLE` by the crate) at the time of the call.
+    /// A target on the Redis Cluster that `nodes` (`host:port` each, any of its nodes)
+    /// belong to, with the nodes' credentials.
+    pub fn cluster(
+        nodes: &[(String, u16)],
+        username: Option<&str>,
+        password: Option<&str>,
+        timeout: Duration,
+    ) -> redis::RedisResult<RedisTarget> {
+        let urls = nodes
+            .iter()
+            .map(|(host, port)| format!("redis://{host}:{port}"));
+        let mut b = redis::cluster::ClusterClientBuilder::new(urls)
+            .connection_timeout(timeout)
+            .response_timeout(timeout)
+            .retries(2);
+        if let Some(username) = username {
+            b = b.username(username);
+        }
+        if let Some(password) = password {
+            b = b.password(password);
+        }
+        Ok(RedisTarget::Cluster(Arc::new(ClusterTarget {
+            client: b.build()?,
+            nodes: nodes.to_vec(),
+            username: username.map(str::to_owned),
+            password: password.map(str::to_owned),
+            timeout,
+        })))
+    }
+
+    /// A client for the server to talk to now: the one server, the master the
+    /// Sentinels name (checked with `ROLE` by the crate) at the time of the call, or
+    /// the first node of a Redis Cluster that answers (for a pub/sub subscriber).
     pub async fn client(&self) -> redis::RedisResult<redis::Client> {
         match self {
             RedisTarget::Single(client) => Ok((**client).clone()),
+            RedisTarget::Cluster(c) => c.reachable_node().await,
             RedisTarget::Sentinel(s) => {
                 let lookup = async { s.client.lock().await.async_get_client().await };
                 match tokio::time::timeout(s.timeout, lookup).await {
@@ -115,20 +170,65 @@ impl RedisTarget {
     pub fn describe(&self) -> String {
         match self {
             RedisTarget::Single(client) => address_of(client),
-            RedisTarget::Sentinel(s) => {
-                let list: Vec<String> = s
-                    .sentinels
-                    .iter()
-                    .map(|(h, p)| format!("{h}:{p}"))
-                    .collect();
-                format!("master {:?} via Sentinel {}", s.master, list.join(","))
-            }
+            RedisTarget::Sentinel(s) => format!(
+                "master {:?} via Sentinel {}",
+                s.master,
+                host_ports(&s.sentinels)
+            ),
+            RedisTarget::Cluster(c) => format!("Redis Cluster via {}", host_ports(&c.nodes)),
         }
     }
 
     /// Whether connections must follow a master that moves.
     pub fn follows_failover(&self) -> bool {
         matches!(self, RedisTarget::Sentinel(_))
+    }
+}
+
+/// `host:port,host:port` of a list of addresses.
+fn host_ports(list: &[(String, u16)]) -> String {
+    let list: Vec<String> = list.iter().map(|(h, p)| format!("{h}:{p}")).collect();
+    list.join(",")
+}
+
+impl ClusterTarget {
+    fn node_info(&self, host: &str, port: u16) -> redis::RedisResult<redis::ConnectionInfo> {
+        use redis::IntoConnectionInfo as _;
+        let mut settings = redis::RedisConnectionInfo::default();
+        if let Some(username) = &self.username {
+            settings = settings.set_username(username);
+        }
+        if let Some(password) = &self.password {
+            settings = settings.set_password(password);
+        }
+        Ok((host, port)
+            .into_connection_info()?
+            .set_redis_settings(settings))
+    }
+
+    /// A client of the first configured node that answers PING in time: where a
+    /// subscriber connects (any node hears every PUBLISH of the cluster).
+    async fn reachable_node(&self) -> redis::RedisResult<redis::Client> {
+        let mut last = None;
+        for (host, port) in &self.nodes {
+            let client = redis::Client::open(self.node_info(host, *port)?)?;
+            let ping = async {
+                let mut conn = client.get_multiplexed_async_connection().await?;
+                redis::cmd("PING").query_async::<()>(&mut conn).await
+            };
+            match tokio::time::timeout(self.timeout, ping).await {
+                Ok(Ok(())) => return Ok(client),
+                Ok(Err(e)) => last = Some(e),
+                Err(_) => {}
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            redis::RedisError::from((
+                redis::ErrorKind::Io,
+                "no Redis Cluster node answered",
+                host_ports(&self.nodes),
+            ))
+        }))
     }
 }
 

@@ -17,6 +17,7 @@ mod monitoring;
 mod observability;
 mod recovery;
 mod recovery_cluster;
+mod redis_cluster;
 mod reference_server;
 mod sentinel;
 mod sharded;

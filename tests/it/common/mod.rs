@@ -193,6 +193,7 @@ pub mod postgres;
 pub mod proxy;
 pub mod raw;
 pub mod redis;
+pub mod redis_cluster;
 pub mod sentinel;
 pub mod serving;
 pub mod sio;

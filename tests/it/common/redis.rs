@@ -34,6 +34,32 @@ impl RedisServer {
         )
     }
 
+    /// A Redis Cluster node (not yet in a cluster: `redis_cluster` makes one), its bus
+    /// on another free port, a dead peer noticed after 1 s.
+    pub fn start_cluster_node() -> Self {
+        let port = free_port();
+        let (port_s, bus_s) = (port.to_string(), free_port().to_string());
+        Self::spawn(
+            port,
+            &[
+                "--port",
+                &port_s,
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-node-timeout",
+                "1000",
+                "--cluster-port",
+                &bus_s,
+                // Replicas sync at once (not 5 s later), so a drill can kill a master
+                // as soon as its replica is in sync.
+                "--repl-diskless-sync-delay",
+                "0",
+            ],
+        )
+    }
+
     /// TLS only (`--port 0 --tls-port P`): `cert`/`key` are the server's, clients are
     /// not asked for certificates. Debian's redis-server is built with TLS.
     pub fn start_tls(cert: &Path, key: &Path, ca: &Path) -> Self {
@@ -129,6 +155,11 @@ impl RedisServer {
     pub fn url(&self) -> String {
         let scheme = if self.tls { "rediss" } else { "redis" };
         format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// Whether [`RedisServer::stop`] killed it.
+    pub fn is_stopped(&self) -> bool {
+        self.child.is_none()
     }
 
     /// Kills the server (an outage); `start_on(self.port)` brings one back.

@@ -1,0 +1,344 @@
+//! A Redis Cluster (`--redis-cluster-nodes`): three masters with a replica each, made by
+//! `redis-cli --cluster create`. Two of our nodes on the classic adapter share a `/bench`
+//! room; presence, rate limits and health run on the cluster. A master is killed
+//! mid-traffic (the one each node's subscriber sits on, and that serves a third of the
+//! slots): its replica takes over and, without a restart, cross-node broadcasts,
+//! presence heartbeats and rate-limit counters work again and health says so. The
+//! measured times are printed (`cargo test redis_cluster -- --nocapture`).
+
+use crate::common::app::{parse_config, random, Served};
+use crate::common::redis_cluster::RedisCluster;
+use crate::common::sio::SioClient;
+use crate::observability::health;
+use realtime::presence::{PresenceStore, RedisPresence};
+use realtime::redis_client::{RedisArgs, RedisConn, RedisLocation};
+use serde_json::json;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::task::JoinHandle;
+
+/// The longest the drill waits for the cluster to heal (here ~2–4 s: 1 s until the
+/// master is failing, then the replica's election).
+const HEAL_WITHIN: Duration = Duration::from_secs(30);
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// When each part worked again, measured from the kill.
+#[derive(Debug, Default)]
+struct Healed {
+    broadcasts: Option<Duration>,
+    presence: Option<Duration>,
+    rate_limits: Option<Duration>,
+    health: Option<Duration>,
+}
+
+impl Healed {
+    fn done(&self) -> bool {
+        self.broadcasts.is_some()
+            && self.presence.is_some()
+            && self.rate_limits.is_some()
+            && self.health.is_some()
+    }
+}
+
+fn cluster_args(nodes: &str) -> RedisArgs {
+    RedisArgs {
+        location: RedisLocation {
+            redis_cluster_nodes: nodes.split(',').map(str::to_owned).collect(),
+            ..RedisLocation::default()
+        },
+        ..RedisArgs::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cluster_master_failover_leaves_the_nodes_serving_by_themselves() {
+    let mut cluster = RedisCluster::start().await;
+    let (secret, service) = (random("secret"), random("service"));
+    let nodes = cluster.addresses();
+    let config = |node: &str| {
+        parse_config(
+            &[
+                "realtime-server",
+                "--listen",
+                "127.0.0.1:0",
+                "--env",
+                "development",
+                "--auth-secret",
+                &secret,
+                "--service-token",
+                &service,
+                "--redis-cluster-nodes",
+                &nodes,
+                "--node-id",
+                node,
+                "--presence-heartbeat",
+                "1000",
+                "--redis-timeout",
+                "500",
+                "--rate-limit",
+                "message:send=100000/60",
+                "--loadtest-namespace",
+                "--log-level",
+                "warn",
+            ],
+            true,
+        )
+    };
+    let a = Served::start(&config("node-a")).await;
+    let b = Served::start(&config("node-b")).await;
+
+    let mut publisher = SioClient::connect(a.addr, &secret, "pub", "/bench").await;
+    let mut receiver = SioClient::connect(b.addr, &secret, "sub", "/bench").await;
+    for c in [&mut publisher, &mut receiver] {
+        assert_eq!(
+            c.call("join", json!({"room": "R"})).await,
+            json!({"ok": true})
+        );
+    }
+    let mut seq = 0u64;
+    let before = Instant::now();
+    while !crosses(&mut publisher, &mut receiver, &mut seq).await {
+        assert!(
+            before.elapsed() < HEAL_WITHIN,
+            "no cross-node broadcast on the cluster"
+        );
+    }
+
+    // Presence (of the product namespaces) and rate limits on the cluster, read
+    // through a cluster connection.
+    let alice = SioClient::connect(a.addr, &secret, "alice", "/chat").await;
+    let bob = SioClient::connect(b.addr, &secret, "bob", "/chat").await;
+    let direct = cluster_args(&nodes).connect().await.unwrap().unwrap();
+    let presence = RedisPresence::new(direct.clone(), "rt:presence", Duration::from_secs(10));
+    wait_for(|| async {
+        match presence.online_count().await {
+            Ok(n) => n == 2,
+            Err(e) => panic!("presence on the cluster: {e}"),
+        }
+    })
+    .await;
+    let listed = presence.online_users(None, 10).await.unwrap();
+    assert_eq!(listed.users, vec!["alice", "bob"], "{listed:?}");
+    let (status, body) = health(a.addr, "/api/health").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["services"]["redis"]["role"],
+        json!("cluster"),
+        "{body}"
+    );
+    // rtctl reads the same cluster with the same setting.
+    let (code, listed) = rtctl(&["presence", "ls", "--format", "json"], &nodes).await;
+    assert_eq!(code, 0, "{listed}");
+    let listed: serde_json::Value = serde_json::from_str(&listed).expect("rtctl JSON");
+    assert_eq!(listed["online"], json!(2), "{listed}");
+    let (code, nodes_ls) = rtctl(&["nodes", "ls"], &nodes).await;
+    assert_eq!(code, 0, "{nodes_ls}");
+    assert!(
+        nodes_ls.contains("node-a") && nodes_ls.contains("node-b"),
+        "{nodes_ls}"
+    );
+
+    // Rate-limit probes whose keys the doomed master serves.
+    let doomed = 0; // `--cluster create` made the first node a master.
+    let probes = cluster
+        .keys_on(doomed, (0..3000).map(|i| format!("socket_rl:drill-{i}")))
+        .await;
+    assert!(probes.len() > 500, "{} probe keys on node 0", probes.len());
+    let mut probes = probes
+        .into_iter()
+        .map(|k| k["socket_rl:".len()..].to_owned());
+
+    let killed_at = Instant::now();
+    let killed_ms = now_ms();
+    cluster.kill(doomed);
+    let (statuses, watcher) = watch_health(a.addr, killed_at);
+    let mut healed = Healed::default();
+    while !healed.done() {
+        let since = killed_at.elapsed();
+        assert!(
+            since < HEAL_WITHIN,
+            "not healed {HEAL_WITHIN:?} after the kill: {healed:?}"
+        );
+        if healed.broadcasts.is_none() && crosses(&mut publisher, &mut receiver, &mut seq).await {
+            healed.broadcasts = Some(killed_at.elapsed());
+        }
+        if healed.presence.is_none() {
+            let nodes = presence.nodes().await.unwrap_or_default();
+            let fresh = nodes
+                .iter()
+                .filter(|n| n.heartbeat_at > killed_ms + 1000)
+                .count();
+            if fresh == 2 {
+                healed.presence = Some(killed_at.elapsed());
+            }
+        }
+        if healed.rate_limits.is_none() {
+            let user = probes.next().expect("enough probe users");
+            a.state.limiter.consume("message:send", &user).await;
+            if exists(&direct, &format!("socket_rl:{user}")).await {
+                healed.rate_limits = Some(killed_at.elapsed());
+            }
+        }
+        if healed.health.is_none() {
+            healed.health = health_back(&statuses.lock().unwrap());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!(
+        "redis cluster failover drill: broadcasts back after {:?}, presence after {:?}, \
+         rate limits after {:?}, health ok again after {:?}",
+        healed.broadcasts.unwrap(),
+        healed.presence.unwrap(),
+        healed.rate_limits.unwrap(),
+        healed.health.unwrap(),
+    );
+    assert!(presence.online_count().await.unwrap() == 2);
+    watcher.abort();
+    drop((publisher, receiver, alice, bob));
+    a.stop().await;
+    b.stop().await;
+}
+
+/// Health statuses seen: (since the kill, HTTP status).
+type Statuses = std::sync::Arc<std::sync::Mutex<Vec<(Duration, u16)>>>;
+
+/// Health of the node at `addr` every 100 ms from `since`: (when, HTTP status), for
+/// 40 s at most; abort the task before the node stops.
+fn watch_health(addr: std::net::SocketAddr, since: Instant) -> (Statuses, JoinHandle<()>) {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let out = seen.clone();
+    let task = tokio::spawn(async move {
+        while since.elapsed() < Duration::from_secs(40) {
+            let (status, _) = health(addr, "/api/health").await;
+            seen.lock().unwrap().push((since.elapsed(), status));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    (out, task)
+}
+
+/// When health was 200 again after being degraded, if it was.
+fn health_back(statuses: &[(Duration, u16)]) -> Option<Duration> {
+    let degraded = statuses.iter().position(|(_, s)| *s != 200)?;
+    statuses[degraded..]
+        .iter()
+        .find(|(_, s)| *s == 200)
+        .map(|(at, _)| *at)
+}
+
+/// `rtctl ARGS --redis-cluster-nodes NODES`: exit code, and stdout (stderr when it
+/// failed).
+async fn rtctl(args: &[&str], nodes: &str) -> (i32, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_rtctl"))
+        .env_clear()
+        .args(args)
+        .args(["--redis-cluster-nodes", nodes])
+        .output()
+        .await
+        .expect("run rtctl");
+    let stream = if out.status.success() {
+        &out.stdout
+    } else {
+        &out.stderr
+    };
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(stream).into_owned(),
+    )
+}
+
+async fn wait_for<F, Fut>(mut ok: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ok().await {
+        assert!(Instant::now() < deadline, "condition not met within 10 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Publishes the next `seq` on `/bench` room R and says whether the receiver (on the
+/// other node) got it within 300 ms.
+async fn crosses(publisher: &mut SioClient, receiver: &mut SioClient, seq: &mut u64) -> bool {
+    *seq += 1;
+    let ok = publisher
+        .call("publish", json!({"room": "R", "seq": *seq}))
+        .await;
+    assert_eq!(ok, json!({"ok": true}));
+    loop {
+        match receiver
+            .try_event_within("message", Duration::from_millis(300))
+            .await
+        {
+            Some(m) if m["seq"] == *seq => return true,
+            Some(_) => continue,
+            None => return false,
+        }
+    }
+}
+
+async fn exists(conn: &RedisConn, key: &str) -> bool {
+    let mut conn = conn.clone();
+    redis::cmd("EXISTS")
+        .arg(key)
+        .query_async::<i64>(&mut conn)
+        .await
+        .is_ok_and(|n| n == 1)
+}
+
+/// The adapters that do not run on a cluster yet, and mixed settings, are refused at
+/// start with what to do.
+#[tokio::test]
+async fn cluster_settings_are_checked_at_start() {
+    let both = RedisArgs {
+        location: RedisLocation {
+            redis_url: Some("redis://h:1".into()),
+            redis_cluster_nodes: vec!["h:7000".into()],
+            ..RedisLocation::default()
+        },
+        ..RedisArgs::default()
+    };
+    let text = both.target().err().expect("refused").to_string();
+    assert!(text.contains("keep one"), "{text}");
+    let bad = cluster_args("h:7000,nope")
+        .target()
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(bad.contains("\"nope\" is not host:port"), "{bad}");
+    assert!(bad.contains("REDIS_CLUSTER_NODES"), "{bad}");
+    let ok = cluster_args("10.0.0.5:7000,10.0.0.6:7000")
+        .target()
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        ok.describe(),
+        "Redis Cluster via 10.0.0.5:7000,10.0.0.6:7000"
+    );
+    for adapter in ["redis-streams", "redis-sharded"] {
+        let config = parse_config(
+            &[
+                "realtime-server",
+                "--redis-cluster-nodes",
+                "127.0.0.1:1",
+                "--adapter",
+                adapter,
+            ],
+            true,
+        );
+        let refused = realtime::app::cluster_adapter(&config).await.err();
+        let text = refused.expect("refused").to_string();
+        assert!(
+            text.contains("does not run on a Redis Cluster yet"),
+            "{text}"
+        );
+        assert!(text.contains("--adapter redis"), "{text}");
+    }
+}
