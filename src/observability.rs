@@ -75,11 +75,9 @@ async fn redis_check(conn: &RedisConn, timeout: Duration) -> Check {
     if matches!(conn.target(), RedisTarget::Cluster(_)) {
         return cluster_check(conn, timeout).await;
     }
-    let mut c = conn.clone();
     let started = Instant::now();
-    let role = redis::cmd("ROLE");
-    let check = match tokio::time::timeout(timeout, role.query_async::<redis::Value>(&mut c)).await {
-        Ok(Ok(reply)) => match role_of(&reply).as_deref() {
+    let check = match ask::<redis::Value>(conn, timeout, redis::cmd("ROLE")).await {
+        Ok(reply) => match role_of(&reply).as_deref() {
             Some("master") => {
                 return Check::Up {
                     latency: started.elapsed(),
@@ -92,12 +90,7 @@ async fn redis_check(conn: &RedisConn, timeout: Duration) -> Check {
                 other.unwrap_or("nothing readable")
             )),
         },
-        Ok(Err(e)) => Check::Down(format!("redis error at {}: {e}", conn.address())),
-        Err(_) => Check::Down(format!(
-            "no answer within {} ms from {}",
-            timeout.as_millis(),
-            conn.address()
-        )),
+        Err(down) => Check::Down(down),
     };
     crate::metrics::redis_error("health");
     check
@@ -107,12 +100,11 @@ async fn redis_check(conn: &RedisConn, timeout: Duration) -> Check {
 /// master. While a dead master's replica has not taken over, the state is `fail` and
 /// the keys of its slots cannot be written: down, and said why.
 async fn cluster_check(conn: &RedisConn, timeout: Duration) -> Check {
-    let mut c = conn.clone();
     let started = Instant::now();
     let mut info = redis::cmd("CLUSTER");
     info.arg("INFO");
-    let check = match tokio::time::timeout(timeout, info.query_async::<String>(&mut c)).await {
-        Ok(Ok(info)) => match cluster_state(&info) {
+    let check = match ask::<String>(conn, timeout, info).await {
+        Ok(info) => match cluster_state(&info) {
             Some("ok") => {
                 return Check::Up {
                     latency: started.elapsed(),
@@ -126,15 +118,28 @@ async fn cluster_check(conn: &RedisConn, timeout: Duration) -> Check {
                 conn.address()
             )),
         },
-        Ok(Err(e)) => Check::Down(format!("redis error at {}: {e}", conn.address())),
-        Err(_) => Check::Down(format!(
+        Err(down) => Check::Down(down),
+    };
+    crate::metrics::redis_error("health");
+    check
+}
+
+/// The answer to `cmd`, or why Redis gave none in time (a down check's message).
+async fn ask<T: redis::FromRedisValue>(
+    conn: &RedisConn,
+    timeout: Duration,
+    cmd: redis::Cmd,
+) -> Result<T, String> {
+    let mut c = conn.clone();
+    match tokio::time::timeout(timeout, cmd.query_async::<T>(&mut c)).await {
+        Ok(Ok(answer)) => Ok(answer),
+        Ok(Err(e)) => Err(format!("redis error at {}: {e}", conn.address())),
+        Err(_) => Err(format!(
             "no answer within {} ms from {}",
             timeout.as_millis(),
             conn.address()
         )),
-    };
-    crate::metrics::redis_error("health");
-    check
+    }
 }
 
 /// `cluster_state` of a `CLUSTER INFO` reply.

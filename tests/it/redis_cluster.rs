@@ -7,25 +7,19 @@
 //! measured times are printed (`cargo test redis_cluster -- --nocapture`).
 
 use crate::common::app::{parse_config, random, Served};
+use crate::common::drill::{crosses, exists, now_ms};
 use crate::common::redis_cluster::RedisCluster;
 use crate::common::sio::SioClient;
 use crate::observability::health;
 use realtime::presence::{PresenceStore, RedisPresence};
-use realtime::redis_client::{RedisArgs, RedisConn, RedisLocation};
+use realtime::redis_client::{RedisArgs, RedisLocation};
 use serde_json::json;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
 /// The longest the drill waits for the cluster to heal (here ~2–4 s: 1 s until the
 /// master is failing, then the replica's election).
 const HEAL_WITHIN: Duration = Duration::from_secs(30);
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
 
 /// When each part worked again, measured from the kill.
 #[derive(Debug, Default)]
@@ -262,35 +256,6 @@ where
         assert!(Instant::now() < deadline, "condition not met within 10 s");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// Publishes the next `seq` on `/bench` room R and says whether the receiver (on the
-/// other node) got it within 300 ms.
-async fn crosses(publisher: &mut SioClient, receiver: &mut SioClient, seq: &mut u64) -> bool {
-    *seq += 1;
-    let ok = publisher
-        .call("publish", json!({"room": "R", "seq": *seq}))
-        .await;
-    assert_eq!(ok, json!({"ok": true}));
-    loop {
-        match receiver
-            .try_event_within("message", Duration::from_millis(300))
-            .await
-        {
-            Some(m) if m["seq"] == *seq => return true,
-            Some(_) => continue,
-            None => return false,
-        }
-    }
-}
-
-async fn exists(conn: &RedisConn, key: &str) -> bool {
-    let mut conn = conn.clone();
-    redis::cmd("EXISTS")
-        .arg(key)
-        .query_async::<i64>(&mut conn)
-        .await
-        .is_ok_and(|n| n == 1)
 }
 
 /// The adapters that do not run on a cluster yet, and mixed settings, are refused at

@@ -7,25 +7,19 @@
 //! The measured times are printed (`cargo test sentinel -- --nocapture`).
 
 use crate::common::app::{parse_config, random, Served};
+use crate::common::drill::{crosses, exists, now_ms};
 use crate::common::postgres::{fresh_database, shared};
 use crate::common::sentinel::{SentinelSet, MASTER};
 use crate::common::sio::SioClient;
 use crate::observability::health;
 use realtime::presence::{PresenceStore, RedisPresence};
-use realtime::redis_client::{RedisArgs, RedisConn};
+use realtime::redis_client::RedisArgs;
 use serde_json::json;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// The longest the drill waits for the cluster to heal (a failover here takes ~2–4 s:
 /// 1 s until the master is "down", then the election and promotion).
 const HEAL_WITHIN: Duration = Duration::from_secs(30);
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
 
 /// When each part of the cluster worked again, measured from the kill.
 #[derive(Debug, Default)]
@@ -212,36 +206,6 @@ async fn a_sentinel_failover_leaves_the_cluster_serving_by_itself() {
     drop(bob);
     a.stop().await;
     b.stop().await;
-}
-
-/// Publishes the next `seq` on `/bench` room R and says whether the receiver (on the
-/// other node) got it within 300 ms.
-async fn crosses(publisher: &mut SioClient, receiver: &mut SioClient, seq: &mut u64) -> bool {
-    *seq += 1;
-    let ok = publisher
-        .call("publish", json!({"room": "R", "seq": *seq}))
-        .await;
-    assert_eq!(ok, json!({"ok": true}));
-    loop {
-        match receiver
-            .try_event_within("message", Duration::from_millis(300))
-            .await
-        {
-            Some(m) if m["seq"] == *seq => return true,
-            Some(_) => continue, // a late one from the outage
-            None => return false,
-        }
-    }
-}
-
-/// `EXISTS key` on `conn`'s server.
-async fn exists(conn: &RedisConn, key: &str) -> bool {
-    let mut conn = conn.clone();
-    redis::cmd("EXISTS")
-        .arg(key)
-        .query_async::<i64>(&mut conn)
-        .await
-        .is_ok_and(|n| n == 1)
 }
 
 #[test]

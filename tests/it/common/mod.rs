@@ -187,6 +187,7 @@ pub fn free_port() -> u16 {
 }
 
 pub mod app;
+pub mod drill;
 pub mod node;
 pub mod nodejs;
 pub mod postgres;
