@@ -7,7 +7,7 @@
 //! measured times are printed (`cargo test redis_cluster -- --nocapture`).
 
 use crate::common::app::{parse_config, random, Served};
-use crate::common::drill::{crosses, exists, now_ms};
+use crate::common::drill::{bench_pair, crosses, exists, now_ms, NODE_FLAGS};
 use crate::common::redis_cluster::RedisCluster;
 use crate::common::sio::SioClient;
 use crate::observability::health;
@@ -70,38 +70,20 @@ async fn a_cluster_master_failover_leaves_the_nodes_serving_by_themselves() {
                 &nodes,
                 "--node-id",
                 node,
-                "--presence-heartbeat",
-                "1000",
-                "--redis-timeout",
-                "500",
-                "--rate-limit",
-                "message:send=100000/60",
-                "--loadtest-namespace",
-                "--log-level",
-                "warn",
-            ],
+            ]
+            .iter()
+            .chain(NODE_FLAGS)
+            .copied()
+            .collect::<Vec<&str>>(),
             true,
         )
     };
     let a = Served::start(&config("node-a")).await;
     let b = Served::start(&config("node-b")).await;
 
-    let mut publisher = SioClient::connect(a.addr, &secret, "pub", "/bench").await;
-    let mut receiver = SioClient::connect(b.addr, &secret, "sub", "/bench").await;
-    for c in [&mut publisher, &mut receiver] {
-        assert_eq!(
-            c.call("join", json!({"room": "R"})).await,
-            json!({"ok": true})
-        );
-    }
     let mut seq = 0u64;
-    let before = Instant::now();
-    while !crosses(&mut publisher, &mut receiver, &mut seq).await {
-        assert!(
-            before.elapsed() < HEAL_WITHIN,
-            "no cross-node broadcast on the cluster"
-        );
-    }
+    let (mut publisher, mut receiver) =
+        bench_pair(a.addr, b.addr, &secret, &mut seq, HEAL_WITHIN).await;
 
     // Presence (of the product namespaces) and rate limits on the cluster, read
     // through a cluster connection.

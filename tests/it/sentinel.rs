@@ -7,7 +7,7 @@
 //! The measured times are printed (`cargo test sentinel -- --nocapture`).
 
 use crate::common::app::{parse_config, random, Served};
-use crate::common::drill::{crosses, exists, now_ms};
+use crate::common::drill::{bench_pair, crosses, exists, now_ms, NODE_FLAGS};
 use crate::common::postgres::{fresh_database, shared};
 use crate::common::sentinel::{SentinelSet, MASTER};
 use crate::common::sio::SioClient;
@@ -62,16 +62,11 @@ async fn a_sentinel_failover_leaves_the_cluster_serving_by_itself() {
                 MASTER,
                 "--node-id",
                 node,
-                "--presence-heartbeat",
-                "1000",
-                "--redis-timeout",
-                "500",
-                "--rate-limit",
-                "message:send=100000/60",
-                "--loadtest-namespace",
-                "--log-level",
-                "warn",
-            ],
+            ]
+            .iter()
+            .chain(NODE_FLAGS)
+            .copied()
+            .collect::<Vec<&str>>(),
             true,
         )
     };
@@ -79,14 +74,9 @@ async fn a_sentinel_failover_leaves_the_cluster_serving_by_itself() {
     let b = Served::start(&config("node-b")).await;
 
     // /bench: a publisher on a, a receiver on b. /chat: alice on a, bob on b.
-    let mut publisher = SioClient::connect(a.addr, &secret, "pub", "/bench").await;
-    let mut receiver = SioClient::connect(b.addr, &secret, "sub", "/bench").await;
-    for c in [&mut publisher, &mut receiver] {
-        assert_eq!(
-            c.call("join", json!({"room": "R"})).await,
-            json!({"ok": true})
-        );
-    }
+    let mut seq = 0u64;
+    let (mut publisher, mut receiver) =
+        bench_pair(a.addr, b.addr, &secret, &mut seq, HEAL_WITHIN).await;
     let mut alice = SioClient::connect(a.addr, &secret, "alice", "/chat").await;
     let mut bob = SioClient::connect(b.addr, &secret, "bob", "/chat").await;
     let opened = alice.call("room:open", json!({"peerId": "bob"})).await;
@@ -94,14 +84,6 @@ async fn a_sentinel_failover_leaves_the_cluster_serving_by_itself() {
     for c in [&mut alice, &mut bob] {
         let joined = c.call("room:join", json!({"roomId": room})).await;
         assert_eq!(joined["ok"], true, "{joined}");
-    }
-    let mut seq = 0u64;
-    let before = Instant::now();
-    while !crosses(&mut publisher, &mut receiver, &mut seq).await {
-        assert!(
-            before.elapsed() < HEAL_WITHIN,
-            "no cross-node broadcast before the kill"
-        );
     }
 
     // The new master, read directly (not through the nodes' connections).

@@ -4,7 +4,50 @@
 use super::sio::SioClient;
 use realtime::redis_client::RedisConn;
 use serde_json::json;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// The flags both drills give their nodes after the Redis location and the node id:
+/// heartbeats every second, Redis commands failing after 500 ms, a rate limit that
+/// counts without refusing, and `/bench`.
+pub const NODE_FLAGS: &[&str] = &[
+    "--presence-heartbeat",
+    "1000",
+    "--redis-timeout",
+    "500",
+    "--rate-limit",
+    "message:send=100000/60",
+    "--loadtest-namespace",
+    "--log-level",
+    "warn",
+];
+
+/// A `/bench` publisher on `a` and a receiver on `b`, both in room R, once a broadcast
+/// crosses (within `within`); `seq` counts the publishes.
+pub async fn bench_pair(
+    a: SocketAddr,
+    b: SocketAddr,
+    secret: &str,
+    seq: &mut u64,
+    within: Duration,
+) -> (SioClient, SioClient) {
+    let mut publisher = SioClient::connect(a, secret, "pub", "/bench").await;
+    let mut receiver = SioClient::connect(b, secret, "sub", "/bench").await;
+    for c in [&mut publisher, &mut receiver] {
+        assert_eq!(
+            c.call("join", json!({"room": "R"})).await,
+            json!({"ok": true})
+        );
+    }
+    let before = Instant::now();
+    while !crosses(&mut publisher, &mut receiver, seq).await {
+        assert!(
+            before.elapsed() < within,
+            "no cross-node broadcast before the kill"
+        );
+    }
+    (publisher, receiver)
+}
 
 /// Publishes the next `seq` on `/bench` room R and says whether the receiver (on the
 /// other node) got it within 300 ms.
