@@ -245,50 +245,83 @@ impl RedisDriver for LiveDriver {
 }
 
 /// Drains the publish queue, pipelining whatever is queued as `command`s (`PUBLISH`,
-/// or `SPUBLISH` for the sharded adapter).
+/// or `SPUBLISH` for the sharded adapter). On a Redis Cluster, which refuses a pipeline
+/// across slots, a batch is one pipeline per channel slot, sent together.
 pub(super) async fn publisher(
     command: &'static str,
     mut rx: mpsc::Receiver<Outgoing>,
-    mut conn: RedisConn,
+    conn: RedisConn,
     counters: Arc<Counters>,
 ) {
     let mut batch = Vec::with_capacity(PUBLISH_BATCH);
     let mut failing = false;
+    let cluster = conn.is_cluster();
     while rx.recv_many(&mut batch, PUBLISH_BATCH).await > 0 {
-        let mut pipe = redis::pipe();
-        // Messages per metric label, in first-seen order.
-        let mut by_kind: Vec<(&'static str, u64)> = Vec::with_capacity(3);
-        for m in &batch {
-            pipe.cmd(command).arg(&m.channel).arg(&m.payload).ignore();
-            match by_kind.iter_mut().find(|(k, _)| *k == m.kind) {
-                Some((_, n)) => *n += 1,
-                None => by_kind.push((m.kind, 1)),
+        let sends = by_slot(&batch, cluster).into_iter().map(|group| {
+            let mut conn = conn.clone();
+            let mut pipe = redis::pipe();
+            for m in &group {
+                pipe.cmd(command).arg(&m.channel).arg(&m.payload).ignore();
             }
-        }
-        let n = batch.len() as u64;
+            let kinds = count_kinds(&group);
+            async move { (pipe.query_async::<()>(&mut conn).await, kinds) }
+        });
+        let results = futures_util::future::join_all(sends).await;
         batch.clear();
-        match pipe.query_async::<()>(&mut conn).await {
-            Ok(()) => {
-                counters.published.fetch_add(n, Ordering::Relaxed);
-                let metrics = crate::metrics::cluster();
-                for (kind, n) in by_kind {
-                    metrics.published(kind, n);
+        for (result, kinds) in results {
+            let n: u64 = kinds.iter().map(|(_, n)| n).sum();
+            match result {
+                Ok(()) => {
+                    counters.published.fetch_add(n, Ordering::Relaxed);
+                    let metrics = crate::metrics::cluster();
+                    for (kind, n) in kinds {
+                        metrics.published(kind, n);
+                    }
+                    if failing {
+                        failing = false;
+                        tracing::info!("cluster publishing to Redis works again");
+                    }
                 }
-                if failing {
-                    failing = false;
-                    tracing::info!("cluster publishing to Redis works again");
-                }
-            }
-            Err(e) => {
-                counters.publish_failures.fetch_add(n, Ordering::Relaxed);
-                crate::metrics::redis_error("adapter");
-                if !failing {
-                    failing = true;
-                    tracing::warn!(error = %e, lost = n, "cluster publish to Redis failed; other nodes miss these messages until Redis is back");
+                Err(e) => {
+                    counters.publish_failures.fetch_add(n, Ordering::Relaxed);
+                    crate::metrics::redis_error("adapter");
+                    if !failing {
+                        failing = true;
+                        tracing::warn!(error = %e, lost = n, "cluster publish to Redis failed; other nodes miss these messages until Redis is back");
+                    }
                 }
             }
         }
     }
+}
+
+/// The batch in groups one pipeline may carry: all of it on one server, one group per
+/// channel slot on a Redis Cluster (in queue order within each).
+fn by_slot(batch: &[Outgoing], cluster: bool) -> Vec<Vec<&Outgoing>> {
+    if !cluster {
+        return vec![batch.iter().collect()];
+    }
+    let mut groups: Vec<(u16, Vec<&Outgoing>)> = Vec::new();
+    for m in batch {
+        let slot = crate::redis_client::key_slot(&m.channel);
+        match groups.iter_mut().find(|(s, _)| *s == slot) {
+            Some((_, group)) => group.push(m),
+            None => groups.push((slot, vec![m])),
+        }
+    }
+    groups.into_iter().map(|(_, group)| group).collect()
+}
+
+/// Messages per metric label, in first-seen order.
+fn count_kinds(group: &[&Outgoing]) -> Vec<(&'static str, u64)> {
+    let mut by_kind: Vec<(&'static str, u64)> = Vec::with_capacity(3);
+    for m in group {
+        match by_kind.iter_mut().find(|(k, _)| *k == m.kind) {
+            Some((_, n)) => *n += 1,
+            None => by_kind.push((m.kind, 1)),
+        }
+    }
+    by_kind
 }
 
 /// Keeps a pub/sub connection subscribed to every route, reconnecting with backoff.

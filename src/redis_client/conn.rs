@@ -83,6 +83,11 @@ impl RedisConn {
         self.0.current.read_unpoisoned().address.clone()
     }
 
+    /// Whether this is a Redis Cluster connection (pipelines must stay in one slot).
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.0.target, RedisTarget::Cluster(_))
+    }
+
     /// Where Redis is configured to be (for messages).
     pub fn target(&self) -> &RedisTarget {
         &self.0.target

@@ -289,3 +289,61 @@ async fn cluster_settings_are_checked_at_start() {
         assert!(text.contains("--adapter redis"), "{text}");
     }
 }
+
+/// Records what a subscription receives.
+#[derive(Default)]
+struct Received(std::sync::Mutex<Vec<String>>);
+
+impl realtime::cluster::driver::MessageSink for Received {
+    fn on_message(&self, channel: &str, _payload: &[u8]) {
+        self.0.lock().unwrap().push(channel.to_owned());
+    }
+}
+
+/// A burst of publishes to many channels (their slots all over the cluster) leaves the
+/// publisher as one pipeline per slot — a cluster refuses one across slots — and every
+/// message reaches a subscriber on another connection; the node count is summed over
+/// the cluster's nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pubsub_driver_publishes_bursts_across_slots_on_a_cluster() {
+    use realtime::cluster::driver::{LiveDriver, MessageSink, RedisDriver};
+    let cluster = RedisCluster::start().await;
+    let target = cluster_args(&cluster.addresses())
+        .target()
+        .unwrap()
+        .unwrap();
+    let timeout = Duration::from_secs(1);
+    let publisher = LiveDriver::connect_to(target.clone(), timeout)
+        .await
+        .unwrap();
+    let subscriber = LiveDriver::connect_to(target, timeout).await.unwrap();
+    let received = std::sync::Arc::new(Received::default());
+    let sink: std::sync::Weak<dyn MessageSink> =
+        std::sync::Arc::downgrade(&received) as std::sync::Weak<dyn MessageSink>;
+    subscriber.subscribe(vec!["burst#*".into()], vec![], sink);
+    wait_for(|| async {
+        publisher.publish("burst#probe".into(), b"x".to_vec());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        !received.0.lock().unwrap().is_empty()
+    })
+    .await;
+    received.0.lock().unwrap().clear();
+    let channels: Vec<String> = (0..300).map(|i| format!("burst#room-{i}")).collect();
+    for c in &channels {
+        publisher.publish(c.clone(), b"m".to_vec());
+    }
+    wait_for(|| async { received.0.lock().unwrap().len() >= channels.len() }).await;
+    let mut got = received.0.lock().unwrap().clone();
+    got.sort();
+    let mut want = channels.clone();
+    want.sort();
+    assert_eq!(got, want);
+    assert_eq!(publisher.stats().publish_failures, 0);
+    // One PSUBSCRIBE per driver: NUMSUB counts plain subscriptions, so subscribe one.
+    subscriber.subscribe(
+        vec![],
+        vec!["burst#count".into()],
+        std::sync::Arc::downgrade(&received) as _,
+    );
+    wait_for(|| async { publisher.num_sub("burst#count".into()).await == Ok(1) }).await;
+}
