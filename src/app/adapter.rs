@@ -36,9 +36,6 @@ pub async fn cluster_adapter(
         AdapterChoice::RedisStreams(_) if on_cluster => {
             return Err(BuildError::AdapterOnCluster("redis-streams"))
         }
-        AdapterChoice::RedisSharded(_) if on_cluster => {
-            return Err(BuildError::AdapterOnCluster("redis-sharded"))
-        }
         AdapterChoice::Redis => classic(config, target.clone()).await,
         AdapterChoice::RedisStreams(settings) => streams(config, settings, target.clone()).await,
         AdapterChoice::RedisSharded(mode) => sharded(config, *mode, target.clone()).await,

@@ -15,9 +15,8 @@ pub enum BuildError {
     #[error("NEXTAUTH_SECRET must not be empty")]
     AuthSecret(#[source] EmptySecret),
     #[error(
-        "--adapter {0} does not run on a Redis Cluster yet: use --adapter redis (pub/sub, \
-         which a cluster delivers to every node), or point REDIS_URL / REDIS_SENTINELS at a \
-         non-clustered Redis"
+        "--adapter {0} does not run on a Redis Cluster yet: use --adapter redis or \
+         redis-sharded, or point REDIS_URL / REDIS_SENTINELS at a non-clustered Redis"
     )]
     AdapterOnCluster(&'static str),
     /// `url` is redacted (no password).

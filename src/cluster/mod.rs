@@ -24,5 +24,6 @@ pub mod emitter;
 pub mod redis;
 pub mod redis_sharded;
 pub mod redis_streams;
+mod sharded_conn;
 pub mod sharded_driver;
 pub mod wire;

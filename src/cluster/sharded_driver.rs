@@ -16,16 +16,19 @@
 //!   doubling to 5 s; a PING every few seconds notices a dead connection);
 //! - a **command** connection for `PUBSUB SHARDNUMSUB`.
 //!
-//! A single Redis (7.0 or later) only. On a Redis Cluster each channel lives on the shard
-//! that owns its slot: SPUBLISH and SSUBSCRIBE must go to that shard's master (a
-//! connection per shard, following MOVED), and the server count is the sum of
-//! SHARDNUMSUB over the masters, as the npm package does with a cluster client. The
-//! trait is the seam for that driver.
+//! On a Redis Cluster each channel lives on the shard that owns its slot: SPUBLISH goes
+//! through the cluster connection (a batch split per slot, `driver::publisher`), the
+//! subscriber is the crate's cluster connection (`sharded_conn`), which sends each
+//! SSUBSCRIBE to the channel's master (a lost node connection starts the subscriber
+//! over, which after a failover finds the new master), and
+//! `PUBSUB SHARDNUMSUB` is summed over the nodes, as the npm package does with a cluster
+//! client.
 
 use super::driver::{
     enqueue, publisher, Counters, DriverError, DriverStats, MemoryDriver, MessageSink, Outgoing,
     BACKOFF_MAX, BACKOFF_MIN, PING_EVERY, PUBLISH_QUEUE,
 };
+use super::sharded_conn::SubConn;
 use crate::redis_client::{RedisConn, RedisTarget};
 use crate::server::BoxFuture;
 use crate::sync::RwLockExt as _;
@@ -119,16 +122,6 @@ impl LiveShardedDriver {
             counters,
         }))
     }
-}
-
-/// The same client speaking RESP3 (TLS settings kept: they live in the address).
-fn resp3(client: &redis::Client) -> Result<redis::Client, redis::RedisError> {
-    let info = client.get_connection_info().clone();
-    let settings = info
-        .redis_settings()
-        .clone()
-        .set_protocol(redis::ProtocolVersion::RESP3);
-    redis::Client::open(info.set_redis_settings(settings))
 }
 
 impl ShardedDriver for LiveShardedDriver {
@@ -234,17 +227,7 @@ impl Subscriber {
             return Ended::Dropped;
         }
         let (push_tx, mut pushes) = mpsc::unbounded_channel::<PushInfo>();
-        let config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(self.timeout))
-            .set_push_sender(push_tx);
-        let connect = async {
-            let client = resp3(&self.target.client().await?)?;
-            client
-                .get_multiplexed_async_connection_with_config(&config)
-                .await
-        };
-        let mut conn = match connect.await {
+        let mut conn = match SubConn::open(&self.target, self.timeout, push_tx).await {
             Ok(conn) => conn,
             Err(e) => return Ended::Lost(e.to_string()),
         };
@@ -279,9 +262,7 @@ impl Subscriber {
                     None => return Ended::Dropped,
                 },
                 _ = ping.tick() => {
-                    let ping_cmd = redis::cmd("PING");
-                    let pong = ping_cmd.query_async::<redis::Value>(&mut conn);
-                    if !matches!(tokio::time::timeout(self.timeout, pong).await, Ok(Ok(_))) {
+                    if !conn.alive(self.timeout).await {
                         return Ended::Lost("no answer to PING".into());
                     }
                 }
@@ -293,7 +274,7 @@ impl Subscriber {
     /// what is no longer wanted (or whose sink is gone), SSUBSCRIBE what is new.
     async fn reconcile(
         &self,
-        conn: &mut redis::aio::MultiplexedConnection,
+        conn: &mut SubConn,
         subscribed: &mut HashSet<String>,
     ) -> Result<(), String> {
         let wanted: HashSet<String> = {
@@ -303,33 +284,17 @@ impl Subscriber {
         };
         let stale: Vec<String> = subscribed.difference(&wanted).cloned().collect();
         for channel in stale {
-            self.command(conn, "SUNSUBSCRIBE", &channel).await?;
+            conn.shard_subscription(false, &channel, self.timeout)
+                .await?;
             subscribed.remove(&channel);
         }
         let new: Vec<String> = wanted.difference(subscribed).cloned().collect();
         for channel in new {
-            self.command(conn, "SSUBSCRIBE", &channel).await?;
+            conn.shard_subscription(true, &channel, self.timeout)
+                .await?;
             subscribed.insert(channel);
         }
         Ok(())
-    }
-
-    /// One (un)subscription of one channel: a single confirmation answers it.
-    async fn command(
-        &self,
-        conn: &mut redis::aio::MultiplexedConnection,
-        name: &str,
-        channel: &str,
-    ) -> Result<(), String> {
-        let mut cmd = redis::cmd(name);
-        cmd.arg(channel);
-        let query = cmd.query_async::<redis::Value>(conn);
-        match tokio::time::timeout(self.timeout, query).await {
-            Ok(Ok(redis::Value::ServerError(e))) => Err(format!("{name} {channel}: {e:?}")),
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(format!("{name} {channel}: {e}")),
-            Err(_) => Err(format!("{name} {channel}: timed out")),
-        }
     }
 
     /// An `smessage` push, to the sink of its channel; other pushes (confirmations

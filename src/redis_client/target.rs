@@ -38,6 +38,46 @@ impl ClusterTarget {
     pub async fn connect(&self) -> redis::RedisResult<redis::cluster_async::ClusterConnection> {
         self.client.get_async_connection().await
     }
+
+    /// A RESP3 connection to the whole cluster whose pushes (sharded messages, and a
+    /// `Disconnection` when a node's connection is lost) go to `pushes`: the crate sends
+    /// each SSUBSCRIBE to the master of the channel's slot.
+    pub async fn subscriber(
+        &self,
+        pushes: tokio::sync::mpsc::UnboundedSender<redis::PushInfo>,
+    ) -> redis::RedisResult<redis::cluster_async::ClusterConnection> {
+        let (user, password) = (self.username.as_deref(), self.password.as_deref());
+        cluster_builder(&self.nodes, user, password, self.timeout)
+            .use_protocol(redis::ProtocolVersion::RESP3)
+            .push_sender(pushes)
+            .build()?
+            .get_async_connection()
+            .await
+    }
+}
+
+/// A cluster client's settings: `nodes` to find the cluster through, each node's
+/// credentials, a command failing after `timeout`.
+fn cluster_builder(
+    nodes: &[(String, u16)],
+    username: Option<&str>,
+    password: Option<&str>,
+    timeout: Duration,
+) -> redis::cluster::ClusterClientBuilder {
+    let urls = nodes
+        .iter()
+        .map(|(host, port)| format!("redis://{host}:{port}"));
+    let mut b = redis::cluster::ClusterClientBuilder::new(urls)
+        .connection_timeout(timeout)
+        .response_timeout(timeout)
+        .retries(2);
+    if let Some(username) = username {
+        b = b.username(username);
+    }
+    if let Some(password) = password {
+        b = b.password(password);
+    }
+    b
 }
 
 /// A master found through Sentinel.
@@ -123,21 +163,9 @@ impl RedisTarget {
         password: Option<&str>,
         timeout: Duration,
     ) -> redis::RedisResult<RedisTarget> {
-        let urls = nodes
-            .iter()
-            .map(|(host, port)| format!("redis://{host}:{port}"));
-        let mut b = redis::cluster::ClusterClientBuilder::new(urls)
-            .connection_timeout(timeout)
-            .response_timeout(timeout)
-            .retries(2);
-        if let Some(username) = username {
-            b = b.username(username);
-        }
-        if let Some(password) = password {
-            b = b.password(password);
-        }
+        let client = cluster_builder(nodes, username, password, timeout).build()?;
         Ok(RedisTarget::Cluster(Arc::new(ClusterTarget {
-            client: b.build()?,
+            client,
             nodes: nodes.to_vec(),
             username: username.map(str::to_owned),
             password: password.map(str::to_owned),

@@ -4,6 +4,9 @@
 //
 //   node sharded-node.mjs <port> <redis-url> [subscriptionMode, default "dynamic"]
 //
+// A <redis-url> of `cluster:host:port,host:port,…` connects to a Redis Cluster instead
+// (node-redis `createCluster`, as the package's README shows for a cluster).
+//
 // Prints `listening <port>` once its subscriptions are confirmed. Clients drive it with
 // events:
 // - `join` (room) → acks true;  `to-room` (room, event, ...args) → socket.to(room).emit;
@@ -17,10 +20,17 @@
 import { createServer } from "node:http";
 import { Server } from "socket.io";
 import { createShardedAdapter } from "@socket.io/redis-adapter";
-import { createClient } from "redis";
+import { createClient, createCluster } from "redis";
 
 const [port, redisUrl, subscriptionMode = "dynamic"] = process.argv.slice(2);
-const pub = createClient({ url: redisUrl });
+const pub = redisUrl.startsWith("cluster:")
+  ? createCluster({
+      rootNodes: redisUrl
+        .slice("cluster:".length)
+        .split(",")
+        .map((a) => ({ url: `redis://${a}` })),
+    })
+  : createClient({ url: redisUrl });
 const sub = pub.duplicate();
 for (const c of [pub, sub]) c.on("error", (e) => console.error("redis", e.message));
 await Promise.all([pub.connect(), sub.connect()]);
@@ -74,11 +84,10 @@ io.on("connection", (socket) => {
   });
 });
 
-// The adapter's SSUBSCRIBEs are not awaited: wait until Redis counts this server.
-const channel = "socket.io#/#";
+// The adapter's SSUBSCRIBEs are not awaited: wait until Redis counts this server (the
+// adapter's own count, summed over a cluster's masters).
 for (let i = 0; i < 100; i++) {
-  const [, n] = await pub.sendCommand(["PUBSUB", "SHARDNUMSUB", channel]);
-  if (n > 0) break;
+  if ((await io.of("/").adapter.serverCount()) > 0) break;
   await new Promise((r) => setTimeout(r, 20));
 }
 http.listen(Number(port), "127.0.0.1", () => console.log(`listening ${port}`));

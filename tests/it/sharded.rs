@@ -19,6 +19,7 @@ use crate::common::{test_namespace, TestServer};
 use realtime::cluster::redis_sharded::{RedisShardedFactory, RedisShardedOptions};
 use realtime::cluster::sharded_driver::{LiveShardedDriver, ShardedDriver};
 use realtime::protocol::cluster_sharded::SubscriptionMode;
+use realtime::redis_client::RedisTarget;
 use realtime::server::{Io, Payload};
 use realtime::sid::Sid;
 use serde_json::{json, Value};
@@ -30,13 +31,19 @@ const SHARDED_NODE_PACKAGES: [&str; 3] = ["socket.io", "@socket.io/redis-adapter
 
 /// One of our nodes: `/` and `/chat` with the shared test handlers, on the sharded
 /// adapter.
-struct Node {
-    server: TestServer,
-    driver: Arc<LiveShardedDriver>,
+pub(crate) struct Node {
+    pub(crate) server: TestServer,
+    pub(crate) driver: Arc<LiveShardedDriver>,
 }
 
 async fn rust_node(redis: &str, mode: SubscriptionMode) -> Node {
-    let driver = LiveShardedDriver::connect(redis, Duration::from_millis(500))
+    let target = RedisTarget::Single(Box::new(redis::Client::open(redis).unwrap()));
+    rust_node_on(target, mode).await
+}
+
+/// One of our nodes on the Redis `target` (one server or a cluster).
+pub(crate) async fn rust_node_on(target: RedisTarget, mode: SubscriptionMode) -> Node {
+    let driver = LiveShardedDriver::connect_to(target, Duration::from_millis(500))
         .await
         .expect("connect the sharded adapter to redis");
     let options = RedisShardedOptions {
@@ -102,8 +109,16 @@ async fn wait_channels(redis: &str, pattern: &str, want: &[&str]) {
 }
 
 async fn node_peer(redis: &RedisServer, mode: &str) -> (NodeScript, Client, std::net::SocketAddr) {
+    node_peer_at(&redis.url(), mode).await
+}
+
+/// The Node peer on `redis` (a URL, or `cluster:host:port,…`).
+pub(crate) async fn node_peer_at(
+    redis: &str,
+    mode: &str,
+) -> (NodeScript, Client, std::net::SocketAddr) {
     let port = free_port();
-    let args = [port.to_string(), redis.url(), mode.to_owned()];
+    let args = [port.to_string(), redis.to_owned(), mode.to_owned()];
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let script = NodeScript::start(
         "sharded-node.mjs",
@@ -231,6 +246,17 @@ async fn a_node_sharded_server_and_ours_are_one_cluster() {
     let redis = RedisServer::start();
     let ours = rust_node(&redis.url(), SubscriptionMode::Dynamic).await;
     let (_peer, mut n, node_addr) = node_peer(&redis, "dynamic").await;
+    one_cluster_both_ways(&ours, &mut n, node_addr).await;
+    ours.server.stop().await;
+}
+
+/// Our node and the Node peer (whose client is `n`) are one cluster: broadcasts, room
+/// operations, fetchSockets, serverSideEmit and broadcasts with acks, both ways.
+pub(crate) async fn one_cluster_both_ways(
+    ours: &Node,
+    n: &mut Client,
+    node_addr: std::net::SocketAddr,
+) {
     wait_cluster(&*ours.driver, 2).await;
     let ns = ours.server.io.of("/").unwrap();
     let mut r = Client::connect(ours.server.addr).await;
@@ -248,7 +274,7 @@ async fn a_node_sharded_server_and_ours_are_one_cluster() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(ns.server_count().await, 2);
-    assert_eq!(admin(&mut n, json!(["serverCount"])).await["count"], 2);
+    assert_eq!(admin(n, json!(["serverCount"])).await["count"], 2);
 
     // Broadcasts both ways: to a room, to the namespace, text and binary.
     n.call(
@@ -266,13 +292,13 @@ async fn a_node_sharded_server_and_ours_are_one_cluster() {
     let (args, bins) = n.binary_event("bin", 1).await;
     assert_eq!((args, bins), (vec![ph(0)], vec![b"\x00\x01".to_vec()]));
     admin(
-        &mut n,
+        n,
         json!(["emitToRoom", "R", "bin-node", {"$binary": [7, 8, 9]}, "t"]),
     )
     .await;
     let (args, bins) = r.binary_event("bin-node", 1).await;
     assert_eq!((args, bins), (vec![ph(0), json!("t")], vec![vec![7, 8, 9]]));
-    admin(&mut n, json!(["emit", "node-all", {"$binary": [1]}])).await;
+    admin(n, json!(["emit", "node-all", {"$binary": [1]}])).await;
     let (args, bins) = r.binary_event("node-all", 1).await;
     assert_eq!((args, bins), (vec![ph(0)], vec![vec![1]]));
     ns.emit("rust-all", json!(3));
@@ -283,11 +309,11 @@ async fn a_node_sharded_server_and_ours_are_one_cluster() {
     let node_rooms = |answer: Value| answer["rooms"].as_array().unwrap().clone();
     ns.to(n.sid.clone()).sockets_join("J");
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let rooms = node_rooms(admin(&mut n, json!(["rooms", n_sid])).await);
+    let rooms = node_rooms(admin(n, json!(["rooms", n_sid])).await);
     assert!(rooms.contains(&json!("J")), "{rooms:?}");
     ns.to(n.sid.clone()).sockets_leave("J");
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let rooms = node_rooms(admin(&mut n, json!(["rooms", n_sid])).await);
+    let rooms = node_rooms(admin(n, json!(["rooms", n_sid])).await);
     assert!(!rooms.contains(&json!("J")), "{rooms:?}");
     let sid_r = Sid::parse(&r.sid).unwrap();
     let in_room = |room: &'static str| {
@@ -297,14 +323,14 @@ async fn a_node_sharded_server_and_ours_are_one_cluster() {
                 .is_some_and(|s| s.rooms().iter().any(|x| &**x == room))
         }
     };
-    admin(&mut n, json!(["socketsJoin", "K", r.sid])).await;
+    admin(n, json!(["socketsJoin", "K", r.sid])).await;
     wait_until(QUICK, "join requested by node", in_room("K")).await;
-    admin(&mut n, json!(["socketsLeave", "K", r.sid])).await;
+    admin(n, json!(["socketsLeave", "K", r.sid])).await;
     let joined = in_room("K");
     wait_until(QUICK, "leave requested by node", move || !joined()).await;
 
     // fetchSockets both ways.
-    let fetched = admin(&mut n, json!(["fetchSockets"])).await;
+    let fetched = admin(n, json!(["fetchSockets"])).await;
     let ids: Vec<&str> = fetched["sockets"]
         .as_array()
         .unwrap()
@@ -329,7 +355,7 @@ async fn a_node_sharded_server_and_ours_are_one_cluster() {
         .await
         .unwrap();
     assert_eq!(answers, vec![json!({"from": "node", "args": ["q"]})]);
-    let from_node = admin(&mut n, json!(["serverSideEmit", "ping", 7])).await;
+    let from_node = admin(n, json!(["serverSideEmit", "ping", 7])).await;
     assert_eq!(
         from_node["responses"],
         json!([{"from": "rust", "args": [7]}])
@@ -368,11 +394,10 @@ async fn a_node_sharded_server_and_ours_are_one_cluster() {
     // disconnectSockets both ways.
     assert_eq!(r.call("join", vec![json!("dR")]).await, vec![json!(true)]);
     assert_eq!(n.call("join", vec![json!("dN")]).await, vec![json!(true)]);
-    admin(&mut n, json!(["disconnectSockets", "dR"])).await;
+    admin(n, json!(["disconnectSockets", "dR"])).await;
     r.next_text(|t| t == "41").await;
     ns.to("dN").disconnect_sockets(false);
     n.next_text(|t| t == "41").await;
-    ours.server.stop().await;
 }
 
 /// Node in dynamic-private mode sends a broadcast to one socket on that socket's own
