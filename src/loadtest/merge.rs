@@ -90,6 +90,10 @@ fn node_usage(nodes: &[NodeTarget], before: &[NodeSample], after: &[NodeSample])
                 (Some(b), Some(a)) => Some(a - b),
                 _ => None,
             },
+            cluster_received: match (b.cluster_received, a.cluster_received) {
+                (b, Some(a)) => Some(a - b.unwrap_or(0.0)),
+                _ => None,
+            },
         })
         .collect()
 }

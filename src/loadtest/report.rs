@@ -44,6 +44,9 @@ pub struct NodeUsage {
     pub rss_bytes: Option<f64>,
     /// CPU seconds used during the schedule (difference of process_cpu_seconds_total).
     pub cpu_seconds: Option<f64>,
+    /// Cluster messages Redis delivered to the node during the schedule (difference of
+    /// realtime_cluster_messages_received_total): the work a sharded adapter spares.
+    pub cluster_received: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -199,13 +202,19 @@ impl Report {
         }
         let mut n = Table::new();
         n.load_preset(UTF8_FULL_CONDENSED);
-        n.set_header(vec!["node", "RSS (MiB)", "CPU during run (s)"]);
+        n.set_header(vec![
+            "node",
+            "RSS (MiB)",
+            "CPU during run (s)",
+            "cluster msgs received",
+        ]);
         for node in &self.nodes {
             n.add_row(vec![
                 node.node.clone(),
                 node.rss_bytes
                     .map_or("-".into(), |b| format!("{:.1}", b / 1_048_576.0)),
                 node.cpu_seconds.map_or("-".into(), |s| format!("{s:.1}")),
+                node.cluster_received.map_or("-".into(), |n| num(n as u64)),
             ]);
         }
         if let Some(cpu) = self.redis_cpu_seconds {
@@ -213,6 +222,7 @@ impl Report {
                 "redis-server (spawned)".into(),
                 "-".into(),
                 format!("{cpu:.1}"),
+                "-".into(),
             ]);
         }
         let mut out = format!("{t}\n{h}\n{n}\n");

@@ -1,5 +1,6 @@
 //! The nodes' own figures, read from their `/metrics` before and after the schedule: how
-//! much memory they hold and how much CPU the run cost them.
+//! much memory they hold, how much CPU the run cost them, and how many cluster messages
+//! Redis delivered to them (what a sharded adapter saves).
 
 use crate::client::http::HttpConn;
 use std::net::SocketAddr;
@@ -10,6 +11,8 @@ use std::time::Duration;
 pub struct NodeSample {
     pub rss_bytes: Option<f64>,
     pub cpu_seconds: Option<f64>,
+    /// `realtime_cluster_messages_received_total`, all types.
+    pub cluster_received: Option<f64>,
 }
 
 /// Each node's sample, in order (a node that does not answer within 5 s has none).
@@ -35,7 +38,23 @@ async fn sample(addr: SocketAddr) -> Option<NodeSample> {
     Some(NodeSample {
         rss_bytes: metric(&text, "process_resident_memory_bytes"),
         cpu_seconds: metric(&text, "process_cpu_seconds_total"),
+        cluster_received: metric_sum(&text, "realtime_cluster_messages_received_total"),
     })
+}
+
+/// The sum of every sample of `name`, whatever its labels (`None`: no sample).
+pub fn metric_sum(text: &str, name: &str) -> Option<f64> {
+    let mut sum = None;
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let series_name = series.split('{').next().unwrap_or(series);
+        if let (true, Ok(v)) = (series_name == name, value.trim().parse::<f64>()) {
+            *sum.get_or_insert(0.0) += v;
+        }
+    }
+    sum
 }
 
 /// The value of an unlabelled sample in Prometheus text format.
@@ -49,6 +68,13 @@ pub fn metric(text: &str, name: &str) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sums_labelled_samples() {
+        let text = "# TYPE c counter\nc_total{type=\"broadcast\"} 10\nc_total{type=\"request\"} 2.5\nc_totalx 7\n";
+        assert_eq!(metric_sum(text, "c_total"), Some(12.5));
+        assert_eq!(metric_sum(text, "absent"), None);
+    }
 
     #[test]
     fn reads_unlabelled_samples() {

@@ -170,7 +170,7 @@ async fn restart_and_reconnect(transport: &str) {
     let mut client = NodeClient::spawn("reconnect.mjs", &server.url(), transport);
     let first = client.expect_line("READY ").await;
     server.stop().await;
-    let server = TestServer::start_io(test_io(fast_options()), addr).await;
+    let server = TestServer::restart_on(test_io(fast_options()), addr).await;
     let second = client.expect_line("RECONNECTED ").await;
     assert_ne!(first, second, "the reconnected socket must get a new id");
     client.finish().await;

@@ -125,8 +125,9 @@ pub struct LoadtestCommand {
     pub recovery: bool,
 
     /// The spawned nodes' cluster adapter (`--adapter` of `serve`): `redis` (pub/sub, the
-    /// default) or `redis-streams` (streams: recovery works on any node).
-    #[arg(long, requires = "spawn_nodes", value_parser = ["redis", "redis-streams"])]
+    /// default), `redis-streams` (streams: recovery works on any node) or `redis-sharded`
+    /// (sharded pub/sub: room traffic reaches only the nodes with the room).
+    #[arg(long, requires = "spawn_nodes", value_parser = ["redis", "redis-streams", "redis-sharded"])]
     pub adapter: Option<String>,
 }
 

@@ -157,12 +157,36 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .expect("bind test server");
+        Self::serve(io, listener)
+    }
+
+    fn serve(io: Io, listener: tokio::net::TcpListener) -> Self {
         let addr = listener.local_addr().unwrap();
         let serving = Serving::spawn(format!("test server on {addr}"), io.clone(), {
             let io = io.clone();
             move |shutdown| realtime::server::run(io, listener, shutdown)
         });
         TestServer { addr, io, serving }
+    }
+
+    /// Starts `io` again on the address a stopped server had. Tests run in parallel and
+    /// pick free ports the same way, so another one may hold the port for a while
+    /// (a Redis it started, a client's source port): retry for up to 30 s.
+    pub async fn restart_on(io: Io, addr: SocketAddr) -> Self {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            match tokio::net::TcpListener::bind(addr).await {
+                Ok(listener) => return Self::serve(io, listener),
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "{addr} stayed in use for 30 s: cannot restart the server there"
+                    );
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("bind {addr}: {e}"),
+            }
+        }
     }
 
     /// `http://127.0.0.1:PORT`
