@@ -87,7 +87,7 @@ impl RedisStreamsAdapter {
     /// Acts on this node's sockets. With recovery on, a broadcast with an entry id
     /// (`offset`, and who applies it) is stamped with it first when socket.io would
     /// store it (`addOffsetIfNecessary`: an EVENT without ack id — all broadcasts here —
-    /// that is not volatile), and delivered under the restores' lock, leaving out the
+    /// that is not volatile), and delivered under the restore gate, leaving out the
     /// restored sockets that had it replayed (`restoring`).
     pub(super) fn apply_local(&self, local: Local, offset: Option<(&str, Origin)>) {
         match local {
