@@ -32,6 +32,7 @@ impl UnreadCache {
     }
 
     pub fn with_ttl(redis: Option<RedisConn>, ttl: Duration) -> Self {
+        crate::metrics::declare_cache("unread_count");
         UnreadCache {
             redis,
             local: Mutex::default(),

@@ -33,6 +33,7 @@ pub async fn build(config: &Config) -> Result<App, BuildError> {
     }
     let presence = presence_of(config, redis.as_ref());
     for name in &config.namespaces {
+        crate::metrics::declare_auth_failures(name, &crate::auth::AuthError::REASONS);
         builder = builder.namespace(name, |ns| {
             super::authenticate(ns, verifier.clone());
             match name.as_str() {
@@ -45,6 +46,8 @@ pub async fn build(config: &Config) -> Result<App, BuildError> {
         });
     }
     if let Some(knobs) = &config.loadtest {
+        let bench = crate::handlers::bench::NAMESPACE;
+        crate::metrics::declare_auth_failures(bench, &crate::auth::AuthError::REASONS);
         // No presence tracking: /bench measures fan-out alone (each client is also on
         // /notifications, which tracks it).
         builder = builder.namespace(crate::handlers::bench::NAMESPACE, |ns| {

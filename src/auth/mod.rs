@@ -102,6 +102,19 @@ pub enum AuthError {
 impl AuthError {
     /// A stable, machine-readable reason (for the CONNECT error's `data`, logs and metric
     /// labels).
+    /// Every value [`AuthError::reason`] gives, for declaring their metric series at zero.
+    pub const REASONS: [&'static str; 9] = [
+        "missing_token",
+        "malformed_token",
+        "unsupported_algorithm",
+        "decryption_failed",
+        "invalid_signature",
+        "expired",
+        "not_yet_valid",
+        "missing_subject",
+        "invalid_claims",
+    ];
+
     pub fn reason(&self) -> &'static str {
         match self {
             AuthError::MissingToken => "missing_token",

@@ -486,3 +486,21 @@ fn errors_have_reasons_and_no_token_text() {
     assert!(!format!("{v:?}").contains(SECRET));
     assert_eq!(Verifier::new("").unwrap_err(), EmptySecret);
 }
+
+/// Every refusal reason is declared (its metric series starts at 0).
+#[test]
+fn every_refusal_reason_is_declared() {
+    let all = [
+        AuthError::MissingToken,
+        AuthError::MalformedToken("x"),
+        AuthError::UnsupportedAlgorithm,
+        AuthError::DecryptionFailed,
+        AuthError::InvalidSignature,
+        AuthError::Expired,
+        AuthError::NotYetValid,
+        AuthError::MissingSubject,
+        AuthError::InvalidClaims,
+    ];
+    let reasons: Vec<&str> = all.iter().map(AuthError::reason).collect();
+    assert_eq!(reasons, AuthError::REASONS);
+}

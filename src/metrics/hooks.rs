@@ -60,6 +60,50 @@ pub fn engine_error(reason: &'static str) {
         .inc();
 }
 
+/// Declares the engine's error reasons, so each series exists at zero before the first
+/// refusal (a dashboard shows 0, not "No data"; `rate()` sees the first increase).
+pub fn declare_engine_errors(reasons: &[&'static str]) {
+    for &reason in reasons {
+        let _ = METRICS
+            .engine_errors
+            .get_or_create_owned(&ReasonLabels { reason });
+    }
+}
+
+/// Declares the auth layer's refusal reasons for `namespace` (see
+/// [`declare_engine_errors`]).
+pub fn declare_auth_failures(namespace: &str, reasons: &[&'static str]) {
+    let namespace: std::sync::Arc<str> = namespace.into();
+    for &reason in reasons {
+        let _ = METRICS
+            .auth_failures
+            .get_or_create_owned(&NamespaceReasonLabels {
+                namespace: namespace.clone(),
+                reason,
+            });
+    }
+}
+
+/// Declares the store's operations on each pool (see [`declare_engine_errors`]).
+pub fn declare_queries(operations: &[&'static str], pools: &[&'static str]) {
+    for &operation in operations {
+        for &pool in pools {
+            let _ = METRICS
+                .db_errors
+                .get_or_create_owned(&QueryLabels { operation, pool });
+        }
+    }
+}
+
+/// Declares cache `cache`'s hit and miss series (see [`declare_engine_errors`]).
+pub fn declare_cache(cache: &'static str) {
+    for result in ["hit", "miss"] {
+        let _ = METRICS
+            .cache_requests
+            .get_or_create_owned(&CacheLabels { cache, result });
+    }
+}
+
 /// A namespace connection refused by the auth middleware; `reason` is one of the auth
 /// layer's fixed reason codes.
 pub fn auth_failure(namespace: &str, reason: &'static str) {
@@ -101,8 +145,7 @@ pub fn cache_lookup(cache: &'static str, hit: bool) {
         .inc();
 }
 
-/// A failed Redis command (`component`: `rate_limit`, `cache`, `adapter`, `presence`,
-/// `health`).
+/// A failed Redis command (`component`: one of [`super::labels::REDIS_COMPONENTS`]).
 pub fn redis_error(component: &'static str) {
     if !enabled() {
         return;

@@ -28,6 +28,10 @@ pub const KNOWN_EVENTS: [&str; 8] = [
 /// never looks a label set up.
 pub const TRANSPORTS: [&str; 2] = ["polling", "websocket"];
 
+/// The `component` values of `realtime_redis_errors_total`: every Redis user of the
+/// server. Their series exist at zero from the start.
+pub const REDIS_COMPONENTS: [&str; 5] = ["adapter", "cache", "health", "presence", "rate_limit"];
+
 /// The label value for an event name: itself when known, else `other`.
 pub fn event_label(name: &str) -> &'static str {
     KNOWN_EVENTS

@@ -59,14 +59,15 @@ mod scrape;
 pub use cluster::{cluster, cluster_message_type, ClusterMetrics, CLUSTER_REQUEST_TYPES};
 pub use histogram::{DurationHistogram, CONNECTION_BUCKETS, FAST_BUCKETS, QUERY_BUCKETS};
 pub use hooks::{
-    auth_failure, bytes_received, bytes_sent, cache_lookup, engine_error, query, rate_limited,
-    redis_error, redis_master_switch,
+    auth_failure, bytes_received, bytes_sent, cache_lookup, declare_auth_failures, declare_cache,
+    declare_engine_errors, declare_queries, engine_error, query, rate_limited, redis_error,
+    redis_master_switch,
 };
 pub use labels::{
     event_label, BuildLabels, CacheLabels, ClassLabels, ComponentLabels, NamespaceEventLabels,
     NamespaceLabels, NamespaceReasonLabels, NamespaceResultLabels, NamespaceTransportLabels,
     PoolLabels, PoolStateLabels, QueryLabels, ReasonLabels, TransportLabels, TypeLabels,
-    KNOWN_EVENTS, TRANSPORTS,
+    KNOWN_EVENTS, REDIS_COMPONENTS, TRANSPORTS,
 };
 pub use namespace::{NamespaceMetrics, Timed};
 pub use registry::{global, Metrics};

@@ -80,6 +80,19 @@ impl NamespaceMetrics {
         );
     }
 
+    /// Declares the server's disconnect reasons for this namespace, so each series
+    /// exists at zero before the first disconnect.
+    pub fn declare_disconnect_reasons(&self, reasons: &[&'static str]) {
+        for &reason in reasons {
+            let _ = METRICS
+                .socket_disconnects
+                .get_or_create_owned(&NamespaceReasonLabels {
+                    namespace: self.name.clone(),
+                    reason,
+                });
+        }
+    }
+
     /// A connected socket left: counted by reason, its lifetime observed, logged at debug.
     /// `since` is when its connection's handshake arrived; `transport` the name of the
     /// transport it was on.

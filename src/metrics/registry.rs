@@ -6,7 +6,7 @@ use super::histogram::{connection_histogram, fast_histogram, query_histogram, Hi
 use super::labels::{
     CacheLabels, ClassLabels, ComponentLabels, NamespaceEventLabels, NamespaceLabels,
     NamespaceReasonLabels, NamespaceResultLabels, QueryLabels, ReasonLabels, TransportLabels,
-    TRANSPORTS,
+    KNOWN_EVENTS, REDIS_COMPONENTS, TRANSPORTS,
 };
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -73,7 +73,25 @@ fn per_transport(family: &Family<TransportLabels, Counter>) -> [Counter; TRANSPO
 
 impl Metrics {
     /// Registers every metric. The registration order is the order of the scrape's text.
+    /// The series whose label values this module knows (rate-limited event classes,
+    /// Redis components) exist at zero from the start; the layers that know the others
+    /// declare theirs (`hooks::declare_*`).
     fn new() -> Metrics {
+        let metrics = Self::registered();
+        for class in KNOWN_EVENTS.iter().copied().chain(["other"]) {
+            let _ = metrics
+                .rate_limited
+                .get_or_create_owned(&ClassLabels { class });
+        }
+        for component in REDIS_COMPONENTS {
+            let _ = metrics
+                .redis_errors
+                .get_or_create_owned(&ComponentLabels { component });
+        }
+        metrics
+    }
+
+    fn registered() -> Metrics {
         let mut r = Registry::default();
         let received_bytes: Family<TransportLabels, Counter> = register(
             &mut r,

@@ -134,9 +134,11 @@ impl NamespaceBuilder {
         adapter: Arc<dyn Adapter>,
         recovery: Option<RecoveryOptions>,
     ) -> Namespace {
+        let metrics = crate::metrics::NamespaceMetrics::new(&name);
+        metrics.declare_disconnect_reasons(&DisconnectReason::ALL.map(DisconnectReason::as_str));
         Namespace {
             recovery,
-            metrics: crate::metrics::NamespaceMetrics::new(&name),
+            metrics,
             name,
             sockets: RwLock::default(),
             adapter,

@@ -36,6 +36,19 @@ pub enum DisconnectReason {
 }
 
 impl DisconnectReason {
+    /// Every reason, for declaring their metric series at zero.
+    pub const ALL: [DisconnectReason; 9] = [
+        Self::TransportClose,
+        Self::TransportError,
+        Self::ParseError,
+        Self::PingTimeout,
+        Self::ForcedClose,
+        Self::ServerShuttingDown,
+        Self::ClientNamespaceDisconnect,
+        Self::ServerNamespaceDisconnect,
+        Self::SlowConsumer,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::TransportClose => "transport close",

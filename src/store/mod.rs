@@ -88,6 +88,25 @@ pub struct Store {
     replica: Option<Db>,
 }
 
+/// Every operation the store times (`metrics::query`), for declaring their error
+/// series at zero on the primary.
+const OPERATIONS: [&str; 11] = [
+    "upsert_user",
+    "insert_room",
+    "room_by_pair",
+    "peers_of",
+    "room",
+    "insert_message",
+    "history",
+    "insert_notification",
+    "list_notifications",
+    "unread_count",
+    "mark_read",
+];
+
+/// The operations that read from the replica when there is one (`stale_pool`).
+const REPLICA_OPERATIONS: [&str; 3] = ["peers_of", "history", "list_notifications"];
+
 impl Store {
     /// Opens the pools, checks that the primary (and the replica) answer within the
     /// acquire timeout, and applies pending migrations when `args.auto_migrate()` (the
@@ -126,6 +145,10 @@ impl Store {
                 }
             }
         };
+        crate::metrics::declare_queries(&OPERATIONS, &["primary"]);
+        if store.replica.is_some() {
+            crate::metrics::declare_queries(&REPLICA_OPERATIONS, &["replica"]);
+        }
         if args.auto_migrate() {
             let report = store.migrate().await?;
             for m in &report.applied {
@@ -581,4 +604,25 @@ async fn connect_sqlite(url: &DatabaseUrl, args: &StoreArgs) -> Result<SqlitePoo
         options = options.journal_mode(SqliteJournalMode::Wal);
     }
     pool.connect_with(options).await.map_err(unavailable)
+}
+
+#[cfg(test)]
+mod declared_operations {
+    /// Every operation this file times is declared (its error series starts at 0).
+    #[test]
+    fn every_timed_operation_is_declared() {
+        let marker = concat!("crate::metrics::", "query(");
+        let timed: Vec<&str> = include_str!("mod.rs")
+            .split(marker)
+            .skip(1)
+            .filter_map(|call| call.split('"').nth(1))
+            .collect();
+        assert!(timed.len() >= super::OPERATIONS.len(), "{timed:?}");
+        for op in timed.iter().chain(&super::REPLICA_OPERATIONS) {
+            assert!(super::OPERATIONS.contains(op), "{op} is not in OPERATIONS");
+        }
+        for op in super::OPERATIONS {
+            assert!(timed.contains(&op), "{op} is declared but never timed");
+        }
+    }
 }

@@ -72,6 +72,18 @@ impl EngineError {
     /// name per variant. It lives with the error so that a new variant gets its label
     /// here, where the compiler asks for it, and the metrics module need not know this
     /// type.
+    /// Every variant, for declaring their metric series at zero.
+    pub const ALL: [EngineError; 8] = [
+        Self::UnknownTransport,
+        Self::UnknownSid,
+        Self::BadHandshakeMethod,
+        Self::BadRequest,
+        Self::Forbidden,
+        Self::UnsupportedProtocolVersion,
+        Self::PayloadTooLarge,
+        Self::Draining,
+    ];
+
     pub fn reason(&self) -> &'static str {
         match self {
             Self::UnknownTransport => "unknown_transport",

@@ -89,6 +89,7 @@ pub struct Engine<H: EngineHandler> {
 
 impl<H: EngineHandler> Engine<H> {
     pub fn new(config: EngineConfig, handler: H) -> Arc<Self> {
+        crate::metrics::declare_engine_errors(&EngineError::ALL.map(|e| e.reason()));
         Arc::new(Engine {
             config,
             handler,

@@ -638,3 +638,86 @@ async fn metrics_switched_off_answer_404_with_the_reason() {
         res.text()
     );
 }
+
+/// A fresh node exports every counter whose labels come from a fixed set at 0, each label
+/// value its own series — so a dashboard shows 0 (not "No data") and `rate()` sees the
+/// first failure — before anything has happened.
+#[tokio::test]
+async fn a_fresh_node_exports_its_failure_counters_at_zero() {
+    let dir = TempDir::new("zero");
+    let addr: SocketAddr = format!("127.0.0.1:{}", crate::common::free_port())
+        .parse()
+        .unwrap();
+    let _child = tokio::process::Command::new(env!("CARGO_BIN_EXE_realtime-server"))
+        .env_clear()
+        .args(["--listen", &addr.to_string(), "--log-level", "warn"])
+        .args(["--database-url", &dir.sqlite_url()])
+        .args([
+            "--auth-secret",
+            &random("secret"),
+            "--service-token",
+            &random("svc"),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn realtime-server");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(addr).await.is_err()
+        || raw::get(addr, "/api/health/ready").await.status != 200
+    {
+        assert!(Instant::now() < deadline, "the node never became ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let text = scrape(addr).await;
+    let all = samples(&text);
+    // (family, series expected at least, a series that must be there)
+    let families = [
+        (
+            "realtime_socket_disconnects_total{",
+            18,
+            r#"realtime_socket_disconnects_total{namespace="/chat",reason="ping timeout"}"#,
+        ),
+        (
+            "realtime_engine_request_errors_total{",
+            8,
+            r#"realtime_engine_request_errors_total{reason="unknown_sid"}"#,
+        ),
+        (
+            "realtime_auth_failures_total{",
+            18,
+            r#"realtime_auth_failures_total{namespace="/chat",reason="expired"}"#,
+        ),
+        (
+            "realtime_rate_limit_rejections_total{",
+            9,
+            r#"realtime_rate_limit_rejections_total{class="message:send"}"#,
+        ),
+        (
+            "realtime_redis_errors_total{",
+            5,
+            r#"realtime_redis_errors_total{component="presence"}"#,
+        ),
+        (
+            "realtime_db_errors_total{",
+            11,
+            r#"realtime_db_errors_total{operation="insert_message",pool="primary"}"#,
+        ),
+        (
+            "realtime_cache_requests_total{",
+            2,
+            r#"realtime_cache_requests_total{cache="unread_count",result="miss"}"#,
+        ),
+    ];
+    for (family, at_least, example) in families {
+        let series: Vec<&(String, f64)> =
+            all.iter().filter(|(k, _)| k.starts_with(family)).collect();
+        assert!(series.len() >= at_least, "{family}: {series:?}");
+        assert!(
+            series.iter().all(|(_, v)| *v == 0.0),
+            "{family}: {series:?}"
+        );
+        assert!(all.iter().any(|(k, _)| k == example), "{example} missing");
+    }
+}
