@@ -622,7 +622,7 @@ async fn chat_peers_hear_presence_updates_across_nodes() {
     metric_until(a.addr, "realtime_cluster_nodes", |v| v == 2.0).await;
     assert_eq!(
         metric(a.addr, "realtime_redis_errors_total{component=\"adapter\"}").await,
-        None
+        Some(0.0)
     );
     let alice2 = SioClient::connect(b.addr, s, "alice", "/chat").await;
     bob_b
