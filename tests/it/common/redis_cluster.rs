@@ -3,6 +3,8 @@
 //! dead master is replaced by its replica within a few seconds. Stopped when dropped.
 
 use super::redis::RedisServer;
+use realtime::redis_client::key_slot;
+use std::ops::RangeInclusive;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -51,22 +53,9 @@ impl RedisCluster {
 
     /// The node serving `key`'s slot as master now.
     pub async fn master_of(&self, key: &str) -> usize {
-        let live = || {
-            self.nodes
-                .iter()
-                .enumerate()
-                .filter(|(_, n)| !n.is_stopped())
-        };
-        let mut slot = None;
-        for (_, node) in live() {
-            if let Ok(redis::Value::Int(s)) = node.query(&["CLUSTER", "KEYSLOT", key]).await {
-                slot = Some(s);
-                break;
-            }
-        }
-        let slot = slot.expect("no live cluster node answers CLUSTER KEYSLOT");
-        for (i, node) in live() {
-            if owns(node, slot).await {
+        let slot = key_slot(key);
+        for (i, node) in self.nodes.iter().enumerate() {
+            if !node.is_stopped() && master_ranges(node).await.iter().any(|r| r.contains(&slot)) {
                 return i;
             }
         }
@@ -75,31 +64,9 @@ impl RedisCluster {
 
     /// Keys among `candidates` whose slot node `i` serves as master now.
     pub async fn keys_on(&self, i: usize, candidates: impl Iterator<Item = String>) -> Vec<String> {
-        let mut ranges = Vec::new();
-        if let Ok(redis::Value::Array(all)) = self.nodes[i].query(&["CLUSTER", "SLOTS"]).await {
-            for range in all {
-                let redis::Value::Array(parts) = range else {
-                    continue;
-                };
-                if let (
-                    Some(redis::Value::Int(lo)),
-                    Some(redis::Value::Int(hi)),
-                    Some(redis::Value::Array(m)),
-                ) = (parts.first(), parts.get(1), parts.get(2))
-                {
-                    if matches!(m.get(1), Some(redis::Value::Int(p)) if *p as u16 == self.nodes[i].port)
-                    {
-                        ranges.push(*lo as u16..=*hi as u16);
-                    }
-                }
-            }
-        }
+        let ranges = master_ranges(&self.nodes[i]).await;
         candidates
-            .filter(|k| {
-                ranges
-                    .iter()
-                    .any(|r| r.contains(&realtime::redis_client::key_slot(k)))
-            })
+            .filter(|k| ranges.iter().any(|r| r.contains(&key_slot(k))))
             .collect()
     }
 
@@ -159,31 +126,29 @@ impl RedisCluster {
     }
 }
 
-/// Whether `node` is the master of `slot`, as `node` itself sees the cluster
-/// (`CLUSTER SLOTS`: ranges, each with its master's address first).
-async fn owns(node: &RedisServer, slot: i64) -> bool {
-    let Ok(redis::Value::Array(ranges)) = node.query(&["CLUSTER", "SLOTS"]).await else {
-        return false;
+/// The slot ranges `node` serves as master, as it sees the cluster (`CLUSTER SLOTS`:
+/// ranges, each with its master's address first); none when it does not answer.
+async fn master_ranges(node: &RedisServer) -> Vec<RangeInclusive<u16>> {
+    let Ok(redis::Value::Array(all)) = node.query(&["CLUSTER", "SLOTS"]).await else {
+        return Vec::new();
     };
-    for range in ranges {
+    let mut mine = Vec::new();
+    for range in all {
         let redis::Value::Array(parts) = range else {
             continue;
         };
-        let (Some(redis::Value::Int(lo)), Some(redis::Value::Int(hi))) =
-            (parts.first(), parts.get(1))
-        else {
-            continue;
-        };
-        if !(*lo..=*hi).contains(&slot) {
-            continue;
-        }
-        if let Some(redis::Value::Array(master)) = parts.get(2) {
-            if let Some(redis::Value::Int(port)) = master.get(1) {
-                return *port as u16 == node.port;
+        if let (
+            Some(redis::Value::Int(lo)),
+            Some(redis::Value::Int(hi)),
+            Some(redis::Value::Array(master)),
+        ) = (parts.first(), parts.get(1), parts.get(2))
+        {
+            if matches!(master.get(1), Some(redis::Value::Int(p)) if *p as u16 == node.port) {
+                mine.push(*lo as u16..=*hi as u16);
             }
         }
     }
-    false
+    mine
 }
 
 fn text(v: &redis::Value) -> String {
