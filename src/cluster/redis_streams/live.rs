@@ -110,11 +110,11 @@ impl StreamStore for LiveStreams {
         &self,
         stream: &str,
         max_len: u64,
-        entries: Vec<Fields>,
+        entries: &[Fields],
     ) -> BoxFuture<Result<Vec<String>, DriverError>> {
         let this = self.inner.clone();
         let mut pipe = redis::pipe();
-        for fields in &entries {
+        for fields in entries {
             let cmd = pipe
                 .cmd("XADD")
                 .arg(stream)

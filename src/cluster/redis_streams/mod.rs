@@ -22,11 +22,14 @@
 //! sockets are served from memory either way. With recovery on, a failed XADD delivers
 //! the packet without an offset — after at most one command timeout (`REDIS_TIMEOUT`)
 //! when Redis hangs rather than refuses — and while Redis stays down the outbox does not
-//! wait for it (it retries after a backoff, 100 ms doubling to 5 s). What is lost:
-//! other nodes miss what was written during the outage; broadcasts without an entry
-//! cannot be replayed to a recovering client; sessions persisted then are not kept; a
-//! restore fails (a fresh socket). The readers resume from the last entry they saw once
-//! Redis is back, so entries written meanwhile by nodes that could reach Redis arrive.
+//! wait for it. The refused entries are held and written, in order, once Redis is back
+//! (retried after 100 ms doubling to 1 s, for up to 30 s: `held`), and the readers
+//! resume from the last entry they saw, so the other nodes get what was broadcast during
+//! a restart or failover — late, not lost (a restart measured by `rtctl loadtest
+//! --restart-redis-at` loses no acknowledged message on this adapter). What is lost:
+//! writes held longer than 30 s; broadcasts without an entry cannot be replayed to a
+//! recovering client; sessions persisted during the outage are not kept; a restore
+//! fails (a fresh socket).
 //!
 //! Where this differs from the package, invisibly on the wire:
 //! - a reader starts at the stream's last entry id (read once at start) instead of at
@@ -36,6 +39,7 @@
 //!
 //! Not supported: sharded pub/sub (`useShardedPubSub`), Redis Cluster, `onlyPlaintext`.
 
+mod held;
 mod inbound;
 pub mod live;
 mod outbound;

@@ -3,11 +3,13 @@
 //! got — so a node's own sockets see its broadcasts in XADD order, each stamped with its
 //! id, as Node's `await this.publishAndReturnOffset(…)` gives.
 //!
-//! Never waits on the caller's side: a full queue, a failed XADD, or Redis known to be
-//! down (the task then retries only after a backoff) means the local part runs at once
-//! without an id — the other nodes miss that write and no client can replay it, but this
-//! node's clients are served (counted, logged).
+//! Never waits on the caller's side: a failed XADD, or Redis known to be down, means the
+//! local part runs at once without an id (this node's clients are served; none of them
+//! can replay that write) and the entry is held and retried in order ([`super::held`]),
+//! so the other nodes get it once Redis is back. Only a full queue drops a write for
+//! the other nodes at once (counted, logged).
 
+use super::held::Held;
 use super::restoring::Origin;
 use super::store::{Fields, StreamStore};
 use super::RedisStreamsAdapter;
@@ -16,7 +18,6 @@ use crate::server::Room;
 use crate::sync::{InFlight, InFlightGuard};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -42,8 +43,6 @@ struct Write {
 const QUEUE: usize = 65_536;
 /// The most XADDs sent in one pipeline.
 const BATCH: usize = 256;
-const BACKOFF_MIN: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 pub(super) struct Outbox {
     tx: mpsc::Sender<Write>,
@@ -97,7 +96,8 @@ impl Outbox {
     }
 }
 
-/// Drains the queue: one pipeline of XADDs per batch, then each local part in order.
+/// Drains the queue: one pipeline of XADDs per batch, then each local part in order;
+/// while writes are held, new ones queue behind them and a retry runs when due.
 async fn writer(
     mut rx: mpsc::Receiver<Write>,
     store: Arc<dyn StreamStore>,
@@ -106,9 +106,22 @@ async fn writer(
     adapter: Weak<RedisStreamsAdapter>,
 ) {
     let mut batch = Vec::with_capacity(BATCH);
-    let mut backoff = BACKOFF_MIN;
-    let mut retry_at: Option<Instant> = None;
-    while rx.recv_many(&mut batch, BATCH).await > 0 {
+    let mut held = Held::default();
+    loop {
+        let received = if held.is_empty() {
+            rx.recv_many(&mut batch, BATCH).await
+        } else {
+            tokio::select! {
+                n = rx.recv_many(&mut batch, BATCH) => n,
+                _ = tokio::time::sleep_until(held.retry_at()) => {
+                    held.retry(&*store, &stream, max_len).await;
+                    continue;
+                }
+            }
+        };
+        if received == 0 {
+            return;
+        }
         let mut pending = Vec::with_capacity(batch.len());
         let (fields, thens): (Vec<Fields>, Vec<Local>) = batch
             .drain(..)
@@ -117,30 +130,17 @@ async fn writer(
                 (w.fields, w.then)
             })
             .unzip();
-        let n = fields.len() as u64;
-        let ids = match retry_at {
-            Some(at) if Instant::now() < at => None,
-            _ => match store.xadd(&stream, max_len, fields).await {
-                Ok(ids) if ids.len() as u64 == n => {
-                    if retry_at.take().is_some() {
-                        tracing::info!(%stream, "cluster stream writes to Redis work again");
-                    }
-                    backoff = BACKOFF_MIN;
-                    crate::metrics::cluster().published("broadcast", n);
-                    Some(ids)
-                }
-                result => {
-                    crate::metrics::redis_error("adapter");
-                    if retry_at.is_none() {
-                        let error = result.err().map(|e| e.to_string()).unwrap_or_default();
-                        tracing::warn!(%stream, %error, "cluster stream write to Redis failed; other nodes miss writes until Redis is back");
-                    }
-                    retry_at = Some(Instant::now() + backoff);
-                    backoff = (backoff * 2).min(BACKOFF_MAX);
-                    None
-                }
-            },
+        if !held.is_empty() && Instant::now() >= held.retry_at() {
+            held.retry(&*store, &stream, max_len).await;
+        }
+        let ids = if held.is_empty() {
+            write(&*store, &stream, max_len, &fields).await
+        } else {
+            None
         };
+        if ids.is_none() {
+            held.hold(fields);
+        }
         let Some(adapter) = adapter.upgrade() else {
             return;
         };
@@ -154,6 +154,27 @@ async fn writer(
                 .into_iter()
                 .for_each(|then| adapter.apply_local(then, None)),
         }
-        drop(pending); // done: written (or given up on) and delivered here
+        drop(pending); // done: written (or held for a retry) and delivered here
+    }
+}
+
+/// One pipeline of XADDs; the entry ids, or `None` when Redis refused it (logged).
+async fn write(
+    store: &dyn StreamStore,
+    stream: &str,
+    max_len: u64,
+    fields: &[Fields],
+) -> Option<Vec<String>> {
+    match store.xadd(stream, max_len, fields).await {
+        Ok(ids) if ids.len() == fields.len() => {
+            crate::metrics::cluster().published("broadcast", ids.len() as u64);
+            Some(ids)
+        }
+        result => {
+            crate::metrics::redis_error("adapter");
+            let error = result.err().map(|e| e.to_string()).unwrap_or_default();
+            tracing::warn!(%stream, %error, "cluster stream write to Redis failed; held for a retry, other nodes get it once Redis is back");
+            None
+        }
     }
 }

@@ -26,7 +26,7 @@ pub trait StreamStore: Send + Sync + 'static {
         &self,
         stream: &str,
         max_len: u64,
-        entries: Vec<Fields>,
+        entries: &[Fields],
     ) -> BoxFuture<Result<Vec<String>, DriverError>>;
 
     /// `XREAD COUNT <count> BLOCK <block ms> STREAMS <stream> <after>` on the stream's own
@@ -153,7 +153,7 @@ impl StreamStore for MemoryStreams {
         &self,
         stream: &str,
         max_len: u64,
-        entries: Vec<Fields>,
+        entries: &[Fields],
     ) -> BoxFuture<Result<Vec<String>, DriverError>> {
         let result = self.check().map(|()| {
             let mut state = self.inner.state.lock_unpoisoned();
@@ -163,7 +163,7 @@ impl StreamStore for MemoryStreams {
                 let list = state.streams.entry(stream.to_owned()).or_default();
                 list.push(StreamEntry {
                     id: id.clone(),
-                    fields,
+                    fields: fields.clone(),
                 });
                 let excess = list.len().saturating_sub(max_len as usize);
                 list.drain(..excess);
@@ -278,7 +278,7 @@ mod tests {
     async fn entries_get_increasing_ids_and_reads_see_what_follows() {
         let s = MemoryStreams::new();
         assert_eq!(s.last_id("k").await.unwrap(), "0-0");
-        let ids = s.xadd("k", 3, vec![fields(1), fields(2)]).await.unwrap();
+        let ids = s.xadd("k", 3, &[fields(1), fields(2)]).await.unwrap();
         assert!(id_key(&ids[0]) < id_key(&ids[1]));
         let read = s
             .xread("k", &ids[0], 10, Duration::from_millis(10))
@@ -290,7 +290,7 @@ mod tests {
         let last = s.last_id("k").await.unwrap();
         let waiting = s.xread("k", &last, 10, Duration::from_secs(5));
         let writer = s.clone();
-        tokio::spawn(async move { writer.xadd("k", 3, vec![fields(3), fields(4)]).await });
+        tokio::spawn(async move { writer.xadd("k", 3, &[fields(3), fields(4)]).await });
         assert_eq!(waiting.await.unwrap().len(), 2);
         // Trimmed to the max length; ranges are inclusive.
         assert_eq!(s.entries("k").len(), 3);

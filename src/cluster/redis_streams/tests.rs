@@ -205,26 +205,44 @@ async fn without_recovery_local_sockets_are_served_at_once_and_nothing_is_stampe
 }
 
 #[tokio::test]
-async fn a_redis_outage_never_holds_back_local_delivery() {
+async fn a_redis_outage_never_holds_back_local_delivery_and_loses_nothing_for_the_others() {
     let (bus, streams) = (MemoryBus::new(), MemoryStreams::new());
     let a = node(&bus, &streams, true);
+    let b = node(&bus, &streams, true);
     readers_started().await;
     streams.set_up(false);
     for i in 0..3 {
         a.adapter
             .broadcast(event("during", json!(i)), &BroadcastOptions::default());
     }
-    eventually("delivered without offsets", || a.sockets.texts().len() == 3).await;
+    eventually("delivered here without offsets", || {
+        a.sockets.texts().len() == 3
+    })
+    .await;
     assert_eq!(a.sockets.texts()[2], r#"42["during",2]"#);
+    a.adapter
+        .broadcast(event("queued", json!(3)), &BroadcastOptions::default());
+    eventually("served here behind the held writes", || {
+        a.sockets.texts().len() == 4
+    })
+    .await;
+    assert!(b.sockets.texts().is_empty());
     streams.set_up(true);
-    // Writes resume after the backoff.
-    let mut n = 0;
-    while streams.entries("socket.io").is_empty() {
-        n += 1;
-        assert!(n < 100, "writes never resumed");
-        a.adapter
-            .broadcast(event("after", json!(n)), &BroadcastOptions::default());
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    // Held and retried: B gets every write, in order, once Redis is back.
+    let expected = [
+        r#"42["during",0]"#,
+        r#"42["during",1]"#,
+        r#"42["during",2]"#,
+        r#"42["queued",3]"#,
+    ];
+    eventually("B gets what was written during the outage", || {
+        b.sockets.texts().len() == 4
+    })
+    .await;
+    // Each carries its entry id (the recovery offset) after the arguments.
+    let texts = b.sockets.texts();
+    for (text, want) in texts.iter().zip(expected) {
+        assert!(text.starts_with(want.trim_end_matches(']')), "{texts:?}");
     }
 }
 
