@@ -51,4 +51,9 @@ pub enum LoadtestError {
     Histograms { worker: u32, reason: String },
     #[error("interrupted: stopping workers and nodes")]
     Interrupted,
+    #[error(
+        "drills act on the nodes this run starts: pass --spawn-nodes M (--restart-redis-at \
+         also needs the run to start Redis: M >= 2 and no --redis-url)"
+    )]
+    DrillWithoutSpawnedNodes,
 }

@@ -13,6 +13,12 @@ pub enum Command {
     Start { at_unix_ms: f64 },
     /// Stop now (the run is aborted).
     Stop,
+    /// A drill window opened at `from_unix_ms` (`to_unix_ms`: `None` while it is open;
+    /// sent again with the end once known): what is sent inside it is measured apart.
+    Window {
+        from_unix_ms: f64,
+        to_unix_ms: Option<f64>,
+    },
 }
 
 /// A line to the coordinator.

@@ -1,6 +1,7 @@
 //! After the schedule: the workers' results folded into one, the nodes' usage, and the
 //! criteria judged — the [`Report`] a verdict carries.
 
+use super::drill::Timeline;
 use super::error::LoadtestError;
 use super::gate::{self, Gate};
 use super::ipc::WorkerResult;
@@ -21,6 +22,8 @@ pub(super) struct Measured {
     pub(super) machine_cpu_busy: Option<f64>,
     /// CPU seconds the redis-server this run started used during the schedule.
     pub(super) redis_cpu_seconds: Option<f64>,
+    /// What the drills did, when the run had any.
+    pub(super) drills: Option<Timeline>,
 }
 
 /// The workers' results as one.
@@ -86,8 +89,9 @@ fn node_usage(nodes: &[NodeTarget], before: &[NodeSample], after: &[NodeSample])
         .map(|(n, (b, a))| NodeUsage {
             node: n.authority.clone(),
             rss_bytes: a.rss_bytes,
+            // A node restarted by a drill starts its counter again: no figure.
             cpu_seconds: match (b.cpu_seconds, a.cpu_seconds) {
-                (Some(b), Some(a)) => Some(a - b),
+                (Some(b), Some(a)) if a >= b => Some(a - b),
                 _ => None,
             },
             cluster_received: match (b.cluster_received, a.cluster_received) {
@@ -125,9 +129,13 @@ pub(super) fn report(
     let m = merge(&measured.results)?;
     limits.extend(m.limits);
     let criteria = criteria(opts);
-    let mut checks = gate::evaluate(&criteria, opts.scenario, &m.counters, &m.hist);
+    let drilled = measured.drills.is_some();
+    let mut checks = gate::evaluate(&criteria, opts.scenario, &m.counters, &m.hist, drilled);
     if opts.churn > 0.0 {
         checks.push(gate::churn_check(&m.counters));
+    }
+    if let Some(t) = &measured.drills {
+        checks.push(gate::drill_check(&m.counters, &m.hist, &t.failures));
     }
     let pass = checks.iter().all(|c| c.pass);
     let c = &m.counters;
@@ -147,6 +155,15 @@ pub(super) fn report(
             "source_addresses": sources,
             "churn_per_s": opts.churn,
             "spawned_with_recovery": opts.spawn_nodes > 0 && opts.recovery,
+            "adapter": opts.adapter,
+            "drills": drilled.then(|| json!({
+                "kill_node_at_s": opts.drills.kill_node_at.map(|d| d.as_secs_f64()),
+                "restart_after_s": opts.drills.restart_after.as_secs_f64(),
+                "rolling_restart_at_s": opts.drills.rolling_restart_at.map(|d| d.as_secs_f64()),
+                "restart_redis_at_s": opts.drills.restart_redis_at.map(|d| d.as_secs_f64()),
+                "recovery_window_s": opts.drills.recovery_window.as_secs_f64(),
+                "clients_reconnect": "rotating through the node list, a random other node first",
+            })),
         }),
         lost: c.lost(),
         notifications_lost: c.notifications_lost(),
@@ -165,6 +182,7 @@ pub(super) fn report(
         }),
         checks,
         pass,
+        drills: measured.drills,
         limits,
         errors: m.errors,
         counters: m.counters,

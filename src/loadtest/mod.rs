@@ -10,6 +10,8 @@
 //! - [`setup`]: secrets, the nodes to load, the split into workers ([`plan`]);
 //! - [`spawn`]: local nodes (and Redis) for `--spawn-nodes`;
 //! - [`processes`]: the worker processes, driven over [`ipc`] (JSON lines);
+//! - [`drill`]: failures made during the schedule (nodes killed or restarted, Redis
+//!   restarted), each with its window;
 //! - [`scrape`] and [`machine`]: the nodes' and the machine's own figures;
 //! - [`merge`]: results into one [`report::Report`], judged by [`gate`];
 //! - [`run`]: the phases above in order.
@@ -27,6 +29,7 @@
 //! message as lost (it is also counted as a *dropped* client). A notification is expected
 //! when the API answered 201 for a connected target.
 
+pub mod drill;
 pub mod error;
 pub mod gate;
 pub mod ipc;

@@ -24,6 +24,8 @@ pub enum Update<'a> {
     },
     /// The schedule is over (or the ramp found nobody): the measuring display can go.
     Measured,
+    /// A drill did something (killed, stopped or started a node or Redis).
+    Drill(&'a str),
     /// Something odd that does not stop the run (an unreadable worker line, a node that
     /// had to be killed).
     Warning(&'a str),

@@ -57,12 +57,23 @@ pub struct WorkerConfig {
     pub churn_per_s: f64,
     /// How its clients pace their reconnection attempts.
     pub reconnection: Reconnection,
+    /// Drills: a client whose connection ends on its own (its node was killed or
+    /// drained) reconnects as socket.io-client does, to another node first, instead of
+    /// counting as dropped.
+    #[serde(default)]
+    pub reconnect_on_close: bool,
 }
 
 impl WorkerConfig {
     /// The node global client `c` connects to (round-robin).
     pub fn node_of(&self, c: u64) -> usize {
         (c % self.nodes.len() as u64) as usize
+    }
+
+    /// The node `shift` places after client `c`'s own in the list: where a reconnecting
+    /// client rotates to when its own node is gone.
+    pub fn node_after(&self, c: u64, shift: usize) -> usize {
+        (self.node_of(c) + shift) % self.nodes.len()
     }
 
     /// The source address of global client `c`.

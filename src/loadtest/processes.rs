@@ -18,9 +18,30 @@ type Line = (usize, Option<Event>);
 
 /// The running workers and what they last said.
 pub(super) struct Workers {
-    children: Vec<(Child, ChildStdin)>,
+    children: Vec<Child>,
+    stdins: Commander,
     events: UnboundedReceiver<Line>,
     progress: Vec<Progress>,
+}
+
+/// Sends commands to every worker; cloned into whatever runs beside the schedule (the
+/// drills open their windows through it).
+#[derive(Clone)]
+pub(super) struct Commander(Arc<tokio::sync::Mutex<Vec<ChildStdin>>>);
+
+impl Commander {
+    /// Writes `cmd` to every worker, in order.
+    pub(super) async fn send(&self, cmd: &Command) -> Result<(), LoadtestError> {
+        let line = format!(
+            "{}\n",
+            serde_json::to_string(cmd).expect("commands serialize")
+        );
+        let mut stdins = self.0.lock().await;
+        for (w, stdin) in stdins.iter_mut().enumerate() {
+            write(stdin, w, &line).await?;
+        }
+        Ok(())
+    }
 }
 
 /// How the ramp went, over all workers.
@@ -37,7 +58,7 @@ impl Workers {
     ) -> Result<Workers, LoadtestError> {
         let exe = std::env::current_exe().map_err(LoadtestError::WorkerExe)?;
         let (tx, events) = tokio::sync::mpsc::unbounded_channel::<Line>();
-        let mut children = Vec::new();
+        let (mut children, mut stdins) = (Vec::new(), Vec::new());
         for cfg in configs {
             let w = cfg.worker as usize;
             let (child, mut stdin, stdout) = spawn(&exe)?;
@@ -47,11 +68,13 @@ impl Workers {
             );
             write(&mut stdin, w, &line).await?;
             tokio::spawn(read_events(w, stdout, tx.clone(), observer.clone()));
-            children.push((child, stdin));
+            children.push(child);
+            stdins.push(stdin);
         }
         Ok(Workers {
             progress: vec![Progress::default(); children.len()],
             children,
+            stdins: Commander(Arc::new(tokio::sync::Mutex::new(stdins))),
             events,
         })
     }
@@ -98,14 +121,12 @@ impl Workers {
 
     /// Tells every worker to start its schedule at the same instant.
     pub(super) async fn start_at(&mut self, at_unix_ms: f64) -> Result<(), LoadtestError> {
-        let line = format!(
-            "{}\n",
-            serde_json::to_string(&Command::Start { at_unix_ms }).expect("commands serialize")
-        );
-        for (w, (_, stdin)) in self.children.iter_mut().enumerate() {
-            write(stdin, w, &line).await?;
-        }
-        Ok(())
+        self.stdins.send(&Command::Start { at_unix_ms }).await
+    }
+
+    /// A handle that sends commands to every worker while the schedule runs.
+    pub(super) fn commander(&self) -> Commander {
+        self.stdins.clone()
     }
 
     /// Follows the schedule until every worker has sent its result.
@@ -147,8 +168,8 @@ impl Workers {
     /// Closes their stdin (their cue to exit) and waits up to 15 s for each; one that
     /// lingers is killed with its handle.
     pub(super) async fn finish(self) {
-        for (mut child, stdin) in self.children {
-            drop(stdin);
+        self.stdins.0.lock().await.clear();
+        for mut child in self.children {
             let _ = tokio::time::timeout(Duration::from_secs(15), child.wait()).await;
         }
     }

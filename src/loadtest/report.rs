@@ -1,5 +1,6 @@
 //! The run's report: one [`Report`], shown as comfy-tables and written as JSON.
 
+use super::drill::Timeline;
 use super::gate::Check;
 use super::stats::{Counters, Histograms, HISTOGRAMS};
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, Color, Table};
@@ -70,6 +71,8 @@ pub struct Report {
     pub gate: Value,
     pub checks: Vec<Check>,
     pub pass: bool,
+    /// What the drills did, when the run had any.
+    pub drills: Option<Timeline>,
     pub limits: Vec<String>,
     pub errors: Vec<String>,
 }
@@ -125,6 +128,50 @@ impl Report {
         ]
     }
 
+    /// The drills' figures: what was done when, who lost the connection and how fast
+    /// they were back, and what was lost, by cause.
+    fn drill_rows(&self) -> Vec<(String, String)> {
+        let Some(t) = &self.drills else {
+            return Vec::new();
+        };
+        let c = &self.counters;
+        let reconnect = self.histograms_ms.iter().find(|p| p.name == "reconnect");
+        let mut rows: Vec<(String, String)> = t
+            .steps
+            .iter()
+            .map(|s| (format!("drill at {:.1} s", s.at_s), s.what.clone()))
+            .collect();
+        let windows: Vec<String> = t
+            .windows_s
+            .iter()
+            .map(|(a, b)| format!("{a:.1}–{b:.1} s"))
+            .collect();
+        rows.extend([
+            ("drill windows".into(), windows.join(", ")),
+            ("disconnected by drills".into(), num(c.disconnects)),
+            (
+                "back: p50 / p99 / max (ms)".into(),
+                reconnect.filter(|p| p.count > 0).map_or("-".into(), |p| {
+                    format!("{:.0} / {:.0} / {:.0}", p.p50, p.p99, p.max)
+                }),
+            ),
+            ("acked messages lost".into(), num(c.lost_acked)),
+            (
+                "lost with the receiver's connection".into(),
+                num(c.lost_reconnecting),
+            ),
+            (
+                "publishes never acked (lost of them)".into(),
+                format!("{} ({})", num(c.unacked), num(c.lost_unacked)),
+            ),
+            (
+                "API failures inside drill windows".into(),
+                num(c.api_failed_in_drill),
+            ),
+        ]);
+        rows
+    }
+
     pub fn to_json(&self) -> Value {
         serde_json::to_value(self).unwrap_or_else(|e| json!({ "error": e.to_string() }))
     }
@@ -177,6 +224,9 @@ impl Report {
         ];
         for (k, v) in rows.into_iter().chain(self.churn_rows()) {
             t.add_row(vec![k.to_owned(), v]);
+        }
+        for (k, v) in self.drill_rows() {
+            t.add_row(vec![k, v]);
         }
         let mut h = Table::new();
         h.load_preset(UTF8_FULL_CONDENSED);

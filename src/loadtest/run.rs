@@ -4,6 +4,7 @@
 //! [`coordinate`]'s order. It returns a [`Verdict`] (or why no run could be made) and
 //! prints nothing: the command shows the report and picks the exit code.
 
+use super::drill::{self, Drills};
 use super::error::LoadtestError;
 use super::gate::Gate;
 use super::merge::{self, Measured};
@@ -53,6 +54,8 @@ pub struct Options {
     /// `--adapter`: the spawned nodes' cluster adapter (`redis`, `redis-streams`);
     /// `None`: the server's default.
     pub adapter: Option<String>,
+    /// Failures made during the schedule.
+    pub drills: Drills,
 }
 
 /// How a run that was made came out; either way with its report.
@@ -112,6 +115,12 @@ async fn coordinate(
     // Before spawning anything: nodes and workers inherit the raised limit.
     let nofile = crate::client::net::raise_nofile_limit().unwrap_or((0, 0));
     let spawned = start_nodes(opts, &credentials, cluster, &*observer).await?;
+    let drill_target = cluster
+        .as_ref()
+        .is_some_and(|c| !opts.drills.restarts_redis() || c.has_redis());
+    if opts.drills.any() && !drill_target {
+        return Err(LoadtestError::DrillWithoutSpawnedNodes);
+    }
     let nodes = setup::node_targets(&spawned, &opts.urls).await?;
     let plan = setup::worker_plan(opts, &nodes, &credentials, nofile);
     let mut workers = Workers::start(&plan.configs, observer.clone()).await?;
@@ -120,8 +129,7 @@ async fn coordinate(
         observer.update(Update::Measured);
         return Err(LoadtestError::NoClientConnected);
     }
-    let redis_pid = cluster.as_ref().and_then(Cluster::redis_pid);
-    let measured = measure(&mut workers, &nodes, redis_pid, opts.duration, &*observer).await?;
+    let measured = measure(&mut workers, &nodes, cluster.as_mut(), opts, &*observer).await?;
     let mut limits = plan.limits;
     limits.extend(machine::saturation_note(
         measured.machine_cpu_busy,
@@ -165,21 +173,33 @@ async fn start_nodes(
 }
 
 /// The schedule, measured: every worker starts at the same instant (a second from now,
-/// so all have the line), and the nodes' /metrics, the machine's CPU and a spawned
-/// Redis's CPU are read before and after it.
+/// so all have the line), the drills run beside it, and the nodes' /metrics, the
+/// machine's CPU and a spawned Redis's CPU are read before and after it.
 async fn measure(
     workers: &mut Workers,
     nodes: &[NodeTarget],
-    redis_pid: Option<u32>,
-    duration: Duration,
+    cluster: Option<&mut Cluster>,
+    opts: &Options,
     observer: &dyn Observer,
 ) -> Result<Measured, LoadtestError> {
-    workers.start_at(Clock::new().now_ms() + 1000.0).await?;
+    let start_ms = Clock::new().now_ms() + 1000.0;
+    workers.start_at(start_ms).await?;
     let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
     let before = scrape::sample_all(&addrs).await;
     let cpu_before = machine::read();
+    let redis_pid = cluster.as_ref().and_then(|c| c.redis_pid());
     let redis_before = redis_pid.and_then(machine::process_cpu_seconds);
-    let results = workers.results(duration, observer).await?;
+    let commander = workers.commander();
+    let drilling = async {
+        match cluster {
+            Some(c) if opts.drills.any() => {
+                Some(drill::run(&opts.drills, c, &commander, start_ms, observer).await)
+            }
+            _ => None,
+        }
+    };
+    let (results, drills) = tokio::join!(workers.results(opts.duration, observer), drilling);
+    let results = results?;
     let cpu_after = machine::read();
     let redis_after = redis_pid.and_then(machine::process_cpu_seconds);
     let after = scrape::sample_all(&addrs).await;
@@ -190,5 +210,6 @@ async fn measure(
         after,
         machine_cpu_busy: machine::busy_fraction(cpu_before, cpu_after),
         redis_cpu_seconds: redis_before.zip(redis_after).map(|(b, a)| a - b),
+        drills,
     })
 }

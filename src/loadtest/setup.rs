@@ -146,6 +146,7 @@ pub(super) fn worker_plan(
                 service_token: credentials.service_token.clone(),
                 churn_per_s: opts.churn * share,
                 reconnection: opts.reconnection,
+                reconnect_on_close: opts.drills.any(),
             }
         })
         .collect();

@@ -51,8 +51,72 @@ pub enum SpawnError {
 pub struct Cluster {
     pub nodes: Vec<SocketAddr>,
     pub redis_url: Option<String>,
-    children: Vec<(String, Child)>,
+    /// Node `i` is `procs[i]`; Redis, when this run started it, is last.
+    procs: Vec<Proc>,
     dir: PathBuf,
+}
+
+/// A process this run started, with what it takes to start it again (drills restart
+/// nodes and Redis on the same address).
+struct Proc {
+    name: String,
+    program: PathBuf,
+    args: Vec<String>,
+    addr: SocketAddr,
+    redis: bool,
+    /// `None` while it is stopped.
+    child: Option<Child>,
+}
+
+impl Proc {
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.program);
+        cmd.args(&self.args)
+            .stdout(Stdio::null())
+            // Its own process group: a Ctrl-C at the terminal reaches only `rtctl
+            // loadtest`, which stops the nodes first and Redis last.
+            .process_group(0)
+            .kill_on_drop(true);
+        if self.redis {
+            cmd.stderr(Stdio::null());
+        } else {
+            cmd.stderr(Stdio::inherit())
+                .env_remove("REDIS_URL")
+                .env_remove("REDIS_HOST")
+                .env_remove("DATABASE_URL")
+                .env_remove("CONNECTION_STATE_RECOVERY")
+                .env_remove("ADAPTER");
+        }
+        cmd
+    }
+
+    fn spawn(&mut self) -> std::io::Result<()> {
+        self.child = Some(self.command().spawn()?);
+        Ok(())
+    }
+
+    /// Sends `signal` and waits up to `timeout` for the exit (then SIGKILL); how long
+    /// it took to exit.
+    async fn stop(&mut self, signal: i32, timeout: Duration, observer: &dyn Observer) -> Duration {
+        let started = Instant::now();
+        let Some(mut child) = self.child.take() else {
+            return Duration::ZERO;
+        };
+        if let Some(pid) = child.id() {
+            // SAFETY: signalling a child process we started and have not yet reaped.
+            unsafe {
+                libc::kill(pid as libc::pid_t, signal);
+            }
+        }
+        if tokio::time::timeout(timeout, child.wait()).await.is_err() {
+            observer.update(Update::Warning(&format!(
+                "{} did not stop within {timeout:?}; killing it",
+                self.name
+            )));
+            let _ = child.kill().await;
+        }
+        started.elapsed()
+    }
 }
 
 /// A free loopback port (bound then released: another process could take it in between,
@@ -69,6 +133,14 @@ pub struct NodeSettings {
     pub recovery: bool,
     /// `--adapter` (with Redis).
     pub adapter: Option<String>,
+}
+
+/// The secrets and the database the nodes share.
+struct Shared<'a> {
+    secret: &'a str,
+    service_token: &'a str,
+    shared_database: bool,
+    settings: &'a NodeSettings,
 }
 
 /// Starts `count` nodes (and Redis when needed).
@@ -91,95 +163,206 @@ pub async fn start(
     let mut cluster = Cluster {
         nodes: Vec::new(),
         redis_url,
-        children: Vec::new(),
+        procs: Vec::new(),
         dir,
     };
-    if count > 1 && cluster.redis_url.is_none() {
-        let port = free_port()?;
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--maxclients",
-                "10000",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            // Its own process group: a Ctrl-C at the terminal reaches only `rtctl
-            // loadtest`, which stops the nodes first and Redis last.
-            .process_group(0)
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(SpawnError::RedisServer)?;
-        cluster.children.push(("redis-server".into(), child));
-        wait_tcp(([127, 0, 0, 1], port).into(), Duration::from_secs(10)).await?;
-        cluster.redis_url = Some(format!("redis://127.0.0.1:{port}"));
-    }
+    let redis = if count > 1 && cluster.redis_url.is_none() {
+        let redis = start_redis().await?;
+        cluster.redis_url = Some(format!("redis://{}", redis.addr));
+        Some(redis)
+    } else {
+        None
+    };
     let exe = std::env::current_exe().map_err(SpawnError::Exe)?;
+    let shared = Shared {
+        secret,
+        service_token,
+        shared_database,
+        settings,
+    };
     for i in 0..count {
-        let db = if shared_database {
-            cluster.dir.join("loadtest.db")
-        } else {
-            cluster.dir.join(format!("loadtest-{i}.db"))
-        };
         let port = free_port()?;
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        let mut cmd = Command::new(&exe);
-        cmd.arg("serve")
-            .args(["--listen", &addr.to_string()])
-            .arg("--loadtest-namespace")
-            .args(["--auth-secret", secret, "--service-token", service_token])
-            .args([
-                "--database-url",
-                &format!("sqlite://{}?mode=rwc", db.display()),
-            ])
-            .args(["--node-id", &format!("loadtest-{i}")])
-            .args(["--log-level", "warn"])
-            // The loadtest's chat senders are not people: no per-user rate limit.
-            .args(["--rate-limit", "message:send=1000000000/1"])
-            .env_remove("REDIS_URL")
-            .env_remove("REDIS_HOST")
-            .env_remove("DATABASE_URL")
-            .env_remove("CONNECTION_STATE_RECOVERY")
-            .env_remove("ADAPTER")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .process_group(0)
-            .kill_on_drop(true);
-        if let Some(url) = &cluster.redis_url {
-            cmd.args(["--redis-url", url]);
-        }
-        if settings.recovery {
-            cmd.arg("--connection-state-recovery");
-        }
-        if let Some(adapter) = &settings.adapter {
-            cmd.args(["--adapter", adapter]);
-        }
-        let child = cmd.spawn().map_err(|error| SpawnError::Node {
+        let mut node = Proc {
+            name: format!("node {i}"),
+            program: exe.clone(),
+            args: cluster.node_args(i, addr, &shared),
+            addr,
+            redis: false,
+            child: None,
+        };
+        node.spawn().map_err(|error| SpawnError::Node {
             node: i,
             exe: exe.display().to_string(),
             error,
         })?;
-        cluster.children.push((format!("node {i}"), child));
+        cluster.procs.push(node);
         // One at a time: the first creates the SQLite schema, the others find it.
+        cluster.wait_node(i).await?;
+        cluster.nodes.push(addr);
+    }
+    cluster.procs.extend(redis);
+    Ok(cluster)
+}
+
+/// A local `redis-server` on a free port, without persistence.
+async fn start_redis() -> Result<Proc, SpawnError> {
+    let port = free_port()?;
+    let args = [
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--maxclients",
+        "10000",
+    ];
+    let mut redis = Proc {
+        name: "redis-server".into(),
+        program: "redis-server".into(),
+        args: args.iter().map(|a| a.to_string()).collect(),
+        addr: ([127, 0, 0, 1], port).into(),
+        redis: true,
+        child: None,
+    };
+    redis.spawn().map_err(SpawnError::RedisServer)?;
+    wait_tcp(redis.addr, Duration::from_secs(10)).await?;
+    Ok(redis)
+}
+
+impl Cluster {
+    /// Node `i`'s `serve` arguments.
+    fn node_args(&self, i: usize, addr: SocketAddr, shared: &Shared<'_>) -> Vec<String> {
+        let db = if shared.shared_database {
+            self.dir.join("loadtest.db")
+        } else {
+            self.dir.join(format!("loadtest-{i}.db"))
+        };
+        let mut args: Vec<String> = vec![
+            "serve".into(),
+            "--listen".into(),
+            addr.to_string(),
+            "--loadtest-namespace".into(),
+            "--auth-secret".into(),
+            shared.secret.into(),
+            "--service-token".into(),
+            shared.service_token.into(),
+            "--database-url".into(),
+            format!("sqlite://{}?mode=rwc", db.display()),
+            "--node-id".into(),
+            format!("loadtest-{i}"),
+            "--log-level".into(),
+            "warn".into(),
+            // The loadtest's chat senders are not people: no per-user rate limit.
+            "--rate-limit".into(),
+            "message:send=1000000000/1".into(),
+        ];
+        if let Some(url) = &self.redis_url {
+            args.extend(["--redis-url".into(), url.clone()]);
+        }
+        if shared.settings.recovery {
+            args.push("--connection-state-recovery".into());
+        }
+        if let Some(adapter) = &shared.settings.adapter {
+            args.extend(["--adapter".into(), adapter.clone()]);
+        }
+        args
+    }
+
+    /// Waits until node `i` is ready.
+    async fn wait_node(&self, i: usize) -> Result<(), SpawnError> {
+        let addr = self.procs[i].addr;
         let timeout = Duration::from_secs(30);
-        if let Err(last) = wait_ready(addr, timeout).await {
-            return Err(SpawnError::NotReady {
+        wait_ready(addr, timeout)
+            .await
+            .map_err(|last| SpawnError::NotReady {
                 node: i,
                 addr,
                 timeout,
                 last,
-            });
-        }
-        cluster.nodes.push(addr);
+            })
     }
-    Ok(cluster)
+
+    /// The redis-server this run started, if it started one (its CPU is measured).
+    pub fn redis_pid(&self) -> Option<u32> {
+        self.redis().and_then(|r| r.child.as_ref()?.id())
+    }
+
+    fn redis(&self) -> Option<&Proc> {
+        self.procs.iter().find(|p| p.redis)
+    }
+
+    /// Whether this run started Redis (so a drill may restart it).
+    pub fn has_redis(&self) -> bool {
+        self.redis().is_some()
+    }
+
+    /// Drills: kills node `i` at once (SIGKILL: no drain, its clients just lose the
+    /// connection).
+    pub async fn kill_node(&mut self, i: usize, observer: &dyn Observer) {
+        self.procs[i]
+            .stop(libc::SIGKILL, Duration::from_secs(10), observer)
+            .await;
+    }
+
+    /// Drills: stops node `i` gracefully (SIGTERM: readiness 503, drain, exit), as a
+    /// deploy does; how long it took to exit (SIGKILL after `timeout`).
+    pub async fn terminate_node(
+        &mut self,
+        i: usize,
+        timeout: Duration,
+        observer: &dyn Observer,
+    ) -> Duration {
+        self.procs[i].stop(libc::SIGTERM, timeout, observer).await
+    }
+
+    /// Drills: starts stopped node `i` again on its address and waits until it is ready.
+    pub async fn start_node(&mut self, i: usize) -> Result<(), SpawnError> {
+        let exe = self.procs[i].program.display().to_string();
+        self.procs[i].spawn().map_err(|error| SpawnError::Node {
+            node: i,
+            exe,
+            error,
+        })?;
+        self.wait_node(i).await
+    }
+
+    /// Drills: restarts the Redis this run started (SIGTERM, then start it again on the
+    /// same port at once, as a service manager's restart does); how long Redis was gone.
+    pub async fn restart_redis(&mut self, observer: &dyn Observer) -> Result<Duration, SpawnError> {
+        let started = Instant::now();
+        let Some(redis) = self.procs.iter_mut().find(|p| p.redis) else {
+            return Ok(Duration::ZERO);
+        };
+        redis
+            .stop(libc::SIGTERM, Duration::from_secs(10), observer)
+            .await;
+        redis.spawn().map_err(SpawnError::RedisServer)?;
+        wait_tcp(redis.addr, Duration::from_secs(10)).await?;
+        Ok(started.elapsed())
+    }
+
+    /// Stops the nodes (SIGTERM, then SIGKILL after 10 s), then Redis, and removes the
+    /// temporary database.
+    pub async fn stop(mut self, observer: &dyn Observer) {
+        let (mut redis, mut nodes): (Vec<_>, Vec<_>) = std::mem::take(&mut self.procs)
+            .into_iter()
+            .partition(|p| p.redis);
+        // Nodes first (they talk to Redis while draining), Redis last.
+        terminate(&mut nodes, observer).await;
+        terminate(&mut redis, observer).await;
+    }
+}
+
+/// SIGTERM to all at once, then wait for each (SIGKILL after 10 s).
+async fn terminate(procs: &mut [Proc], observer: &dyn Observer) {
+    let stops = procs
+        .iter_mut()
+        .map(|p| p.stop(libc::SIGTERM, Duration::from_secs(10), observer));
+    futures_util::future::join_all(stops).await;
 }
 
 async fn wait_tcp(addr: SocketAddr, timeout: Duration) -> Result<(), SpawnError> {
@@ -216,50 +399,6 @@ async fn wait_ready(addr: SocketAddr, timeout: Duration) -> Result<(), String> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Err(last)
-}
-
-impl Cluster {
-    /// The redis-server this run started, if it started one (its CPU is measured).
-    pub fn redis_pid(&self) -> Option<u32> {
-        self.children
-            .iter()
-            .find(|(name, _)| name == "redis-server")
-            .and_then(|(_, child)| child.id())
-    }
-
-    /// Stops the nodes (SIGTERM, then SIGKILL after 10 s), then Redis, and removes the
-    /// temporary database.
-    pub async fn stop(mut self, observer: &dyn Observer) {
-        let (redis, nodes): (Vec<_>, Vec<_>) = std::mem::take(&mut self.children)
-            .into_iter()
-            .partition(|(name, _)| name == "redis-server");
-        // Nodes first (they talk to Redis while draining), Redis last.
-        terminate(nodes, observer).await;
-        terminate(redis, observer).await;
-    }
-}
-
-/// SIGTERM to all, then wait for each (SIGKILL after 10 s).
-async fn terminate(mut children: Vec<(String, Child)>, observer: &dyn Observer) {
-    for (_, child) in &children {
-        if let Some(pid) = child.id() {
-            // SAFETY: signalling a child process we started and have not yet reaped.
-            unsafe {
-                libc::kill(pid as libc::pid_t, libc::SIGTERM);
-            }
-        }
-    }
-    for (name, child) in &mut children {
-        if tokio::time::timeout(Duration::from_secs(10), child.wait())
-            .await
-            .is_err()
-        {
-            observer.update(Update::Warning(&format!(
-                "{name} did not stop within 10 s; killing it"
-            )));
-            let _ = child.kill().await;
-        }
-    }
 }
 
 impl Drop for Cluster {

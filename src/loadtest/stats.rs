@@ -7,7 +7,7 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 /// The histograms, by name, in the order the report shows them.
-pub const HISTOGRAMS: [&str; 8] = [
+pub const HISTOGRAMS: [&str; 10] = [
     "connect",
     "message_latency",
     "fanout_completion",
@@ -16,6 +16,8 @@ pub const HISTOGRAMS: [&str; 8] = [
     "api_to_socket",
     "sender_lag",
     "reconnect",
+    "message_latency_in_drills",
+    "api_response_in_drills",
 ];
 
 /// A latency histogram: 1 µs to 10 minutes, 3 significant digits.
@@ -49,8 +51,12 @@ pub enum H {
     Api = 4,
     ApiToSocket = 5,
     SenderLag = 6,
-    /// Churn: from a client's drop to being back in its room.
+    /// Churn and drills: from a client's drop to being back in its room.
     Reconnect = 7,
+    /// Message latency of what was sent inside a drill window (`Latency` has the rest).
+    LatencyDrill = 8,
+    /// API response time of what was sent inside a drill window (`Api` has the rest).
+    ApiDrill = 9,
 }
 
 impl Histograms {
@@ -174,6 +180,33 @@ pub struct Counters {
     /// Distinct expected deliveries that came replayed, before their socket's CONNECT
     /// reply (counted in `received` too).
     pub replayed: u64,
+    /// Drills: connections that ended on their own (node killed or drained, Redis
+    /// gone…) while the client was in session; each client then reconnected.
+    #[serde(default)]
+    pub disconnects: u64,
+    /// Lost deliveries, by cause (they add up to [`Counters::lost`] when nothing was
+    /// refused): the receiver's connection went down between the send and the end
+    /// (connection state recovery is what brings these back) …
+    #[serde(default)]
+    pub lost_reconnecting: u64,
+    /// … the receiver stayed connected and the sender had its ack: what the server
+    /// promised and did not deliver …
+    #[serde(default)]
+    pub lost_acked: u64,
+    /// … the receiver stayed connected, the sender never had its ack (it knows to retry).
+    #[serde(default)]
+    pub lost_unacked: u64,
+    /// Publishes whose ack never came.
+    #[serde(default)]
+    pub unacked: u64,
+    /// Notifications answered 201 and missed because their target's connection went
+    /// down after the request (in `notifications_lost` too).
+    #[serde(default)]
+    pub notifications_lost_reconnecting: u64,
+    /// API requests sent inside a drill window that failed or had no answer (in
+    /// `api_errors` / `api_unanswered` too).
+    #[serde(default)]
+    pub api_failed_in_drill: u64,
 }
 
 impl Counters {
@@ -211,7 +244,14 @@ impl Counters {
             not_recovered,
             reconnect_errors,
             away_at_end,
-            replayed
+            replayed,
+            disconnects,
+            lost_reconnecting,
+            lost_acked,
+            lost_unacked,
+            unacked,
+            notifications_lost_reconnecting,
+            api_failed_in_drill
         );
     }
 

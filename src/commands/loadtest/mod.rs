@@ -8,6 +8,7 @@ mod progress;
 use crate::client::backoff::Reconnection;
 use crate::client::Transport;
 use crate::commands::Exit;
+use crate::loadtest::drill::Drills;
 use crate::loadtest::gate::Gate;
 use crate::loadtest::{Options, Scenario, Verdict};
 use crate::node_addr::NodeUrl;
@@ -27,6 +28,11 @@ Gates fix the workload and criteria (explicit flags may only make it heavier):
   phase3: 100,000 clients, 2,000 msg/s, 100 API req/s, p99 < 20 ms, API p99 < 100 ms
   and for all: >= 99.9% of clients held to the end, no message or notification lost.
 Without --gate a run is judged on held clients and loss, plus --max-p99 / --max-api-p99.
+Drills (--kill-node-at, --rolling-restart, --restart-redis-at) act on the spawned nodes;
+clients that lose their node reconnect (socket.io-client's backoff), rotating through the
+node list. Latency and API criteria are then judged outside the drill windows (drill start
+to --recovery-window after its last action), loss on acknowledged messages, and the
+drills must bring every client back with a reconnect p99 under 5 s.
 Exit codes: 0 all criteria hold, 1 a criterion failed, 2 the run could not be made.")]
 pub struct LoadtestCommand {
     /// Nodes to connect to, comma-separated (http://host:port).
@@ -129,6 +135,37 @@ pub struct LoadtestCommand {
     /// (sharded pub/sub: room traffic reaches only the nodes with the room).
     #[arg(long, requires = "spawn_nodes", value_parser = ["redis", "redis-streams", "redis-sharded"])]
     pub adapter: Option<String>,
+
+    /// Drill: SIGKILL the last spawned node T into the schedule (`15s`); it starts again
+    /// after --restart-after. Its clients reconnect to the other nodes.
+    #[arg(long, value_name = "T", requires = "spawn_nodes", value_parser = parse_duration)]
+    pub kill_node_at: Option<Duration>,
+
+    /// How long a node killed by --kill-node-at stays down.
+    #[arg(long, value_name = "D", default_value = "5s", value_parser = parse_duration)]
+    pub restart_after: Duration,
+
+    /// Drill: restart every spawned node in turn, T into the schedule (default 5s): SIGTERM
+    /// (readiness 503, drain, exit), start again, wait until ready, next node.
+    #[arg(long, value_name = "T", requires = "spawn_nodes", num_args = 0..=1,
+          default_missing_value = "5s", value_parser = parse_duration)]
+    pub rolling_restart: Option<Duration>,
+
+    /// In --rolling-restart, the pause after a node is ready before the next one stops
+    /// (Kubernetes' minReadySeconds).
+    #[arg(long, value_name = "D", default_value = "5s", value_parser = parse_duration)]
+    pub rolling_pause: Duration,
+
+    /// Drill: restart the spawned redis-server T into the schedule (SIGTERM, started
+    /// again at once on the same port).
+    #[arg(long, value_name = "T", requires = "spawn_nodes", value_parser = parse_duration)]
+    pub restart_redis_at: Option<Duration>,
+
+    /// How long after a drill's last action the cluster has to recover: what is sent
+    /// from the drill's start to the end of this window is measured apart, and the
+    /// criteria are judged on the rest.
+    #[arg(long, value_name = "D", default_value = "10s", value_parser = parse_duration)]
+    pub recovery_window: Duration,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -221,6 +258,7 @@ impl LoadtestCommand {
             return Err(usage("pass --url URL[,URL…] or --spawn-nodes M".into()));
         }
         self.check_churn().map_err(usage)?;
+        let drills = self.drills().map_err(usage)?;
         Ok(Options {
             urls: self.url.clone(),
             spawn_nodes: self.spawn_nodes,
@@ -251,7 +289,43 @@ impl LoadtestCommand {
             reconnection: Reconnection::default(),
             recovery: self.recovery,
             adapter: self.adapter.clone(),
+            drills,
         })
+    }
+
+    /// The drills asked for; each must start within the schedule.
+    fn drills(&self) -> Result<Drills, String> {
+        let drills = Drills {
+            kill_node_at: self.kill_node_at,
+            restart_after: self.restart_after,
+            rolling_restart_at: self.rolling_restart,
+            rolling_pause: self.rolling_pause,
+            restart_redis_at: self.restart_redis_at,
+            recovery_window: self.recovery_window,
+        };
+        for (flag, at) in [
+            ("--kill-node-at", self.kill_node_at),
+            ("--rolling-restart", self.rolling_restart),
+            ("--restart-redis-at", self.restart_redis_at),
+        ] {
+            if at.is_some_and(|at| at >= self.duration) {
+                return Err(format!(
+                    "{flag} must fall within the schedule (--duration {:?})",
+                    self.duration
+                ));
+            }
+        }
+        if drills.any() && self.transport != TransportArg::Websocket {
+            return Err("drills need --transport websocket (as --churn does)".into());
+        }
+        if drills.restarts_redis() && (self.spawn_nodes < 2 || self.redis_url.is_some()) {
+            return Err(
+                "--restart-redis-at restarts the Redis this run starts: --spawn-nodes 2 or \
+                 more, without --redis-url"
+                    .into(),
+            );
+        }
+        Ok(drills)
     }
 
     /// `--churn` needs clients in rooms (it drops room members) and WebSocket: a dropped

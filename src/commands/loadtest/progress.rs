@@ -59,6 +59,7 @@ impl Observer for TerminalProgress {
             }
             Update::Measured => bar.finish_and_clear(),
             Update::Warning(text) => bar.suspend(|| eprintln!("warning: {text}")),
+            Update::Drill(text) => bar.suspend(|| eprintln!("drill: {text}")),
         }
     }
 }

@@ -1,6 +1,8 @@
 //! One load-test client's life: connect, open its namespaces, join its room (within the
 //! connect timeout: [`super::handshake`]), then read until the connection ends, counting
-//! what arrives. A client the churn drops comes back ([`super::reconnect`]) and reads on.
+//! what arrives. A client the churn drops comes back ([`super::reconnect`]) and reads on;
+//! so does, during drills, a client whose connection ended on its own — to another node
+//! first, since its own was just killed or drained.
 //!
 //! The phases are separate functions, but one task runs them all: the connecting phases
 //! are awaited behind a `Box` so their state (the WebSocket handshake, the token) is
@@ -46,23 +48,45 @@ pub(super) async fn client_task(shared: Arc<Shared>, i: u64) {
         .record(H::Connect, started.elapsed().as_secs_f64() * 1000.0);
     loop {
         let end = read_until_closed(&shared, i, &mut reader, &mut session).await;
-        // A drop that raced the connection's own end is still a drop: the churn counted
-        // the client away.
-        if let End::Closed(why) = end {
-            if shared.state(i) != AWAY {
-                return note_if_dropped(&shared, i, why);
-            }
-        }
+        let moved = match end {
+            End::Kicked => false,
+            // A drop that raced the connection's own end is still a drop: the churn
+            // counted the client away.
+            End::Closed(_) if shared.state(i) == AWAY => false,
+            End::Closed(_) if went_away(&shared, i) => true,
+            End::Closed(why) => return note_if_dropped(&shared, i, why),
+        };
+        shared.mark_away(i);
         let dropped_at = Instant::now();
         // No close frame, no Engine.IO close: the socket just goes, as in a network blip.
         shared.drop_writer(i).await;
         drop(reader);
         session.on_close();
-        reader = match Box::pin(come_back(&shared, i, &mut session, dropped_at)).await {
+        let back = come_back(&shared, i, &mut session, dropped_at, moved);
+        reader = match Box::pin(back).await {
             Some(reader) => reader,
             None => return,
         };
     }
+}
+
+/// During drills, a connection that ended on its own while the client was in session
+/// makes it reconnect (true); its unacked publishes will never be acked on the old
+/// connection.
+fn went_away(shared: &Shared, i: u64) -> bool {
+    if !shared.cfg.reconnect_on_close || shared.stopping.load(Ordering::Acquire) {
+        return false;
+    }
+    let member = &shared.members[i as usize];
+    let away = member
+        .state
+        .compare_exchange(READY, AWAY, Ordering::AcqRel, Ordering::Acquire)
+        .is_ok();
+    if away {
+        member.publishing.store(0, Ordering::Release);
+        shared.m().c.disconnects += 1;
+    }
+    away
 }
 
 /// A client that could not connect and join has failed (unless the schedule already

@@ -18,7 +18,7 @@ pub(super) async fn connect_and_join(
     session: &mut Session,
 ) -> Result<Reader, String> {
     let timeout = Duration::from_millis(shared.cfg.connect_timeout_ms);
-    let mut reader = open(shared, i, session, timeout).await?;
+    let mut reader = open(shared, i, session, timeout, 0).await?;
     match tokio::time::timeout(timeout, handshake(shared, i, &mut reader, session)).await {
         Ok(Ok(())) => Ok(reader),
         Ok(Err(e)) => Err(e),
@@ -26,18 +26,20 @@ pub(super) async fn connect_and_join(
     }
 }
 
-/// The Engine.IO connection (its writer shared as the client's), and a Socket.IO
-/// connect for each namespace the scenario uses (sent at once, answered in the
-/// handshake). A reconnection opens the same way, with the recovery auth.
+/// The Engine.IO connection (its writer shared as the client's) to the node `shift`
+/// places after the client's own, and a Socket.IO connect for each namespace the
+/// scenario uses (sent at once, answered in the handshake). A reconnection opens the
+/// same way, with the recovery auth.
 pub(super) async fn open(
     shared: &Shared,
     i: u64,
     session: &Session,
     timeout: Duration,
+    shift: usize,
 ) -> Result<Reader, String> {
     let cfg = &shared.cfg;
     let c = cfg.first_client + i;
-    let (reader, writer, _) = client::connect(&shared.target(c), cfg.transport, timeout)
+    let (reader, writer, _) = client::connect(&shared.target(c, shift), cfg.transport, timeout)
         .await
         .map_err(|e| format!("connect: {e}"))?;
     *shared.members[i as usize].writer.lock().await = Some(writer);

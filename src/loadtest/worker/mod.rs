@@ -252,8 +252,12 @@ async fn run_schedule(
         tokio::select! {
             _ = tokio::time::sleep_until(end.into()) => break false,
             _ = tick.tick() => { let _ = events.send(Event::Progress(shared.progress())); }
-            cmd = commands.recv() => {
-                if matches!(cmd, Some(Command::Stop) | None) { break true; }
+            cmd = commands.recv() => match cmd {
+                Some(Command::Window { from_unix_ms, to_unix_ms }) => {
+                    shared.set_window(from_unix_ms, to_unix_ms);
+                }
+                Some(Command::Start { .. }) => {}
+                Some(Command::Stop) | None => break true,
             }
         }
     };
@@ -263,11 +267,11 @@ async fn run_schedule(
     stopped
 }
 
-/// What was sent has up to 5 s more to arrive (later counts as lost); with churn,
-/// clients still away get their longest backoff delay more to come back.
+/// What was sent has up to 5 s more to arrive (later counts as lost); with churn or
+/// drills, clients still away get their longest backoff delay more to come back.
 async fn drain(shared: &Shared) {
     let mut wait = Duration::from_secs(5);
-    if shared.cfg.churn_per_s > 0.0 {
+    if shared.cfg.churn_per_s > 0.0 || shared.cfg.reconnect_on_close {
         wait += shared.cfg.reconnection.delay_max;
     }
     let until = Instant::now() + wait;
@@ -280,6 +284,30 @@ async fn drain(shared: &Shared) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Why each expected delivery that never came was lost, and what else was left without
+/// an answer (see the fields of [`super::stats::Counters`]).
+fn losses_by_cause(shared: &Shared, m: &state::Measured, c: &mut super::stats::Counters) {
+    for f in m.fanout.values() {
+        for r in f.missing() {
+            if shared.interrupted_since(r, f.sent_ms) {
+                c.lost_reconnecting += 1;
+            } else if f.acked {
+                c.lost_acked += 1;
+            } else {
+                c.lost_unacked += 1;
+            }
+        }
+    }
+    c.unacked = m.awaiting_ack.len() as u64;
+    for p in m.notifications.values() {
+        if p.answered_ok && shared.interrupted_since(p.target, p.sent_ms) {
+            c.notifications_lost_reconnecting += 1;
+        } else if !p.answered_ok && shared.in_drill(p.sent_ms) {
+            c.api_failed_in_drill += 1;
+        }
     }
 }
 
@@ -310,6 +338,7 @@ fn measurements(shared: &Shared) -> WorkerResult {
     c.notifications_expected = c.notifications_received
         + m.notifications.values().filter(|p| p.answered_ok).count() as u64;
     c.api_unanswered = c.api_sent.saturating_sub(c.api_ok + c.api_errors);
+    losses_by_cause(shared, &m, &mut c);
     WorkerResult {
         worker: cfg.worker,
         counters: c,

@@ -25,11 +25,12 @@ impl Bitmap {
     }
 }
 
-/// A room message for a receiver that joined at `joined_ms`: counted once (a second copy
-/// is a duplicate, however it came); `replayed`: it came before its socket's CONNECT
-/// reply, missed while the client was away and sent again by the server.
+/// A room message for local client `i`, which joined at `joined_ms`: counted once (a
+/// second copy is a duplicate, however it came); `replayed`: it came before its socket's
+/// CONNECT reply, missed while the client was away and sent again by the server.
 pub(super) fn on_message(
     shared: &Shared,
+    i: u64,
     msg: &Value,
     joined_ms: f64,
     seen: &mut Bitmap,
@@ -59,12 +60,15 @@ pub(super) fn on_message(
     if replayed {
         m.c.replayed += 1;
     }
-    m.h.record(H::Latency, now - sent);
+    let latency = if shared.in_drill(sent) {
+        H::LatencyDrill
+    } else {
+        H::Latency
+    };
+    m.h.record(latency, now - sent);
+    let place = i % shared.cfg.room_size;
     let complete = match m.fanout.get_mut(&k) {
-        Some(f) => {
-            f.remaining -= 1;
-            (f.remaining == 0).then_some(f.sent_ms)
-        }
+        Some(f) => (f.arrived(place) && f.remaining == 0).then_some(f.sent_ms),
         None => None,
     };
     if let Some(sent_ms) = complete {
@@ -104,6 +108,10 @@ pub(super) fn on_publish_ack(shared: &Shared, i: u64, k: u64, answer: Option<&Va
     let mut m = shared.m();
     m.c.acks += 1;
     m.h.record(H::Ack, ms);
+    m.awaiting_ack.remove(&k);
+    if let Some(f) = m.fanout.get_mut(&k) {
+        f.acked = true;
+    }
     if let Some(err) = answer.filter(|a| a.get("error").is_some()) {
         m.c.send_failed += 1;
         m.c.messages_sent -= 1;

@@ -8,6 +8,11 @@
 //!
 //! Until it is back in its room the client is AWAY: still in session, so messages sent
 //! to its room meanwhile are expected of it.
+//!
+//! Where it reconnects: a client the churn dropped tries its own node first (the node is
+//! up; only its transport went). A client whose node closed or lost its connection
+//! (drills) starts at a random other node, as a load balancer with that node marked down
+//! would send it. Each failed attempt moves on to the next node in the list.
 
 use super::handshake::{open, send};
 use super::session::Session;
@@ -26,20 +31,29 @@ use std::time::{Duration, Instant};
 const MAX_ATTEMPTS: u32 = 100;
 
 /// Reconnects dropped client `i` and brings it back into its room; its new reader, or
-/// `None` when the worker stops first (or every attempt failed).
+/// `None` when the worker stops first (or every attempt failed). `moved`: its node is
+/// gone, start at another.
 pub(super) async fn come_back(
     shared: &Shared,
     i: u64,
     session: &mut Session,
     dropped_at: Instant,
+    moved: bool,
 ) -> Option<Reader> {
+    let nodes = shared.cfg.nodes.len();
+    let first = if moved && nodes > 1 {
+        rand::random_range(1..nodes)
+    } else {
+        0
+    };
     let mut backoff = Backoff::new(shared.cfg.reconnection);
     while backoff.attempts() < MAX_ATTEMPTS {
+        let shift = first + backoff.attempts() as usize;
         tokio::time::sleep(backoff.next_delay()).await;
         if shared.stopping.load(Ordering::Acquire) {
             return None;
         }
-        match attempt(shared, i, session).await {
+        match attempt(shared, i, session, shift).await {
             Ok((reader, recovered)) => return back(shared, i, reader, recovered, dropped_at).await,
             Err(e) => {
                 {
@@ -75,6 +89,7 @@ async fn back(
         }
         return None;
     }
+    shared.mark_back(i);
     let mut m = shared.m();
     m.c.reconnects += 1;
     if recovered {
@@ -86,11 +101,17 @@ async fn back(
     Some(reader)
 }
 
-/// One attempt, within the connect timeout: the new session, the CONNECTs and, for a
-/// fresh room socket, the join. Whether the room socket was recovered.
-async fn attempt(shared: &Shared, i: u64, session: &mut Session) -> Result<(Reader, bool), String> {
+/// One attempt, within the connect timeout, on the node `shift` places after the
+/// client's own: the new session, the CONNECTs and, for a fresh room socket, the join.
+/// Whether the room socket was recovered.
+async fn attempt(
+    shared: &Shared,
+    i: u64,
+    session: &mut Session,
+    shift: usize,
+) -> Result<(Reader, bool), String> {
     let timeout = Duration::from_millis(shared.cfg.connect_timeout_ms);
-    let mut reader = Box::pin(open(shared, i, session, timeout)).await?;
+    let mut reader = Box::pin(open(shared, i, session, timeout, shift)).await?;
     match tokio::time::timeout(timeout, rejoin(shared, i, &mut reader, session)).await {
         Ok(Ok(recovered)) => Ok((reader, recovered)),
         Ok(Err(e)) => Err(e),

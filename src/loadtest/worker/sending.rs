@@ -1,7 +1,7 @@
 //! The sending side of a worker: the room messages and API requests it owns, each sent at
 //! its scheduled time (open model), stamped with that time so latency includes any lag.
 
-use super::state::{Fanout, Pending, Shared, BENCH, CHAT, READY};
+use super::state::{bits, Fanout, Pending, Shared, BENCH, CHAT, READY};
 use crate::client::frames;
 use crate::client::http::HttpPool;
 use crate::loadtest::schedule::Schedule;
@@ -36,22 +36,27 @@ pub(super) async fn message_schedule(shared: Arc<Shared>, start: Instant, end: I
         }
         // Under the lock the churn takes to drop a client: a receiver it dropped is
         // still in session (expected), and a sender with a publish out is not dropped.
-        let expected = members
+        let receivers = members
             .clone()
-            .filter(|r| *r != sender && shared.in_session(*r))
-            .count() as u64;
+            .filter(|r| *r != sender && shared.in_session(*r));
+        let missing = bits(receivers.clone().map(|r| r - members.start));
+        let expected = receivers.count() as u64;
         let sent_ms = shared.clock.at_ms(due);
         shared.members[sender as usize]
             .publishing
             .fetch_add(1, Ordering::AcqRel);
         m.c.messages_sent += 1;
         m.c.expected += expected;
+        m.awaiting_ack.insert(k);
         if expected > 0 {
             m.fanout.insert(
                 k,
                 Fanout {
                     remaining: expected,
                     sent_ms,
+                    acked: false,
+                    room_start: members.start,
+                    missing,
                 },
             );
         }
@@ -82,6 +87,7 @@ pub(super) async fn message_schedule(shared: Arc<Shared>, start: Instant, end: I
                 m.c.messages_sent -= 1;
                 m.c.expected -= expected;
                 m.fanout.remove(&k);
+                m.awaiting_ack.remove(&k);
                 m.error(format!("publish: {e}"));
             }
         });
@@ -136,6 +142,7 @@ pub(super) async fn api_schedule(shared: Arc<Shared>, start: Instant, end: Insta
             let pending = Pending {
                 answered_ok: false,
                 target: i,
+                sent_ms,
             };
             m.notifications.insert(seq, pending);
         }
@@ -156,11 +163,18 @@ pub(super) async fn api_schedule(shared: Arc<Shared>, start: Instant, end: Insta
                 )
                 .await;
             let now = shared.clock.now_ms();
+            // A request in flight when a drill began (its node killed under it) fails
+            // inside the window, though it was sent just before.
+            let in_drill = shared.in_drill(sent_ms) || shared.in_drill(now);
             let mut m = shared.m();
+            if in_drill && !matches!(&res, Ok(r) if r.status == 201) {
+                m.c.api_failed_in_drill += 1;
+            }
             match res {
                 Ok(r) if r.status == 201 => {
                     m.c.api_ok += 1;
-                    m.h.record(H::Api, now - sent_ms);
+                    let h = if in_drill { H::ApiDrill } else { H::Api };
+                    m.h.record(h, now - sent_ms);
                     if let Some(p) = m.notifications.get_mut(&seq) {
                         p.answered_ok = true;
                     }

@@ -100,7 +100,7 @@ fn deliver(
         shared.members[i as usize]
             .received
             .store(true, Ordering::Release);
-        on_message(shared, msg, joined_ms, seen, replayed);
+        on_message(shared, i, msg, joined_ms, seen, replayed);
     };
     if nsp == BENCH && e.name == "message" {
         room_message(arg, seen);

@@ -9,7 +9,7 @@ use crate::loadtest::stats::{Counters, Histograms};
 use crate::loadtest::{Clock, Scenario};
 use crate::sync::MutexExt as _;
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -25,8 +25,8 @@ pub(super) const READY: u8 = 1;
 pub(super) const FAILED: u8 = 2;
 pub(super) const DROPPED: u8 = 3;
 pub(super) const CLOSED: u8 = 4;
-/// Dropped by the churn and reconnecting: still in session, so messages sent to its room
-/// meanwhile are expected (recovered, or lost).
+/// Dropped by the churn, or its connection ended during a drill, and reconnecting: still
+/// in session, so messages sent to its room meanwhile are expected (recovered, or lost).
 pub(super) const AWAY: u8 = 5;
 
 /// One client as the scheduler sees it.
@@ -40,12 +40,59 @@ pub(super) struct Member {
     /// Its publishes not yet acked: the churn leaves it alone until they are (a drop
     /// would lose the publish itself, a loss on the sender's side recovery cannot undo).
     pub(super) publishing: AtomicU32,
+    /// When its latest interruption ended (`f64` bits, Unix ms): 0 if it never had one,
+    /// infinity while it is away. A delivery it misses counts against the interruption
+    /// when this is later than the message's send time.
+    back_ms: AtomicU64,
 }
 
 /// A message on its way to its receivers.
 pub(super) struct Fanout {
     pub(super) remaining: u64,
     pub(super) sent_ms: f64,
+    /// The sender has its ack.
+    pub(super) acked: bool,
+    /// The local index of the room's first member, and one bit per member (by its place
+    /// in the room) still expected to receive it.
+    pub(super) room_start: u64,
+    pub(super) missing: Vec<u64>,
+}
+
+impl Fanout {
+    /// Clears `offset`'s bit; true when it was still expected.
+    pub(super) fn arrived(&mut self, offset: u64) -> bool {
+        let (word, bit) = ((offset / 64) as usize, offset % 64);
+        match self.missing.get_mut(word) {
+            Some(w) if *w & (1 << bit) != 0 => {
+                *w &= !(1 << bit);
+                self.remaining -= 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The local indices of the receivers still missing it.
+    pub(super) fn missing(&self) -> impl Iterator<Item = u64> + '_ {
+        self.missing.iter().enumerate().flat_map(move |(w, bits)| {
+            (0..64)
+                .filter(move |b| bits & (1 << b) != 0)
+                .map(move |b| self.room_start + w as u64 * 64 + b)
+        })
+    }
+}
+
+/// The bits of `offsets` (places in a room), for [`Fanout::missing`].
+pub(super) fn bits(offsets: impl Iterator<Item = u64>) -> Vec<u64> {
+    let mut words = Vec::new();
+    for o in offsets {
+        let (word, bit) = ((o / 64) as usize, o % 64);
+        if word >= words.len() {
+            words.resize(word + 1, 0);
+        }
+        words[word] |= 1 << bit;
+    }
+    words
 }
 
 /// A notification on its way.
@@ -53,6 +100,7 @@ pub(super) struct Pending {
     pub(super) answered_ok: bool,
     /// The local client it is for.
     pub(super) target: u64,
+    pub(super) sent_ms: f64,
 }
 
 #[derive(Default)]
@@ -62,6 +110,8 @@ pub(super) struct Measured {
     pub(super) fanout: HashMap<u64, Fanout>,
     pub(super) notifications: HashMap<u64, Pending>,
     pub(super) notifications_seen: HashSet<u64>,
+    /// Publishes (by schedule index) whose ack has not come.
+    pub(super) awaiting_ack: HashSet<u64>,
     pub(super) errors: Vec<String>,
 }
 
@@ -86,6 +136,8 @@ pub(super) struct Shared {
     pub(super) schedule_start: Mutex<Option<Instant>>,
     /// Chat: each pair's room id, set by the member that opened it (0 until then).
     pub(super) chat_rooms: Box<[AtomicI64]>,
+    /// The coordinator's drill windows (Unix ms; an open one has no end yet).
+    windows: Mutex<Vec<(f64, Option<f64>)>>,
 }
 
 impl Shared {
@@ -98,6 +150,7 @@ impl Shared {
                 kick: Notify::new(),
                 received: AtomicBool::new(false),
                 publishing: AtomicU32::new(0),
+                back_ms: AtomicU64::new(0f64.to_bits()),
             })
             .collect();
         let rooms = cfg.rooms();
@@ -119,7 +172,47 @@ impl Shared {
             stopping: AtomicBool::new(false),
             schedule_start: Mutex::new(None),
             chat_rooms: (0..chat_rooms).map(|_| AtomicI64::new(0)).collect(),
+            windows: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Local client `i` lost its connection (it is away until [`Shared::mark_back`]).
+    pub(super) fn mark_away(&self, i: u64) {
+        let member = &self.members[i as usize];
+        member
+            .back_ms
+            .store(f64::INFINITY.to_bits(), Ordering::Release);
+    }
+
+    /// Local client `i` is back in its room.
+    pub(super) fn mark_back(&self, i: u64) {
+        let now = self.clock.now_ms();
+        self.members[i as usize]
+            .back_ms
+            .store(now.to_bits(), Ordering::Release);
+    }
+
+    /// Whether local client `i` lost its connection after `sent_ms` (or was away then):
+    /// a message sent at `sent_ms` that it misses went down with a connection.
+    pub(super) fn interrupted_since(&self, i: u64, sent_ms: f64) -> bool {
+        f64::from_bits(self.members[i as usize].back_ms.load(Ordering::Acquire)) > sent_ms
+    }
+
+    /// The coordinator opened (or closed) the drill window starting at `from`.
+    pub(super) fn set_window(&self, from: f64, to: Option<f64>) {
+        let mut windows = self.windows.lock_unpoisoned();
+        match windows.iter_mut().find(|(f, _)| *f == from) {
+            Some(w) => w.1 = to,
+            None => windows.push((from, to)),
+        }
+    }
+
+    /// Whether something sent at `ms` was sent inside a drill window.
+    pub(super) fn in_drill(&self, ms: f64) -> bool {
+        let windows = self.windows.lock_unpoisoned();
+        windows
+            .iter()
+            .any(|(from, to)| ms >= *from && to.is_none_or(|to| ms < to))
     }
 
     pub(super) fn m(&self) -> std::sync::MutexGuard<'_, Measured> {
@@ -156,9 +249,10 @@ impl Shared {
         p
     }
 
-    /// Where global client `c` connects.
-    pub(super) fn target(&self, c: u64) -> Target {
-        let node = &self.cfg.nodes[self.cfg.node_of(c)];
+    /// Where global client `c` connects: its own node, or (`shift` > 0) the one `shift`
+    /// places after it.
+    pub(super) fn target(&self, c: u64, shift: usize) -> Target {
+        let node = &self.cfg.nodes[self.cfg.node_after(c, shift)];
         Target {
             addr: node.addr,
             authority: node.authority.clone(),

@@ -1,0 +1,247 @@
+//! Failure drills during the schedule (`--kill-node-at`, `--rolling-restart`,
+//! `--restart-redis-at`): what an operator does to a cluster before trusting it with a
+//! release, done to the nodes (and the Redis) this run spawned while the clients keep
+//! sending.
+//!
+//! Each drill opens a *window* in every worker ([`Command::Window`]) as it begins and
+//! closes it a recovery window after its last action: the latencies and API failures of
+//! what is sent inside are measured apart, so the phase's criteria are judged outside
+//! the windows, and the drill's own figures (how fast the disconnected clients came
+//! back, what was lost and why) are reported beside them.
+//!
+//! Where the disconnected clients go: each rotates through the node list, starting at a
+//! random other node (the worker's reconnect module) — the drill measures clients that
+//! know every node's address (as `--url a,b,c` gives them), not a load balancer's
+//! failover.
+
+use super::ipc::Command;
+use super::observe::{Observer, Update};
+use super::processes::Commander;
+use super::spawn::Cluster;
+use super::Clock;
+use serde::Serialize;
+use std::time::Duration;
+
+/// The drills a run makes (all relative to the schedule's start).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Drills {
+    /// SIGKILL the last node at this time; it starts again `restart_after` later.
+    pub kill_node_at: Option<Duration>,
+    pub restart_after: Duration,
+    /// Each node in turn: SIGTERM, wait for its exit, start it, wait until ready, wait
+    /// `rolling_pause` (Kubernetes' `minReadySeconds`: the clients it lost settle on the
+    /// others before the next node goes).
+    pub rolling_restart_at: Option<Duration>,
+    pub rolling_pause: Duration,
+    /// Restart the spawned redis-server (SIGTERM, start again at once).
+    pub restart_redis_at: Option<Duration>,
+    /// How long after a drill's last action its window stays open: the time the
+    /// cluster is given to recover before the phase's criteria apply again.
+    pub recovery_window: Duration,
+}
+
+impl Default for Drills {
+    fn default() -> Self {
+        Drills {
+            kill_node_at: None,
+            restart_after: Duration::from_secs(5),
+            rolling_restart_at: None,
+            rolling_pause: Duration::from_secs(5),
+            restart_redis_at: None,
+            recovery_window: Duration::from_secs(10),
+        }
+    }
+}
+
+/// One kind of drill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    KillNode,
+    RollingRestart,
+    RestartRedis,
+}
+
+impl Drills {
+    /// Whether any drill is asked for (the clients then reconnect after a close).
+    pub fn any(&self) -> bool {
+        !self.planned().is_empty()
+    }
+
+    /// Whether a drill restarts Redis (which the run must have started).
+    pub fn restarts_redis(&self) -> bool {
+        self.restart_redis_at.is_some()
+    }
+
+    /// The drills in the order they start.
+    fn planned(&self) -> Vec<(Duration, Kind)> {
+        let mut out: Vec<(Duration, Kind)> = [
+            (self.kill_node_at, Kind::KillNode),
+            (self.rolling_restart_at, Kind::RollingRestart),
+            (self.restart_redis_at, Kind::RestartRedis),
+        ]
+        .into_iter()
+        .filter_map(|(at, kind)| Some((at?, kind)))
+        .collect();
+        out.sort_by_key(|(at, _)| *at);
+        out
+    }
+}
+
+/// Something a drill did, in seconds from the schedule's start.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Step {
+    pub at_s: f64,
+    pub what: String,
+}
+
+/// What the drills did: their steps, their windows (seconds from the schedule's
+/// start), and the actions that failed.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Timeline {
+    pub steps: Vec<Step>,
+    pub windows_s: Vec<(f64, f64)>,
+    pub failures: Vec<String>,
+}
+
+/// Runs the drills against `cluster` from the schedule's start (`start_ms`, Unix ms),
+/// telling the workers about each window.
+pub(super) async fn run(
+    drills: &Drills,
+    cluster: &mut Cluster,
+    workers: &Commander,
+    start_ms: f64,
+    observer: &dyn Observer,
+) -> Timeline {
+    let mut run = Run {
+        clock: Clock::new(),
+        start_ms,
+        workers,
+        observer,
+        timeline: Timeline::default(),
+    };
+    for (at, kind) in drills.planned() {
+        let due = run.clock.instant(start_ms + at.as_secs_f64() * 1000.0);
+        tokio::time::sleep_until(due.into()).await;
+        let from = run.clock.now_ms();
+        run.window(from, None).await;
+        match kind {
+            Kind::KillNode => run.kill_node(cluster, drills.restart_after).await,
+            Kind::RollingRestart => run.rolling_restart(cluster, drills.rolling_pause).await,
+            Kind::RestartRedis => run.restart_redis(cluster).await,
+        }
+        tokio::time::sleep(drills.recovery_window).await;
+        let to = run.clock.now_ms();
+        run.window(from, Some(to)).await;
+        let secs = |ms: f64| (ms - start_ms) / 1000.0;
+        run.timeline.windows_s.push((secs(from), secs(to)));
+    }
+    run.timeline
+}
+
+/// A drill run in progress.
+struct Run<'a> {
+    clock: Clock,
+    start_ms: f64,
+    workers: &'a Commander,
+    observer: &'a dyn Observer,
+    timeline: Timeline,
+}
+
+/// How long a node may take to drain and exit on SIGTERM before it is killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Run<'_> {
+    async fn window(&mut self, from: f64, to: Option<f64>) {
+        let cmd = Command::Window {
+            from_unix_ms: from,
+            to_unix_ms: to,
+        };
+        if let Err(e) = self.workers.send(&cmd).await {
+            self.failed(format!("telling the workers about the drill window: {e}"));
+        }
+    }
+
+    fn step(&mut self, what: String) {
+        self.observer.update(Update::Drill(&what));
+        let at_s = (self.clock.now_ms() - self.start_ms) / 1000.0;
+        self.timeline.steps.push(Step { at_s, what });
+    }
+
+    fn failed(&mut self, what: String) {
+        self.step(format!("FAILED: {what}"));
+        self.timeline.failures.push(what);
+    }
+
+    /// SIGKILL the last node, wait `restart_after`, start it again.
+    async fn kill_node(&mut self, cluster: &mut Cluster, restart_after: Duration) {
+        let i = cluster.nodes.len() - 1;
+        cluster.kill_node(i, self.observer).await;
+        self.step(format!("node {i} killed (SIGKILL)"));
+        tokio::time::sleep(restart_after).await;
+        self.start_again(cluster, i).await;
+    }
+
+    /// Each node in turn: SIGTERM (it drains), wait for the exit, start, wait until
+    /// ready, then `pause` — the next node only once this one serves again.
+    async fn rolling_restart(&mut self, cluster: &mut Cluster, pause: Duration) {
+        for i in 0..cluster.nodes.len() {
+            if i > 0 {
+                tokio::time::sleep(pause).await;
+            }
+            let took = cluster.terminate_node(i, STOP_TIMEOUT, self.observer).await;
+            self.step(format!(
+                "node {i} stopped (SIGTERM), exited after {:.1} s",
+                took.as_secs_f64()
+            ));
+            if !self.start_again(cluster, i).await {
+                return;
+            }
+        }
+    }
+
+    async fn start_again(&mut self, cluster: &mut Cluster, i: usize) -> bool {
+        match cluster.start_node(i).await {
+            Ok(()) => {
+                self.step(format!("node {i} started again and ready"));
+                true
+            }
+            Err(e) => {
+                self.failed(format!("starting node {i} again: {e}"));
+                false
+            }
+        }
+    }
+
+    async fn restart_redis(&mut self, cluster: &mut Cluster) {
+        match cluster.restart_redis(self.observer).await {
+            Ok(gone) => self.step(format!(
+                "redis-server restarted (SIGTERM, started again): down {:.1} s",
+                gone.as_secs_f64()
+            )),
+            Err(e) => self.failed(format!("restarting redis-server: {e}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drills_run_in_the_order_they_start() {
+        let none = Drills::default();
+        assert!(!none.any());
+        let d = Drills {
+            kill_node_at: Some(Duration::from_secs(20)),
+            rolling_restart_at: Some(Duration::from_secs(5)),
+            restart_redis_at: Some(Duration::from_secs(40)),
+            ..Drills::default()
+        };
+        assert!(d.any() && d.restarts_redis());
+        let kinds: Vec<Kind> = d.planned().into_iter().map(|(_, k)| k).collect();
+        assert_eq!(
+            kinds,
+            [Kind::RollingRestart, Kind::KillNode, Kind::RestartRedis]
+        );
+    }
+}
