@@ -91,7 +91,7 @@ async fn loadtest(
     (out.status.code().unwrap_or(-1), json)
 }
 
-fn failed_checks(report: &Value) -> Vec<String> {
+pub(crate) fn failed_checks(report: &Value) -> Vec<String> {
     report["checks"]
         .as_array()
         .unwrap()
@@ -101,7 +101,7 @@ fn failed_checks(report: &Value) -> Vec<String> {
         .collect()
 }
 
-fn histogram<'a>(report: &'a Value, name: &str) -> &'a Value {
+pub(crate) fn histogram<'a>(report: &'a Value, name: &str) -> &'a Value {
     report["histograms_ms"]
         .as_array()
         .unwrap()
@@ -207,7 +207,7 @@ async fn polling_clients_and_the_chat_scenario_deliver_everything() {
 /// close frame and come back with socket.io-client's backoff and recovery auth.
 const CHURN: [&str; 2] = ["--churn", "20/s"];
 
-fn counter(report: &Value, name: &str) -> u64 {
+pub(crate) fn counter(report: &Value, name: &str) -> u64 {
     report["counters"][name]
         .as_u64()
         .unwrap_or_else(|| panic!("no counter {name}: {report:#}"))
@@ -255,6 +255,13 @@ async fn churn_without_recovery_counts_what_the_dropped_clients_missed_as_lost()
     // Back in their rooms (joined again), but what was sent meanwhile is gone.
     assert_eq!(counter(&report, "held"), 200);
     assert!(report["lost"].as_u64().unwrap() > 0, "{report:#}");
+    // Every loss is put down to the dropped receivers' connections, none to the server.
+    assert_eq!(
+        report["lost"],
+        counter(&report, "lost_reconnecting"),
+        "{report:#}"
+    );
+    assert_eq!(counter(&report, "lost_acked"), 0);
     assert_eq!(counter(&report, "duplicates"), 0);
     assert_eq!(counter(&report, "replayed"), 0);
     n.child.kill().await.unwrap();

@@ -5,6 +5,7 @@ mod auth;
 mod cluster;
 mod common;
 mod domain;
+mod drills;
 mod emitter;
 mod engine;
 mod fuzz;

@@ -1,0 +1,124 @@
+//! `rtctl loadtest` drills end to end, in their short CI form: three spawned nodes, the
+//! Redis the run starts, 300 clients sending throughout, and one failure each — a node
+//! killed with SIGKILL, a rolling restart (SIGTERM, drain, start, next), a Redis restart.
+//! Each run must bring every disconnected client back (p99 < 5 s) and lose no
+//! acknowledged message; the Redis restart on the classic pub/sub adapter must fail on
+//! exactly that, since pub/sub drops what is published while a subscriber reconnects.
+//!
+//! The long forms (1,000+ clients, phase gates) are in docs/scaling/phase2.md.
+
+use crate::common::app::TempDir;
+use crate::loadtest::{counter, failed_checks, histogram};
+use serde_json::Value;
+use std::process::Stdio;
+use std::time::Duration;
+
+/// Runs `rtctl loadtest --spawn-nodes 3` for 14 s with the drill flags in `drill`:
+/// the exit code and the JSON report.
+async fn drill(drill: &[&str]) -> (i32, Value) {
+    let dir = TempDir::new("drill-report");
+    let report = dir.0.join("report.json");
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_rtctl"))
+        .args(["loadtest", "--spawn-nodes", "3"])
+        .args(["--clients", "300", "--ramp", "600", "--duration", "14s"])
+        .args([
+            "--rate",
+            "60",
+            "--api-rate",
+            "10",
+            "--recovery-window",
+            "4s",
+        ])
+        .args(["--report", report.to_str().unwrap()])
+        .args(drill)
+        .env_remove("NEXTAUTH_SECRET")
+        .env_remove("RT_SERVICE_TOKEN")
+        .env_remove("REDIS_URL")
+        .stdin(Stdio::null())
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(150), out)
+        .await
+        .expect("the drill finished within 150 s")
+        .expect("run rtctl loadtest");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let text = std::fs::read_to_string(&report)
+        .unwrap_or_else(|e| panic!("no report ({e})\nstdout:\n{stdout}\nstderr:\n{stderr}"));
+    let json = serde_json::from_str(&text).expect("the report is JSON");
+    (out.status.code().unwrap_or(-1), json)
+}
+
+/// The drill's steps, as the report lists them.
+fn steps(report: &Value) -> Vec<String> {
+    report["drills"]["steps"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no drill steps: {report:#}"))
+        .iter()
+        .map(|s| s["what"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// What every drill run must show: all clients held, none away, nothing acknowledged
+/// lost or doubled.
+fn assert_clean(code: i32, report: &Value) {
+    assert_eq!(failed_checks(report), Vec::<String>::new(), "{report:#}");
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(counter(report, "held"), 300);
+    assert_eq!(counter(report, "away_at_end"), 0);
+    assert_eq!(counter(report, "lost_acked"), 0, "{report:#}");
+    assert_eq!(counter(report, "duplicates"), 0);
+    assert_eq!(counter(report, "notifications_duplicated"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_s_clients_move_to_the_others_and_nothing_acked_is_lost() {
+    let (code, report) = drill(&["--kill-node-at", "3s", "--restart-after", "2s"]).await;
+    assert_clean(code, &report);
+    assert_eq!(
+        steps(&report),
+        ["node 2 killed (SIGKILL)", "node 2 started again and ready"]
+    );
+    // A third of the clients were on the killed node; each came back.
+    let gone = counter(&report, "disconnects");
+    assert!(
+        (80..=120).contains(&gone),
+        "{gone} disconnected: {report:#}"
+    );
+    assert!(counter(&report, "reconnects") >= gone);
+    assert_eq!(histogram(&report, "reconnect")["count"], gone);
+    assert!(histogram(&report, "message_latency_in_drills")["count"].as_u64() > Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_moves_every_client_and_loses_nothing_acked() {
+    let (code, report) = drill(&["--rolling-restart", "2s", "--rolling-pause", "1s"]).await;
+    assert_clean(code, &report);
+    let steps = steps(&report);
+    assert_eq!(steps.len(), 6, "{steps:?}");
+    assert!(
+        steps[0].starts_with("node 0 stopped (SIGTERM)"),
+        "{steps:?}"
+    );
+    assert_eq!(steps[5], "node 2 started again and ready");
+    // Every node was drained once: every client lost its node at least once.
+    assert!(counter(&report, "disconnects") >= 300, "{report:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_streams_adapter_loses_nothing_through_a_redis_restart() {
+    let flags = ["--restart-redis-at", "3s", "--adapter", "redis-streams"];
+    let (code, report) = drill(&flags).await;
+    assert_clean(code, &report);
+    assert_eq!(report["lost"], 0, "{report:#}");
+    assert!(steps(&report)[0].starts_with("redis-server restarted"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pub_sub_adapter_loses_acked_messages_in_a_redis_restart_and_the_drill_says_so() {
+    let (code, report) = drill(&["--restart-redis-at", "3s", "--adapter", "redis"]).await;
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(failed_checks(&report), ["acked message loss"]);
+    assert!(counter(&report, "lost_acked") > 0, "{report:#}");
+    // The clients themselves stayed connected: the loss is between the nodes.
+    assert_eq!(counter(&report, "disconnects"), 0);
+}
