@@ -1,7 +1,8 @@
 //! Failure drills during the schedule (`--kill-node-at`, `--rolling-restart`,
-//! `--restart-redis-at`): what an operator does to a cluster before trusting it with a
-//! release, done to the nodes (and the Redis) this run spawned while the clients keep
-//! sending.
+//! `--restart-redis-at`, `--restart-postgres-at`): what an operator does to a cluster
+//! before trusting it with a release, done to the nodes (and the Redis) this run spawned
+//! — and to PostgreSQL through the operator's own restart command — while the clients
+//! keep sending.
 //!
 //! Each drill opens a *window* in every worker ([`Command::Window`]) as it begins and
 //! closes it a recovery window after its last action: the latencies and API failures of
@@ -35,6 +36,9 @@ pub struct Drills {
     pub rolling_pause: Duration,
     /// Restart the spawned redis-server (SIGTERM, start again at once).
     pub restart_redis_at: Option<Duration>,
+    /// Restart PostgreSQL with this command (`sh -c`), which the operator gives: the
+    /// run does not start PostgreSQL itself.
+    pub restart_postgres: Option<(Duration, String)>,
     /// How long after a drill's last action its window stays open: the time the
     /// cluster is given to recover before the phase's criteria apply again.
     pub recovery_window: Duration,
@@ -48,6 +52,7 @@ impl Default for Drills {
             rolling_restart_at: None,
             rolling_pause: Duration::from_secs(5),
             restart_redis_at: None,
+            restart_postgres: None,
             recovery_window: Duration::from_secs(10),
         }
     }
@@ -59,6 +64,7 @@ enum Kind {
     KillNode,
     RollingRestart,
     RestartRedis,
+    RestartPostgres,
 }
 
 impl Drills {
@@ -78,6 +84,10 @@ impl Drills {
             (self.kill_node_at, Kind::KillNode),
             (self.rolling_restart_at, Kind::RollingRestart),
             (self.restart_redis_at, Kind::RestartRedis),
+            (
+                self.restart_postgres.as_ref().map(|(at, _)| *at),
+                Kind::RestartPostgres,
+            ),
         ]
         .into_iter()
         .filter_map(|(at, kind)| Some((at?, kind)))
@@ -128,6 +138,10 @@ pub(super) async fn run(
             Kind::KillNode => run.kill_node(cluster, drills.restart_after).await,
             Kind::RollingRestart => run.rolling_restart(cluster, drills.rolling_pause).await,
             Kind::RestartRedis => run.restart_redis(cluster).await,
+            Kind::RestartPostgres => {
+                let command = drills.restart_postgres.as_ref().map(|(_, c)| c.as_str());
+                run.restart_postgres(command.unwrap_or_default()).await
+            }
         }
         tokio::time::sleep(drills.recovery_window).await;
         let to = run.clock.now_ms();
@@ -219,6 +233,36 @@ impl Run<'_> {
                 gone.as_secs_f64()
             )),
             Err(e) => self.failed(format!("restarting redis-server: {e}")),
+        }
+    }
+}
+
+/// How long the PostgreSQL restart command may take.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl Run<'_> {
+    /// Runs the operator's restart command (`sh -c`), bounded by [`COMMAND_TIMEOUT`].
+    async fn restart_postgres(&mut self, command: &str) {
+        let started = std::time::Instant::now();
+        let run = tokio::process::Command::new("sh")
+            .args(["-c", command])
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .output();
+        match tokio::time::timeout(COMMAND_TIMEOUT, run).await {
+            Ok(Ok(out)) if out.status.success() => self.step(format!(
+                "PostgreSQL restarted (`{command}`): {:.1} s",
+                started.elapsed().as_secs_f64()
+            )),
+            Ok(Ok(out)) => self.failed(format!(
+                "`{command}` exited with {}: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )),
+            Ok(Err(e)) => self.failed(format!("cannot run `{command}`: {e}")),
+            Err(_) => self.failed(format!(
+                "`{command}` did not finish within {COMMAND_TIMEOUT:?}"
+            )),
         }
     }
 }

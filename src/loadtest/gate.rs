@@ -3,6 +3,7 @@
 //! heavier, never lighter.
 
 use super::stats::{Counters, Histograms, H};
+use super::stored::StoredCheck;
 use super::Scenario;
 use serde::Serialize;
 
@@ -253,6 +254,28 @@ pub fn drill_check(c: &Counters, h: &Histograms, failures: &[String]) -> Check {
             c.disconnects, c.away_at_end
         ),
         pass: failures.is_empty() && c.away_at_end == 0 && p99_ok,
+    }
+}
+
+/// Chat: every acknowledged message is in the database exactly once (or the database
+/// could not be read, which fails too).
+pub fn stored_check(stored: &Result<StoredCheck, String>) -> Check {
+    let (actual, pass) = match stored {
+        Ok(s) => (
+            format!(
+                "{} acked: {} stored once, {} missing, {} stored more than once; {} stored \
+                 without an ack",
+                s.acked, s.stored_once, s.missing, s.duplicated, s.stored_unacked
+            ),
+            s.holds(),
+        ),
+        Err(e) => (e.clone(), false),
+    };
+    Check {
+        name: "acked chat messages stored once",
+        target: "every acked message in the database exactly once".into(),
+        actual,
+        pass,
     }
 }
 

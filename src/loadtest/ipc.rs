@@ -61,6 +61,10 @@ pub struct WorkerResult {
     pub nofile_limit: u64,
     /// The first few distinct errors, for the report.
     pub errors: Vec<String>,
+    /// Chat: the `(from, k)` of every message whose sender had its ack (checked
+    /// against the database at the end).
+    #[serde(default)]
+    pub acked_chat: Vec<[u64; 2]>,
 }
 
 #[cfg(test)]

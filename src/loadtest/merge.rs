@@ -11,6 +11,7 @@ use super::report::{self, NodeUsage, Report};
 use super::run::Options;
 use super::scrape::NodeSample;
 use super::stats::{Counters, Histograms};
+use super::stored::StoredCheck;
 use serde_json::json;
 
 /// What the schedule measured, before it is merged.
@@ -24,6 +25,9 @@ pub(super) struct Measured {
     pub(super) redis_cpu_seconds: Option<f64>,
     /// What the drills did, when the run had any.
     pub(super) drills: Option<Timeline>,
+    /// Chat on a database the nodes shared: the acked messages found there (or why
+    /// they could not be read).
+    pub(super) stored: Option<Result<StoredCheck, String>>,
 }
 
 /// The workers' results as one.
@@ -116,6 +120,27 @@ fn criteria(opts: &Options) -> gate::Criteria {
     }
 }
 
+/// What the spawned nodes stored into (the nodes of `--url` have their own settings).
+fn store_of(opts: &Options) -> &'static str {
+    match (&opts.database_url, opts.spawn_nodes, opts.scenario) {
+        (_, 0, _) => "the nodes' own",
+        (Some(url), _, _) if url.starts_with("postgres") => "PostgreSQL (shared)",
+        (Some(_), _, _) => "the given database (shared)",
+        (None, _, super::Scenario::Chat) => "SQLite (one file, shared)",
+        (None, _, _) => "SQLite (a file per node)",
+    }
+}
+
+/// The spawned nodes' cluster adapter.
+fn adapter_of(opts: &Options) -> String {
+    match (&opts.adapter, opts.spawn_nodes) {
+        (_, 0) => "the nodes' own".into(),
+        (_, 1) => "in-process (one node)".into(),
+        (Some(a), _) => a.clone(),
+        (None, _) => "redis (pub/sub)".into(),
+    }
+}
+
 /// The report of a run: its settings, the merged measurements, and each criterion
 /// judged. `limits` are what the plan and the machine noted so far.
 pub(super) fn report(
@@ -137,6 +162,9 @@ pub(super) fn report(
     if let Some(t) = &measured.drills {
         checks.push(gate::drill_check(&m.counters, &m.hist, &t.failures));
     }
+    if let Some(stored) = &measured.stored {
+        checks.push(gate::stored_check(stored));
+    }
     let pass = checks.iter().all(|c| c.pass);
     let c = &m.counters;
     Ok(Report {
@@ -155,7 +183,8 @@ pub(super) fn report(
             "source_addresses": sources,
             "churn_per_s": opts.churn,
             "spawned_with_recovery": opts.spawn_nodes > 0 && opts.recovery,
-            "adapter": opts.adapter,
+            "store": store_of(opts),
+            "adapter": adapter_of(opts),
             "drills": drilled.then(|| json!({
                 "kill_node_at_s": opts.drills.kill_node_at.map(|d| d.as_secs_f64()),
                 "restart_after_s": opts.drills.restart_after.as_secs_f64(),
@@ -183,6 +212,7 @@ pub(super) fn report(
         checks,
         pass,
         drills: measured.drills,
+        stored: measured.stored.and_then(Result::ok),
         limits,
         errors: m.errors,
         counters: m.counters,

@@ -13,6 +13,7 @@
 //! - [`drill`]: failures made during the schedule (nodes killed or restarted, Redis
 //!   restarted), each with its window;
 //! - [`scrape`] and [`machine`]: the nodes' and the machine's own figures;
+//! - [`stored`]: the chat scenario's messages in the database, each acked one once;
 //! - [`merge`]: results into one [`report::Report`], judged by [`gate`];
 //! - [`run`]: the phases above in order.
 //!
@@ -45,6 +46,7 @@ pub mod scrape;
 mod setup;
 pub mod spawn;
 pub mod stats;
+pub mod stored;
 pub mod worker;
 
 pub use error::LoadtestError;

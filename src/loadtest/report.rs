@@ -3,6 +3,7 @@
 use super::drill::Timeline;
 use super::gate::Check;
 use super::stats::{Counters, Histograms, HISTOGRAMS};
+use super::stored::StoredCheck;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, Color, Table};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -73,6 +74,8 @@ pub struct Report {
     pub pass: bool,
     /// What the drills did, when the run had any.
     pub drills: Option<Timeline>,
+    /// Chat on a database the nodes shared: what it holds of the acked messages.
+    pub stored: Option<StoredCheck>,
     pub limits: Vec<String>,
     pub errors: Vec<String>,
 }
@@ -182,7 +185,12 @@ impl Report {
         let mut t = Table::new();
         t.load_preset(UTF8_FULL_CONDENSED);
         t.set_header(vec!["clients / deliveries", "value"]);
+        let setting = |k: &str| self.settings[k].as_str().unwrap_or("-").to_owned();
         let rows: Vec<(&str, String)> = vec![
+            (
+                "nodes' store / adapter",
+                format!("{} / {}", setting("store"), setting("adapter")),
+            ),
             ("clients asked", num(c.clients)),
             ("connected", num(c.connected)),
             ("failed", num(c.failed)),
@@ -227,6 +235,19 @@ impl Report {
         }
         for (k, v) in self.drill_rows() {
             t.add_row(vec![k, v]);
+        }
+        if let Some(s) = &self.stored {
+            t.add_row(vec![
+                "acked chat messages in the database".to_owned(),
+                format!(
+                    "{} of {} once, {} missing, {} doubled ({} stored unacked)",
+                    num(s.stored_once),
+                    num(s.acked),
+                    num(s.missing),
+                    num(s.duplicated),
+                    num(s.stored_unacked)
+                ),
+            ]);
         }
         let mut h = Table::new();
         h.load_preset(UTF8_FULL_CONDENSED);

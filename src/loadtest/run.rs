@@ -7,6 +7,7 @@
 use super::drill::{self, Drills};
 use super::error::LoadtestError;
 use super::gate::Gate;
+use super::ipc::WorkerResult;
 use super::merge::{self, Measured};
 use super::observe::{Observer, Update};
 use super::plan::NodeTarget;
@@ -14,6 +15,7 @@ use super::processes::Workers;
 use super::report::Report;
 use super::setup::{self, Credentials};
 use super::spawn::{self, Cluster};
+use super::stored::{self, StoredCheck};
 use super::{machine, scrape, Clock, Scenario};
 use crate::client::backoff::Reconnection;
 use crate::client::Transport;
@@ -56,6 +58,8 @@ pub struct Options {
     pub adapter: Option<String>,
     /// Failures made during the schedule.
     pub drills: Drills,
+    /// `--database-url`: the database every spawned node shares (else SQLite files).
+    pub database_url: Option<String>,
 }
 
 /// How a run that was made came out; either way with its report.
@@ -129,7 +133,11 @@ async fn coordinate(
         observer.update(Update::Measured);
         return Err(LoadtestError::NoClientConnected);
     }
-    let measured = measure(&mut workers, &nodes, cluster.as_mut(), opts, &*observer).await?;
+    let mut measured = measure(&mut workers, &nodes, cluster.as_mut(), opts, &*observer).await?;
+    let chat_database = cluster.as_ref().and_then(|c| c.shared_database_url.clone());
+    if let (Scenario::Chat, Some(url)) = (opts.scenario, chat_database) {
+        measured.stored = Some(check_stored(&url, &plan.run_id, &measured.results).await);
+    }
     let mut limits = plan.limits;
     limits.extend(machine::saturation_note(
         measured.machine_cpu_busy,
@@ -142,6 +150,20 @@ async fn coordinate(
     } else {
         Verdict::Failed(Box::new(report))
     })
+}
+
+/// The chat messages in the nodes' database, against what the workers had acked; a
+/// database that cannot be read fails the check (with why).
+async fn check_stored(
+    url: &str,
+    run_id: &str,
+    results: &[WorkerResult],
+) -> Result<StoredCheck, String> {
+    let acked: Vec<[u64; 2]> = results
+        .iter()
+        .flat_map(|r| r.acked_chat.iter().copied())
+        .collect();
+    stored::check(url, &format!("lt-{run_id}-"), &acked).await
 }
 
 /// `--spawn-nodes`: starts the local nodes (and Redis) with the run's secrets.
@@ -166,6 +188,7 @@ async fn start_nodes(
         &spawn::NodeSettings {
             recovery: opts.recovery,
             adapter: opts.adapter.clone(),
+            database_url: opts.database_url.clone(),
         },
     )
     .await?;
@@ -211,5 +234,6 @@ async fn measure(
         machine_cpu_busy: machine::busy_fraction(cpu_before, cpu_after),
         redis_cpu_seconds: redis_before.zip(redis_after).map(|(b, a)| a - b),
         drills,
+        stored: None,
     })
 }

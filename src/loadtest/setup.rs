@@ -89,6 +89,8 @@ pub async fn node_target(url: &NodeUrl) -> Result<NodeTarget, LoadtestError> {
 /// The run split into workers, and what limits that split runs into.
 pub(super) struct WorkerPlan {
     pub(super) configs: Vec<WorkerConfig>,
+    /// Makes the run's user ids (`lt-<run_id>-<client>`) and room names unique.
+    pub(super) run_id: String,
     /// Source addresses (127.0.0.1..=N) the clients spread over.
     pub(super) sources: u64,
     /// Limits of this machine that may bound the run (shown in the report).
@@ -152,6 +154,7 @@ pub(super) fn worker_plan(
         .collect();
     WorkerPlan {
         configs,
+        run_id,
         sources,
         limits,
     }

@@ -51,6 +51,9 @@ pub enum SpawnError {
 pub struct Cluster {
     pub nodes: Vec<SocketAddr>,
     pub redis_url: Option<String>,
+    /// The database every node uses, when they share one (PostgreSQL, or the chat
+    /// scenario's SQLite file): where the stored messages are checked.
+    pub shared_database_url: Option<String>,
     /// Node `i` is `procs[i]`; Redis, when this run started it, is last.
     procs: Vec<Proc>,
     dir: PathBuf,
@@ -133,6 +136,9 @@ pub struct NodeSettings {
     pub recovery: bool,
     /// `--adapter` (with Redis).
     pub adapter: Option<String>,
+    /// A database every node shares (PostgreSQL, migrated by the first node) instead of
+    /// SQLite files.
+    pub database_url: Option<String>,
 }
 
 /// The secrets and the database the nodes share.
@@ -163,6 +169,7 @@ pub async fn start(
     let mut cluster = Cluster {
         nodes: Vec::new(),
         redis_url,
+        shared_database_url: None,
         procs: Vec::new(),
         dir,
     };
@@ -202,6 +209,9 @@ pub async fn start(
         cluster.nodes.push(addr);
     }
     cluster.procs.extend(redis);
+    if settings.database_url.is_some() || shared_database {
+        cluster.shared_database_url = Some(cluster.database_url(0, &shared));
+    }
     Ok(cluster)
 }
 
@@ -236,11 +246,6 @@ async fn start_redis() -> Result<Proc, SpawnError> {
 impl Cluster {
     /// Node `i`'s `serve` arguments.
     fn node_args(&self, i: usize, addr: SocketAddr, shared: &Shared<'_>) -> Vec<String> {
-        let db = if shared.shared_database {
-            self.dir.join("loadtest.db")
-        } else {
-            self.dir.join(format!("loadtest-{i}.db"))
-        };
         let mut args: Vec<String> = vec![
             "serve".into(),
             "--listen".into(),
@@ -251,7 +256,7 @@ impl Cluster {
             "--service-token".into(),
             shared.service_token.into(),
             "--database-url".into(),
-            format!("sqlite://{}?mode=rwc", db.display()),
+            self.database_url(i, shared),
             "--node-id".into(),
             format!("loadtest-{i}"),
             "--log-level".into(),
@@ -263,6 +268,9 @@ impl Cluster {
         if let Some(url) = &self.redis_url {
             args.extend(["--redis-url".into(), url.clone()]);
         }
+        if shared.settings.database_url.is_some() {
+            args.push("--db-auto-migrate".into());
+        }
         if shared.settings.recovery {
             args.push("--connection-state-recovery".into());
         }
@@ -270,6 +278,20 @@ impl Cluster {
             args.extend(["--adapter".into(), adapter.clone()]);
         }
         args
+    }
+
+    /// Node `i`'s database: the one given, the chat scenario's shared SQLite file, or a
+    /// SQLite file of its own.
+    fn database_url(&self, i: usize, shared: &Shared<'_>) -> String {
+        if let Some(url) = &shared.settings.database_url {
+            return url.clone();
+        }
+        let file = if shared.shared_database {
+            self.dir.join("loadtest.db")
+        } else {
+            self.dir.join(format!("loadtest-{i}.db"))
+        };
+        format!("sqlite://{}?mode=rwc", file.display())
     }
 
     /// Waits until node `i` is ready.

@@ -90,13 +90,14 @@ pub struct Store {
 
 /// Every operation the store times (`metrics::query`), for declaring their error
 /// series at zero on the primary.
-const OPERATIONS: [&str; 11] = [
+const OPERATIONS: [&str; 12] = [
     "upsert_user",
     "insert_room",
     "room_by_pair",
     "peers_of",
     "room",
     "insert_message",
+    "message_bodies_from",
     "history",
     "insert_notification",
     "list_notifications",
@@ -328,6 +329,24 @@ impl Store {
                     .bind(sender_id)
                     .bind(body)
                     .fetch_one(pool),
+            )
+            .await?
+        }))
+    }
+
+    /// The bodies of every message sent by a user whose id starts with `prefix` (no
+    /// `%` or `_` in it: those would match more). From the primary: `rtctl loadtest`
+    /// checks that each acknowledged message was stored exactly once.
+    pub async fn message_bodies_from(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        debug_assert!(!prefix.contains(['%', '_']), "{prefix}");
+        let pattern = format!("{prefix}%");
+        Ok(with_pool!(&self.primary, DB, pool => {
+            crate::metrics::query(
+                "message_bodies_from",
+                "primary",
+                sqlx::query_scalar::<DB, String>(sql::MESSAGE_BODIES_FROM)
+                    .bind(pattern)
+                    .fetch_all(pool),
             )
             .await?
         }))

@@ -44,6 +44,11 @@ pub const INSERT_MESSAGE: &str = "\
 INSERT INTO messages (room_id, sender_id, body) VALUES ($1, $2, $3)
 RETURNING id, room_id, sender_id, body, created_at";
 
+/// The bodies of the messages whose sender id starts with `$1` (a `LIKE` pattern
+/// without wildcards but the trailing `%`): what a load test's users stored.
+pub const MESSAGE_BODIES_FROM: &str = "\
+SELECT body FROM messages WHERE sender_id LIKE $1";
+
 /// The newest `$2` messages of room `$1`, newest first: `idx_messages_room_created`
 /// gives them in order. `id` breaks ties between equal timestamps.
 pub const HISTORY_LATEST: &str = "\

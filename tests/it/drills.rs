@@ -4,6 +4,8 @@
 //! Each run must bring every disconnected client back (p99 < 5 s) and lose no
 //! acknowledged message; the Redis restart on the classic pub/sub adapter must fail on
 //! exactly that, since pub/sub drops what is published while a subscriber reconnects.
+//! A PostgreSQL restart (the chat scenario, its messages stored) must leave every
+//! acknowledged message in the database exactly once.
 //!
 //! The long forms (1,000+ clients, phase gates) are in docs/scaling/phase2.md.
 
@@ -121,4 +123,38 @@ async fn the_pub_sub_adapter_loses_acked_messages_in_a_redis_restart_and_the_dri
     assert!(counter(&report, "lost_acked") > 0, "{report:#}");
     // The clients themselves stayed connected: the loss is between the nodes.
     assert_eq!(counter(&report, "disconnects"), 0);
+}
+
+/// The chat scenario on PostgreSQL (the nodes share it, as a deployment does), restarted
+/// under load with `pg_ctl restart -m fast`: sends during the restart are refused or go
+/// unanswered (the client knows to retry), and every message acknowledged is in the
+/// database exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_restart_keeps_every_acked_chat_message_stored_exactly_once() {
+    let server = crate::common::postgres::PgServer::start();
+    let database = server.create_database().await;
+    let url = server.url_for(&database);
+    let restart = server.restart_command();
+    let flags = [
+        "--scenario",
+        "chat",
+        "--database-url",
+        &url,
+        "--restart-postgres-at",
+        "3s",
+        "--restart-postgres-cmd",
+        &restart,
+    ];
+    let (code, report) = drill(&flags).await;
+    assert_clean(code, &report);
+    assert_eq!(report["settings"]["store"], "PostgreSQL (shared)");
+    assert!(
+        steps(&report)[0].starts_with("PostgreSQL restarted"),
+        "{report:#}"
+    );
+    let stored = &report["stored"];
+    assert!(stored["acked"].as_u64() > Some(500), "{report:#}");
+    assert_eq!(stored["acked"], stored["stored_once"], "{report:#}");
+    assert_eq!(stored["missing"], 0);
+    assert_eq!(stored["duplicated"], 0);
 }

@@ -156,6 +156,20 @@ pub struct LoadtestCommand {
     #[arg(long, value_name = "D", default_value = "5s", value_parser = parse_duration)]
     pub rolling_pause: Duration,
 
+    /// Drill: restart PostgreSQL T into the schedule by running --restart-postgres-cmd.
+    #[arg(long, value_name = "T", requires = "restart_postgres_cmd", value_parser = parse_duration)]
+    pub restart_postgres_at: Option<Duration>,
+
+    /// The command that restarts the nodes' PostgreSQL (run with `sh -c`, e.g.
+    /// `pg_ctl -D /var/lib/postgresql/data restart -m fast`).
+    #[arg(long, value_name = "CMD", requires = "restart_postgres_at")]
+    pub restart_postgres_cmd: Option<String>,
+
+    /// The database the spawned nodes share (PostgreSQL; they migrate it). Without it
+    /// each node has a SQLite file (the chat scenario: one file they share).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_name = "URL")]
+    pub database_url: Option<String>,
+
     /// Drill: restart the spawned redis-server T into the schedule (SIGTERM, started
     /// again at once on the same port).
     #[arg(long, value_name = "T", requires = "spawn_nodes", value_parser = parse_duration)]
@@ -290,6 +304,7 @@ impl LoadtestCommand {
             recovery: self.recovery,
             adapter: self.adapter.clone(),
             drills,
+            database_url: self.database_url.clone().filter(|s| !s.is_empty()),
         })
     }
 
@@ -300,6 +315,9 @@ impl LoadtestCommand {
             restart_after: self.restart_after,
             rolling_restart_at: self.rolling_restart,
             rolling_pause: self.rolling_pause,
+            restart_postgres: self
+                .restart_postgres_at
+                .zip(self.restart_postgres_cmd.clone()),
             restart_redis_at: self.restart_redis_at,
             recovery_window: self.recovery_window,
         };
@@ -307,6 +325,7 @@ impl LoadtestCommand {
             ("--kill-node-at", self.kill_node_at),
             ("--rolling-restart", self.rolling_restart),
             ("--restart-redis-at", self.restart_redis_at),
+            ("--restart-postgres-at", self.restart_postgres_at),
         ] {
             if at.is_some_and(|at| at >= self.duration) {
                 return Err(format!(

@@ -350,5 +350,6 @@ fn measurements(shared: &Shared) -> WorkerResult {
         run_seconds: 0.0,
         nofile_limit: 0,
         errors: m.errors.clone(),
+        acked_chat: m.acked_chat.clone(),
     }
 }

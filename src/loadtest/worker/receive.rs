@@ -4,6 +4,7 @@
 
 use super::state::Shared;
 use crate::loadtest::stats::H;
+use crate::loadtest::Scenario;
 use crate::sync::MutexExt as _;
 use serde_json::Value;
 use std::sync::atomic::Ordering;
@@ -119,6 +120,8 @@ pub(super) fn on_publish_ack(shared: &Shared, i: u64, k: u64, answer: Option<&Va
             m.c.expected -= f.remaining;
         }
         m.error(format!("publish refused: {err}"));
+    } else if shared.cfg.scenario == Scenario::Chat {
+        m.acked_chat.push([shared.cfg.first_client + i, k]);
     }
 }
 

@@ -112,6 +112,8 @@ pub(super) struct Measured {
     pub(super) notifications_seen: HashSet<u64>,
     /// Publishes (by schedule index) whose ack has not come.
     pub(super) awaiting_ack: HashSet<u64>,
+    /// Chat: `(from, k)` of each publish acknowledged without an error.
+    pub(super) acked_chat: Vec<[u64; 2]>,
     pub(super) errors: Vec<String>,
 }
 

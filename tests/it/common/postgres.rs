@@ -275,6 +275,19 @@ impl PgServer {
         check_started(&out, self);
     }
 
+    /// A shell command that restarts the server — `pg_ctl restart -m fast`: sessions cut
+    /// off, a shutdown checkpoint, started again with the same settings — for a drill
+    /// another process runs (`rtctl loadtest --restart-postgres-cmd`).
+    pub fn restart_command(&self) -> String {
+        format!(
+            "cd '{}' && {} restart -D '{}' -m fast -w -t 60 -l '{}'",
+            self.dir.display(),
+            pg_prefix(&bin_dir().join("pg_ctl")),
+            self.data.display(),
+            self.dir.join("server.log").display()
+        )
+    }
+
     fn start_on_free_port(mut self) -> PgServer {
         // Another process may take the free port before the server binds it: retry.
         for _ in 0..5 {
