@@ -59,9 +59,16 @@ async fn main() -> anyhow::Result<()> {
     let engine = Engine::new(config, Echo);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
     tracing::info!("engine.io echo server on http://127.0.0.1:3000/engine.io/");
-    let connections = accept_until(listener, Arc::new(EchoApp(engine.clone())), async {
+    let header_read_timeout = Duration::from_secs(10);
+    let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
-    })
+    };
+    let connections = accept_until(
+        listener,
+        Arc::new(EchoApp(engine.clone())),
+        shutdown,
+        header_read_timeout,
+    )
     .await;
     engine.begin_drain();
     let _ = tokio::time::timeout(Duration::from_secs(2), connections.shutdown()).await;

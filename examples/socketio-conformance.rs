@@ -39,6 +39,7 @@ async fn main() -> anyhow::Result<()> {
         shutdown_timeout: Duration::from_secs(2),
         drain_delay: Duration::ZERO,
         recovery: None,
+        ..ServerOptions::default()
     };
     let io = Io::builder(options)
         .namespace("/", conformance_namespace)

@@ -9,7 +9,7 @@ use crate::protocol::cluster_sharded::SubscriptionMode;
 use crate::protocol::engineio::TransportKind;
 use crate::ratelimit::Rule;
 use crate::redis_client::RedisArgs;
-use crate::server::{RecoveryOptions, ServerOptions};
+use crate::server::{EventBudget, RecoveryOptions, ServerOptions};
 use crate::store::StoreArgs;
 use crate::transport::{Cors, EngineConfig};
 use std::net::SocketAddr;
@@ -42,6 +42,43 @@ pub struct ServeArgs {
     /// Milliseconds a new connection has to join a namespace.
     #[arg(long, env = "CONNECT_TIMEOUT", default_value_t = 45_000)]
     pub connect_timeout: u64,
+
+    /// Milliseconds a client has to send a request's headers, from when the connection
+    /// is ready for it; a slower one (slowloris) is dropped.
+    #[arg(long, env = "HEADER_READ_TIMEOUT", default_value_t = 10_000)]
+    pub header_read_timeout: u64,
+
+    /// Engine.IO sessions one client address may hold at once (0: no limit). Off by
+    /// default: behind a proxy every client shares its address unless --trusted-proxies
+    /// names it.
+    #[arg(
+        long,
+        env = "MAX_CONNECTIONS_PER_IP",
+        default_value_t = 0,
+        value_name = "N"
+    )]
+    pub max_connections_per_ip: u32,
+
+    /// Proxies (addresses or ranges, comma-separated) whose X-Forwarded-For header
+    /// names the client's address for --max-connections-per-ip.
+    #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',', value_name = "CIDR",
+          value_parser = crate::transport::ip_limit::Cidr::parse)]
+    pub trusted_proxies: Vec<crate::transport::ip_limit::Cidr>,
+
+    /// Events one socket may send per window, `EVENTS/SECONDS` (`0` turns the budget
+    /// off); an event over it is refused (its ack, if any, gets `{error: "rate_limited"}`).
+    #[arg(long, env = "SOCKET_EVENT_BUDGET", default_value = "100/1", value_name = "N/S",
+          value_parser = EventBudget::parse)]
+    pub socket_event_budget: EventBudget,
+
+    /// Refused events after which the socket is disconnected (a flood, not a burst).
+    #[arg(
+        long,
+        env = "SOCKET_EVENT_REJECTIONS",
+        default_value_t = 50,
+        value_name = "N"
+    )]
+    pub socket_event_rejections: u32,
 
     /// Largest message or poll body in bytes (accepts `1e6`).
     #[arg(long, env = "MAX_HTTP_BUFFER_SIZE", default_value = "1e6", value_parser = parse_size)]
@@ -279,6 +316,11 @@ impl Config {
             (a.ping_timeout, "ping-timeout", "PING_TIMEOUT"),
             (a.upgrade_timeout, "upgrade-timeout", "UPGRADE_TIMEOUT"),
             (a.connect_timeout, "connect-timeout", "CONNECT_TIMEOUT"),
+            (
+                a.header_read_timeout,
+                "header-read-timeout",
+                "HEADER_READ_TIMEOUT",
+            ),
         ] {
             if value == 0 {
                 return Err(invalid(setting, env, "must be at least 1 millisecond"));
@@ -393,8 +435,15 @@ impl Config {
                     max_payload: a.max_http_buffer_size,
                     transports,
                     cors: Cors::from_list(&origins),
+                    max_sessions_per_ip: a.max_connections_per_ip,
+                    trusted_proxies: a.trusted_proxies.clone(),
                     ..EngineConfig::default()
                 },
+                header_read_timeout: Duration::from_millis(a.header_read_timeout),
+                event_budget: a.socket_event_budget.enabled().then_some(EventBudget {
+                    disconnect_after: a.socket_event_rejections,
+                    ..a.socket_event_budget
+                }),
                 connect_timeout: Duration::from_millis(a.connect_timeout),
                 shutdown_timeout: Duration::from_millis(a.shutdown_timeout),
                 drain_delay: Duration::from_millis(a.drain_delay),

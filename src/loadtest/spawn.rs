@@ -261,9 +261,12 @@ impl Cluster {
             format!("loadtest-{i}"),
             "--log-level".into(),
             "warn".into(),
-            // The loadtest's chat senders are not people: no per-user rate limit.
+            // The loadtest's senders are not people: no per-user rate limit, no
+            // per-socket event budget.
             "--rate-limit".into(),
             "message:send=1000000000/1".into(),
+            "--socket-event-budget".into(),
+            "0".into(),
         ];
         if let Some(url) = &self.redis_url {
             args.extend(["--redis-url".into(), url.clone()]);

@@ -80,6 +80,8 @@ pub struct SocketIoHandler {
     pub(crate) namespaces: HashMap<String, Arc<Namespace>>,
     pub(crate) connect_timeout: Duration,
     pub(crate) max_payload: usize,
+    /// Events one socket may send per window (`None`: no budget).
+    pub(crate) event_budget: Option<super::EventBudget>,
 }
 
 impl EngineHandler for SocketIoHandler {
@@ -188,6 +190,11 @@ impl SocketIoHandler {
                 let Some(event) = event_from_packet(packet, binary) else {
                     return protocol_error(session, "event without a name");
                 };
+                if let Some(budget) = &self.event_budget {
+                    if !socket.charge_event(budget, &event.name, id) {
+                        return;
+                    }
+                }
                 let ack = id.map(|id| AckSender::new(socket.clone(), id));
                 let ns = socket.ns.clone();
                 ns.dispatch_event(socket, event, ack);

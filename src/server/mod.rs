@@ -19,6 +19,7 @@
 pub mod adapter;
 mod broadcast;
 mod connection;
+mod event_budget;
 mod local_sockets;
 mod namespace;
 mod payload;
@@ -26,6 +27,7 @@ mod socket;
 
 pub use broadcast::BroadcastOperator;
 pub use connection::{ConnectionState, SocketIoHandler};
+pub use event_budget::EventBudget;
 pub use namespace::{BoxFuture, ConnectRefusal, Namespace, NamespaceBuilder};
 pub use payload::{encode_frames, Event, Payload};
 pub use socket::{AckError, AckSender, DisconnectReason, Socket, SocketRef};
@@ -62,6 +64,10 @@ pub struct ServerOptions {
     pub drain_delay: Duration,
     /// Connection state recovery (Node's `connectionStateRecovery`): off when None.
     pub recovery: Option<RecoveryOptions>,
+    /// How long a client may take to send a request's headers (slowloris guard).
+    pub header_read_timeout: Duration,
+    /// Events one socket may send per window (`None`: no budget).
+    pub event_budget: Option<EventBudget>,
 }
 
 impl Default for ServerOptions {
@@ -72,6 +78,8 @@ impl Default for ServerOptions {
             shutdown_timeout: Duration::from_millis(10_000),
             drain_delay: Duration::ZERO,
             recovery: None,
+            header_read_timeout: Duration::from_secs(10),
+            event_budget: None,
         }
     }
 }
@@ -123,11 +131,13 @@ impl IoBuilder {
             namespaces,
             connect_timeout: self.options.connect_timeout,
             max_payload: self.options.engine.max_payload,
+            event_budget: self.options.event_budget.filter(EventBudget::enabled),
         };
         Io {
             engine: Engine::new(self.options.engine.clone(), handler),
             shutdown_timeout: self.options.shutdown_timeout,
             drain_delay: self.options.drain_delay,
+            header_read_timeout: self.options.header_read_timeout,
             shutting_down: Arc::default(),
         }
     }
@@ -139,6 +149,7 @@ pub struct Io {
     engine: Arc<Engine<SocketIoHandler>>,
     shutdown_timeout: Duration,
     drain_delay: Duration,
+    header_read_timeout: Duration,
     shutting_down: Arc<AtomicBool>,
 }
 
@@ -242,7 +253,7 @@ pub async fn run_with_routes(
             tokio::time::sleep(io.drain_delay).await;
         }
     };
-    let connections = accept_until(listener, app, shutdown).await;
+    let connections = accept_until(listener, app, shutdown, io.header_read_timeout).await;
     let open = io.connection_count();
     tracing::info!(
         connections = open,

@@ -3,6 +3,7 @@
 use super::adapter::{BroadcastOptions, BroadcastPacket, PersistedSession};
 use super::broadcast::BroadcastOperator;
 use super::connection::ConnectionState;
+use super::event_budget::{EventBudget, Spend, Spending};
 use super::namespace::Namespace;
 use super::payload::{encode_frames, Payload};
 use super::Room;
@@ -118,6 +119,8 @@ pub struct Socket {
     disconnected: AtomicBool,
     ack_ids: AtomicU64,
     state: Mutex<State>,
+    /// What it spent of the per-socket event budget.
+    spending: Spending,
 }
 
 impl Socket {
@@ -167,6 +170,7 @@ impl Socket {
             disconnected: AtomicBool::new(false),
             ack_ids: AtomicU64::new(0),
             state: Mutex::default(),
+            spending: Spending::default(),
         }
     }
 
@@ -415,6 +419,33 @@ impl Socket {
     /// Broadcasts to the whole namespace except this socket.
     pub fn broadcast(self: &Arc<Self>) -> BroadcastOperator {
         BroadcastOperator::new(self.ns.clone()).except_socket(self.id)
+    }
+
+    /// Charges one incoming event to the socket's budget: true to handle it. Over the
+    /// budget it is refused — its ack, when it asked for one, says `rate_limited` — and
+    /// after the budget's number of refusals the socket is disconnected.
+    pub(crate) fn charge_event(
+        self: &Arc<Self>,
+        budget: &EventBudget,
+        event: &str,
+        ack: Option<u64>,
+    ) -> bool {
+        let spend = self.spending.spend(budget);
+        if spend == Spend::Handle {
+            return true;
+        }
+        crate::metrics::rate_limited(event);
+        if let Some(id) = ack {
+            AckSender::new(self.clone(), id).send(vec![serde_json::json!({
+                "error": "rate_limited",
+                "message": "too many events from this socket; slow down",
+            })]);
+        }
+        if spend == Spend::Disconnect {
+            tracing::info!(sid = %self.id, nsp = %self.ns.name, "socket over its event budget too often; disconnecting");
+            self.disconnect(false);
+        }
+        false
     }
 
     /// Disconnects from this namespace (the client gets a DISCONNECT packet and will not

@@ -21,6 +21,11 @@ pub struct RequestInfo {
     pub headers: HeaderMap,
     pub query: Vec<(String, String)>,
     pub remote_addr: SocketAddr,
+    /// The client's address: `remote_addr`, or `X-Forwarded-For`'s from a trusted proxy.
+    pub client_ip: std::net::IpAddr,
+    /// The session's place in its address's count (`--max-connections-per-ip`), given
+    /// back when the last copy of this is dropped with the session.
+    pub slot: Option<std::sync::Arc<super::ip_limit::IpSlot>>,
     pub issued: SystemTime,
 }
 
@@ -53,6 +58,8 @@ pub enum EngineError {
     PayloadTooLarge,
     #[error("Server is shutting down")]
     Draining,
+    #[error("Too many connections from this address")]
+    TooManySessions,
 }
 
 impl EngineError {
@@ -63,7 +70,7 @@ impl EngineError {
             Self::UnknownSid => 1,
             Self::BadHandshakeMethod => 2,
             Self::BadRequest | Self::PayloadTooLarge | Self::Draining => 3,
-            Self::Forbidden => 4,
+            Self::Forbidden | Self::TooManySessions => 4,
             Self::UnsupportedProtocolVersion => 5,
         }
     }
@@ -73,7 +80,7 @@ impl EngineError {
     /// here, where the compiler asks for it, and the metrics module need not know this
     /// type.
     /// Every variant, for declaring their metric series at zero.
-    pub const ALL: [EngineError; 8] = [
+    pub const ALL: [EngineError; 9] = [
         Self::UnknownTransport,
         Self::UnknownSid,
         Self::BadHandshakeMethod,
@@ -82,6 +89,7 @@ impl EngineError {
         Self::UnsupportedProtocolVersion,
         Self::PayloadTooLarge,
         Self::Draining,
+        Self::TooManySessions,
     ];
 
     pub fn reason(&self) -> &'static str {
@@ -94,6 +102,7 @@ impl EngineError {
             Self::UnsupportedProtocolVersion => "unsupported_protocol_version",
             Self::PayloadTooLarge => "payload_too_large",
             Self::Draining => "draining",
+            Self::TooManySessions => "too_many_sessions",
         }
     }
 
@@ -102,6 +111,7 @@ impl EngineError {
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Draining => StatusCode::SERVICE_UNAVAILABLE,
+            Self::TooManySessions => StatusCode::TOO_MANY_REQUESTS,
             _ => StatusCode::BAD_REQUEST,
         }
     }

@@ -68,17 +68,20 @@ impl Connections {
 }
 
 /// Accepts connections until `shutdown` resolves, then returns the handle that lets the
-/// caller wait for open HTTP connections to finish.
+/// caller wait for open HTTP connections to finish. A connection that does not send a
+/// request's headers within `header_read_timeout` (from when it is ready to read one:
+/// a slowloris trickle, or a connection opened and left silent) is closed.
 pub async fn accept_until<A: App>(
     listener: TcpListener,
     app: Arc<A>,
     shutdown: impl Future<Output = ()>,
+    header_read_timeout: Duration,
 ) -> Connections {
     let (stop, _) = watch::channel(false);
     let (done_tx, done_rx) = mpsc::channel::<()>(1);
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30))
+        .header_read_timeout(header_read_timeout)
         .keep_alive(true);
     tokio::pin!(shutdown);
     loop {

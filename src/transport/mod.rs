@@ -8,6 +8,7 @@
 //! handler exactly once — so cleanup never depends on which transport noticed first.
 
 pub mod handshake;
+pub mod ip_limit;
 pub mod listener;
 mod polling;
 pub mod session;
@@ -44,6 +45,10 @@ pub struct EngineConfig {
     pub max_queued_bytes: usize,
     /// WebSocket read buffer per connection: small, because most connections are idle.
     pub ws_read_buffer: usize,
+    /// Sessions one client address may hold at once (0: no limit).
+    pub max_sessions_per_ip: u32,
+    /// Proxies whose `X-Forwarded-For` names the client's address.
+    pub trusted_proxies: Vec<ip_limit::Cidr>,
 }
 
 impl Default for EngineConfig {
@@ -58,6 +63,8 @@ impl Default for EngineConfig {
             cors: Cors::Any,
             max_queued_bytes: 16 << 20,
             ws_read_buffer: 512,
+            max_sessions_per_ip: 0,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -85,12 +92,14 @@ pub struct Engine<H: EngineHandler> {
     pub handler: H,
     sessions: RwLock<HashMap<Sid, Arc<Session<H::Data>>>>,
     draining: AtomicBool,
+    ip_limiter: Arc<ip_limit::IpLimiter>,
 }
 
 impl<H: EngineHandler> Engine<H> {
     pub fn new(config: EngineConfig, handler: H) -> Arc<Self> {
         crate::metrics::declare_engine_errors(&EngineError::ALL.map(|e| e.reason()));
         Arc::new(Engine {
+            ip_limiter: ip_limit::IpLimiter::new(config.max_sessions_per_ip),
             config,
             handler,
             sessions: RwLock::default(),
@@ -183,11 +192,19 @@ impl<H: EngineHandler> Engine<H> {
             if self.is_draining() {
                 return Err(EngineError::Draining);
             }
+            let client_ip =
+                ip_limit::client_ip(remote, req.headers(), &self.config.trusted_proxies);
+            let slot = self
+                .ip_limiter
+                .admit(client_ip)
+                .ok_or(EngineError::TooManySessions)?;
             let info = RequestInfo {
                 transport,
                 headers: handshake::retained_headers(req.headers()),
                 query: query.user_params(),
                 remote_addr: remote,
+                client_ip,
+                slot,
                 issued: SystemTime::now(),
             };
             return match transport {

@@ -10,6 +10,7 @@ mod emitter;
 mod engine;
 mod fuzz;
 mod gen;
+mod hostile;
 mod inspect;
 mod interop;
 mod limits;

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The flags both drills give their nodes after the Redis location and the node id:
 /// heartbeats every second, Redis commands failing after 500 ms, a rate limit that
-/// counts without refusing, and `/bench`.
+/// counts without refusing, no per-socket event budget (a drill's probes send as fast
+/// as the node answers, far above a person's 100 events a second), and `/bench`.
 pub const NODE_FLAGS: &[&str] = &[
     "--presence-heartbeat",
     "1000",
@@ -17,6 +18,8 @@ pub const NODE_FLAGS: &[&str] = &[
     "500",
     "--rate-limit",
     "message:send=100000/60",
+    "--socket-event-budget",
+    "0",
     "--loadtest-namespace",
     "--log-level",
     "warn",

@@ -22,6 +22,7 @@ pub fn fast_options() -> ServerOptions {
         shutdown_timeout: Duration::from_secs(5),
         drain_delay: Duration::ZERO,
         recovery: None,
+        ..ServerOptions::default()
     }
 }
 

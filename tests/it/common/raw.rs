@@ -96,12 +96,16 @@ pub struct HttpConn {
 
 impl HttpConn {
     pub async fn open(addr: SocketAddr) -> std::io::Result<Self> {
-        let stream = TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
-        Ok(HttpConn {
+        Ok(Self::from_stream(TcpStream::connect(addr).await?))
+    }
+
+    /// A connection the caller opened (e.g. from a chosen source address).
+    pub fn from_stream(stream: TcpStream) -> Self {
+        let _ = stream.set_nodelay(true);
+        HttpConn {
             stream,
             buf: Vec::new(),
-        })
+        }
     }
 
     /// Writes one request. `Host` and `Content-Length` (when there is a body or the
