@@ -34,6 +34,9 @@ pub struct Drills {
     /// others before the next node goes).
     pub rolling_restart_at: Option<Duration>,
     pub rolling_pause: Duration,
+    /// Restart one node (SIGTERM, start, ready) every this long, the nodes in turn: a
+    /// soak's steady stream of deploys.
+    pub restart_node_every: Option<Duration>,
     /// Restart the spawned redis-server (SIGTERM, start again at once).
     pub restart_redis_at: Option<Duration>,
     /// Restart PostgreSQL with this command (`sh -c`), which the operator gives: the
@@ -51,6 +54,7 @@ impl Default for Drills {
             restart_after: Duration::from_secs(5),
             rolling_restart_at: None,
             rolling_pause: Duration::from_secs(5),
+            restart_node_every: None,
             restart_redis_at: None,
             restart_postgres: None,
             recovery_window: Duration::from_secs(10),
@@ -65,12 +69,14 @@ enum Kind {
     RollingRestart,
     RestartRedis,
     RestartPostgres,
+    /// The n-th periodic restart (of node n mod the node count).
+    RestartNode(usize),
 }
 
 impl Drills {
     /// Whether any drill is asked for (the clients then reconnect after a close).
     pub fn any(&self) -> bool {
-        !self.planned().is_empty()
+        self.restart_node_every.is_some() || !self.planned(Duration::MAX).is_empty()
     }
 
     /// Whether a drill restarts Redis (which the run must have started).
@@ -78,8 +84,8 @@ impl Drills {
         self.restart_redis_at.is_some()
     }
 
-    /// The drills in the order they start.
-    fn planned(&self) -> Vec<(Duration, Kind)> {
+    /// The drills in the order they start, within a schedule of `duration`.
+    fn planned(&self, duration: Duration) -> Vec<(Duration, Kind)> {
         let mut out: Vec<(Duration, Kind)> = [
             (self.kill_node_at, Kind::KillNode),
             (self.rolling_restart_at, Kind::RollingRestart),
@@ -92,6 +98,12 @@ impl Drills {
         .into_iter()
         .filter_map(|(at, kind)| Some((at?, kind)))
         .collect();
+        if let Some(every) = self.restart_node_every.filter(|d| !d.is_zero()) {
+            let periodic = (1..)
+                .map(|n: u32| (every * n, Kind::RestartNode(n as usize - 1)))
+                .take_while(|(at, _)| *at < duration);
+            out.extend(periodic);
+        }
         out.sort_by_key(|(at, _)| *at);
         out
     }
@@ -120,6 +132,7 @@ pub(super) async fn run(
     cluster: &mut Cluster,
     workers: &Commander,
     start_ms: f64,
+    duration: Duration,
     observer: &dyn Observer,
 ) -> Timeline {
     let mut run = Run {
@@ -129,7 +142,7 @@ pub(super) async fn run(
         observer,
         timeline: Timeline::default(),
     };
-    for (at, kind) in drills.planned() {
+    for (at, kind) in drills.planned(duration) {
         let due = run.clock.instant(start_ms + at.as_secs_f64() * 1000.0);
         tokio::time::sleep_until(due.into()).await;
         let from = run.clock.now_ms();
@@ -138,6 +151,9 @@ pub(super) async fn run(
             Kind::KillNode => run.kill_node(cluster, drills.restart_after).await,
             Kind::RollingRestart => run.rolling_restart(cluster, drills.rolling_pause).await,
             Kind::RestartRedis => run.restart_redis(cluster).await,
+            Kind::RestartNode(n) => {
+                run.restart_node(cluster, n % cluster.nodes.len()).await;
+            }
             Kind::RestartPostgres => {
                 let command = drills.restart_postgres.as_ref().map(|(_, c)| c.as_str());
                 run.restart_postgres(command.unwrap_or_default()).await
@@ -202,15 +218,20 @@ impl Run<'_> {
             if i > 0 {
                 tokio::time::sleep(pause).await;
             }
-            let took = cluster.terminate_node(i, STOP_TIMEOUT, self.observer).await;
-            self.step(format!(
-                "node {i} stopped (SIGTERM), exited after {:.1} s",
-                took.as_secs_f64()
-            ));
-            if !self.start_again(cluster, i).await {
+            if !self.restart_node(cluster, i).await {
                 return;
             }
         }
+    }
+
+    /// One node: SIGTERM (it drains), wait for the exit, start, wait until ready.
+    async fn restart_node(&mut self, cluster: &mut Cluster, i: usize) -> bool {
+        let took = cluster.terminate_node(i, STOP_TIMEOUT, self.observer).await;
+        self.step(format!(
+            "node {i} stopped (SIGTERM), exited after {:.1} s",
+            took.as_secs_f64()
+        ));
+        self.start_again(cluster, i).await
     }
 
     async fn start_again(&mut self, cluster: &mut Cluster, i: usize) -> bool {
@@ -282,10 +303,26 @@ mod tests {
             ..Drills::default()
         };
         assert!(d.any() && d.restarts_redis());
-        let kinds: Vec<Kind> = d.planned().into_iter().map(|(_, k)| k).collect();
+        let kinds: Vec<Kind> = d
+            .planned(Duration::MAX)
+            .into_iter()
+            .map(|(_, k)| k)
+            .collect();
         assert_eq!(
             kinds,
             [Kind::RollingRestart, Kind::KillNode, Kind::RestartRedis]
         );
+        let soak = Drills {
+            restart_node_every: Some(Duration::from_secs(600)),
+            ..Drills::default()
+        };
+        assert!(soak.any());
+        let hour: Vec<(u64, Kind)> = soak
+            .planned(Duration::from_secs(3600))
+            .into_iter()
+            .map(|(at, k)| (at.as_secs(), k))
+            .collect();
+        assert_eq!(hour.len(), 5, "at 10, 20, 30, 40, 50 min: {hour:?}");
+        assert_eq!(hour[4], (3000, Kind::RestartNode(4)));
     }
 }

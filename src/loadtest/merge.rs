@@ -5,6 +5,7 @@ use super::drill::Timeline;
 use super::error::LoadtestError;
 use super::gate::{self, Gate};
 use super::ipc::WorkerResult;
+use super::memory::RssTrend;
 use super::plan::NodeTarget;
 use super::processes::Ramp;
 use super::report::{self, NodeUsage, Report};
@@ -28,6 +29,8 @@ pub(super) struct Measured {
     /// Chat on a database the nodes shared: the acked messages found there (or why
     /// they could not be read).
     pub(super) stored: Option<Result<StoredCheck, String>>,
+    /// `--sample-rss-every`: the nodes' memory over the schedule.
+    pub(super) memory: Option<RssTrend>,
 }
 
 /// The workers' results as one.
@@ -213,6 +216,7 @@ pub(super) fn report(
         pass,
         drills: measured.drills,
         stored: measured.stored.and_then(Result::ok),
+        memory: measured.memory,
         limits,
         errors: m.errors,
         counters: m.counters,

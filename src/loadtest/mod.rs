@@ -12,7 +12,8 @@
 //! - [`processes`]: the worker processes, driven over [`ipc`] (JSON lines);
 //! - [`drill`]: failures made during the schedule (nodes killed or restarted, Redis
 //!   restarted), each with its window;
-//! - [`scrape`] and [`machine`]: the nodes' and the machine's own figures;
+//! - [`scrape`] and [`machine`]: the nodes' and the machine's own figures, and
+//!   [`memory`]: their memory over a long run;
 //! - [`stored`]: the chat scenario's messages in the database, each acked one once;
 //! - [`merge`]: results into one [`report::Report`], judged by [`gate`];
 //! - [`run`]: the phases above in order.
@@ -35,6 +36,7 @@ pub mod error;
 pub mod gate;
 pub mod ipc;
 pub mod machine;
+pub mod memory;
 mod merge;
 pub mod observe;
 pub mod plan;

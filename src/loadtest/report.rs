@@ -2,6 +2,7 @@
 
 use super::drill::Timeline;
 use super::gate::Check;
+use super::memory::RssTrend;
 use super::stats::{Counters, Histograms, HISTOGRAMS};
 use super::stored::StoredCheck;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, Color, Table};
@@ -76,6 +77,8 @@ pub struct Report {
     pub drills: Option<Timeline>,
     /// Chat on a database the nodes shared: what it holds of the acked messages.
     pub stored: Option<StoredCheck>,
+    /// `--sample-rss-every`: each node's memory over the schedule, and its slope.
+    pub memory: Option<RssTrend>,
     pub limits: Vec<String>,
     pub errors: Vec<String>,
 }
@@ -235,6 +238,20 @@ impl Report {
         }
         for (k, v) in self.drill_rows() {
             t.add_row(vec![k, v]);
+        }
+        if let Some(m) = &self.memory {
+            for s in &m.slopes {
+                t.add_row(vec![
+                    format!("node {} RSS slope (life {}, once warm)", s.node, s.life),
+                    format!(
+                        "{:+.1} KiB/min over {} samples ({:.1} → {:.1} MiB)",
+                        s.bytes_per_minute / 1024.0,
+                        s.samples,
+                        s.first_bytes / 1_048_576.0,
+                        s.last_bytes / 1_048_576.0
+                    ),
+                ]);
+            }
         }
         if let Some(s) = &self.stored {
             t.add_row(vec![

@@ -16,7 +16,7 @@ use super::report::Report;
 use super::setup::{self, Credentials};
 use super::spawn::{self, Cluster};
 use super::stored::{self, StoredCheck};
-use super::{machine, scrape, Clock, Scenario};
+use super::{machine, memory, scrape, Clock, Scenario};
 use crate::client::backoff::Reconnection;
 use crate::client::Transport;
 use crate::node_addr::NodeUrl;
@@ -60,6 +60,8 @@ pub struct Options {
     pub drills: Drills,
     /// `--database-url`: the database every spawned node shares (else SQLite files).
     pub database_url: Option<String>,
+    /// `--sample-rss-every` and `--rss-warm-up`: the nodes' memory over the schedule.
+    pub rss_sampling: Option<(Duration, Duration)>,
 }
 
 /// How a run that was made came out; either way with its report.
@@ -216,12 +218,19 @@ async fn measure(
     let drilling = async {
         match cluster {
             Some(c) if opts.drills.any() => {
-                Some(drill::run(&opts.drills, c, &commander, start_ms, observer).await)
+                let d = opts.duration;
+                Some(drill::run(&opts.drills, c, &commander, start_ms, d, observer).await)
             }
             _ => None,
         }
     };
-    let (results, drills) = tokio::join!(workers.results(opts.duration, observer), drilling);
+    let sampling = async {
+        let (every, warm_up) = opts.rss_sampling?;
+        let start = tokio::time::Instant::from_std(Clock::new().instant(start_ms));
+        Some(memory::sample(&addrs, start, every, opts.duration, warm_up).await)
+    };
+    let (results, drills, memory) =
+        tokio::join!(workers.results(opts.duration, observer), drilling, sampling);
     let results = results?;
     let cpu_after = machine::read();
     let redis_after = redis_pid.and_then(machine::process_cpu_seconds);
@@ -235,5 +244,6 @@ async fn measure(
         redis_cpu_seconds: redis_before.zip(redis_after).map(|(b, a)| a - b),
         drills,
         stored: None,
+        memory,
     })
 }

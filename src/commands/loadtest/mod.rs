@@ -156,6 +156,21 @@ pub struct LoadtestCommand {
     #[arg(long, value_name = "D", default_value = "5s", value_parser = parse_duration)]
     pub rolling_pause: Duration,
 
+    /// Drill for soaks: restart one spawned node every D (SIGTERM, start, ready), the
+    /// nodes in turn.
+    #[arg(long, value_name = "D", requires = "spawn_nodes", value_parser = parse_duration)]
+    pub restart_node_every: Option<Duration>,
+
+    /// Read each node's resident memory every D during the schedule and report the
+    /// slope of each node once warm (a soak's memory check).
+    #[arg(long, value_name = "D", value_parser = parse_duration)]
+    pub sample_rss_every: Option<Duration>,
+
+    /// With --sample-rss-every: how long after its (re)start a node's memory is left out
+    /// of the slope.
+    #[arg(long, value_name = "D", default_value = "5m", value_parser = parse_duration)]
+    pub rss_warm_up: Duration,
+
     /// Drill: restart PostgreSQL T into the schedule by running --restart-postgres-cmd.
     #[arg(long, value_name = "T", requires = "restart_postgres_cmd", value_parser = parse_duration)]
     pub restart_postgres_at: Option<Duration>,
@@ -305,6 +320,7 @@ impl LoadtestCommand {
             adapter: self.adapter.clone(),
             drills,
             database_url: self.database_url.clone().filter(|s| !s.is_empty()),
+            rss_sampling: self.sample_rss_every.map(|every| (every, self.rss_warm_up)),
         })
     }
 
@@ -315,6 +331,7 @@ impl LoadtestCommand {
             restart_after: self.restart_after,
             rolling_restart_at: self.rolling_restart,
             rolling_pause: self.rolling_pause,
+            restart_node_every: self.restart_node_every,
             restart_postgres: self
                 .restart_postgres_at
                 .zip(self.restart_postgres_cmd.clone()),
