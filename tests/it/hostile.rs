@@ -10,7 +10,9 @@
 //!   proxy;
 //! - one socket flooding events is refused past its event budget (its acks say
 //!   `rate_limited`) and disconnected after the stated number of refusals, while
-//!   another socket on the same server is served.
+//!   another socket on the same server is served;
+//! - a reader that stops reading is closed once its outbound queue passes the limit
+//!   (16 MiB by default; 1 MiB here), while its room's other members get every message.
 //!
 //! Malformed packets, binary framing violations and oversized payloads close only the
 //! offending connection: `socketio.rs` and `engine.rs`; forged, expired and
@@ -327,5 +329,48 @@ async fn a_socket_flooding_events_is_refused_then_disconnected_and_others_are_se
     honest.send_text("421[\"echo\",\"hi\"]").await;
     assert_eq!(honest.recv_text(QUICK).await, "431[\"hi\"]");
     assert!(started.elapsed() < Duration::from_millis(500));
+    server.stop().await;
+}
+
+/// Joins `room` on a fresh socket of `/` (ack awaited).
+async fn joined(addr: SocketAddr, room: &str) -> Ws {
+    let (mut ws, _) = Ws::open(addr).await;
+    ws.send_text("40").await;
+    assert!(ws.recv_text(QUICK).await.starts_with("40"));
+    ws.send_text(&format!("420[\"join\",\"{room}\"]")).await;
+    assert_eq!(ws.recv_text(QUICK).await, "430[true]");
+    ws
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_stops_reading_is_closed_at_its_queue_limit_and_the_room_goes_on() {
+    let mut options = fast_options();
+    options.engine.ping_timeout = Duration::from_secs(30);
+    options.engine.ping_interval = Duration::from_secs(30);
+    options.engine.max_queued_bytes = 1 << 20;
+    let server = TestServer::start_with(options).await;
+    let addr = server.addr;
+    let _slow = joined(addr, "r").await; // never read again
+    let mut honest = joined(addr, "r").await;
+    let (mut sender, _) = Ws::open(addr).await;
+    sender.send_text("40").await;
+    assert!(sender.recv_text(QUICK).await.starts_with("40"));
+    // 40 MB to the room: far past what the kernel buffers and the 1 MiB queue hold.
+    let big = "x".repeat(100_000);
+    let io = server.io.clone();
+    for i in 0..400 {
+        sender
+            .send_text(&format!("42[\"to-room\",\"r\",\"big\",\"{big}\",{i}]"))
+            .await;
+        let got = honest.recv_text(QUICK).await;
+        assert!(
+            got.ends_with(&format!(",{i}]")),
+            "the honest reader gets message {i}"
+        );
+    }
+    wait_until(QUICK, "the slow reader's session is closed", || {
+        io.connection_count() == 2
+    })
+    .await;
     server.stop().await;
 }

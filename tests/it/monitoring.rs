@@ -1007,3 +1007,162 @@ async fn health_is_1_when_a_nodes_redis_is_stopped() {
     );
     server.stop().await;
 }
+
+// ---- the alerts in a drill ---------------------------------------------------------------
+
+/// `q` over the last `span` at `step`, from Prometheus's range API: each sample's value
+/// in order ("_" where the series had none, promtool's notation for a gap).
+async fn recorded(prometheus: &mut Prometheus, q: &str, span: Duration, step: u64) -> Vec<String> {
+    let end = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let start = end - span.as_secs();
+    let path = format!(
+        "/api/v1/query_range?query={}&start={start}&end={end}&step={step}",
+        query_escape(q)
+    );
+    let body = prometheus.api(&path).await.expect("query_range answers");
+    let values = body["data"]["result"][0]["values"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let mut by_time = std::collections::BTreeMap::new();
+    for v in &values {
+        let t = v[0].as_f64().unwrap_or_default() as u64;
+        by_time.insert(t, v[1].as_str().unwrap_or("_").to_owned());
+    }
+    (0..=span.as_secs() / step)
+        .map(|k| {
+            by_time
+                .get(&(start + k * step))
+                .cloned()
+                .unwrap_or_else(|| "_".into())
+        })
+        .collect()
+}
+
+/// A node killed under a real Prometheus: `RealtimeNodeDown` fires for it once it has
+/// been down a minute, and resolves when it is back. Then the `up` series Prometheus
+/// recorded during the drill is replayed through `promtool test rules`: the alert fires
+/// at the same point of the recorded series and not after the node came back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_down_alert_fires_on_a_kill_and_resolves_after_and_promtool_agrees() {
+    use crate::common::node::NodeProcess;
+    let (db_a, db_b) = (TempDir::new("alert-a-db"), TempDir::new("alert-b-db"));
+    let (url_a, url_b) = (db_a.sqlite_url(), db_b.sqlite_url());
+    let args_a = ["--database-url", url_a.as_str(), "--log-level", "warn"];
+    let args_b = ["--database-url", url_b.as_str(), "--log-level", "warn"];
+    let a = NodeProcess::start("alert-a", &args_a, &[]).await;
+    let b = NodeProcess::start("alert-b", &args_b, &[]).await;
+    let (target_a, addr_b) = (a.addr.to_string(), b.addr);
+    let targets = format!("{target_a},{addr_b}");
+    let generated = gen_prometheus(&["--target", &targets, "--scrape-interval", "1s"]).await;
+    let mut prometheus = Prometheus::start(&generated.path().join("prometheus.yml"));
+    prometheus
+        .query_until(r#"sum(up{job="realtime"})"#, |r| {
+            r.len() == 1 && sample_value(&r[0]) == 2.0
+        })
+        .await;
+
+    let started = Instant::now();
+    drop(b); // SIGKILL
+    let firing = format!(
+        r#"ALERTS{{alertname="RealtimeNodeDown",alertstate="firing",instance="{addr_b}"}}"#
+    );
+    let deadline = Instant::now() + Duration::from_secs(100);
+    loop {
+        let r = prometheus.query_until(&firing, |_| true).await;
+        if !r.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "RealtimeNodeDown never fired:\n{}",
+            prometheus.log()
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let fired_after = started.elapsed();
+    assert!(
+        fired_after >= Duration::from_secs(60),
+        "fired after {fired_after:?}: before its minute"
+    );
+    // The other node was never reported down.
+    let other = format!(r#"ALERTS{{alertname="RealtimeNodeDown",instance="{target_a}"}}"#);
+    assert!(prometheus.query_until(&other, |_| true).await.is_empty());
+
+    // A few seconds more down, so the recorded series holds a whole firing minute.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let back = NodeProcess::start_on(addr_b, "alert-b", &args_b, &[]).await;
+    prometheus.query_until(&firing, <[Value]>::is_empty).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // The drill as Prometheus recorded it, replayed through promtool.
+    let span = started.elapsed() + Duration::from_secs(10);
+    let step = 1;
+    let up = recorded(
+        &mut prometheus,
+        &format!(r#"up{{instance="{addr_b}"}}"#),
+        span,
+        step,
+    )
+    .await;
+    let first_down = up
+        .iter()
+        .position(|v| v == "0")
+        .expect("the kill is in the series");
+    let back_at = first_down
+        + up[first_down..]
+            .iter()
+            .position(|v| v == "1")
+            .expect("the restart too");
+    assert!(
+        back_at - first_down > 60 / step as usize + 1,
+        "down long enough: {up:?}"
+    );
+    let eval = |k: usize| format!("{}s", k as u64 * step);
+    let tests = generated.path().join("rules/drill.test.yml");
+    std::fs::write(
+        &tests,
+        format!(
+            r#"rule_files:
+  - realtime.rules.yml
+evaluation_interval: {step}s
+tests:
+  - interval: {step}s
+    input_series:
+      - series: 'up{{job="realtime", instance="{addr_b}"}}'
+        values: '{values}'
+    alert_rule_test:
+      - eval_time: {before}
+        alertname: RealtimeNodeDown
+        exp_alerts: []
+      - eval_time: {firing}
+        alertname: RealtimeNodeDown
+        exp_alerts:
+          - exp_labels: {{severity: critical, job: realtime, instance: "{addr_b}"}}
+            exp_annotations:
+              summary: "realtime node {addr_b} is down"
+              description: "Prometheus could not scrape {addr_b} for 1 minute. Its clients reconnect to the other nodes; check the process and /api/health/live."
+      - eval_time: {after}
+        alertname: RealtimeNodeDown
+        exp_alerts: []
+"#,
+            values = up.join(" "),
+            before = eval(first_down + 60 / step as usize - 2),
+            firing = eval(back_at - 1),
+            after = eval(up.len() - 1),
+        ),
+    )
+    .unwrap();
+    let out = promtool(&["test", "rules", tests.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}{}\nrecorded: {up:?}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    drop(back);
+    drop(a);
+}

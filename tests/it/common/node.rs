@@ -23,8 +23,19 @@ impl NodeProcess {
     /// Starts `realtime-server --listen 127.0.0.1:<free> --node-id <id> <args>` with
     /// `envs`, and waits (20 s at most) until `/api/health/ready` answers 200.
     pub async fn start(id: &str, args: &[&str], envs: &[(&str, &str)]) -> NodeProcess {
-        let dir = TempDir::new(&format!("node-{id}"));
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        Self::start_on(addr, id, args, envs).await
+    }
+
+    /// [`NodeProcess::start`] on a given address (a node started again where a killed
+    /// one was).
+    pub async fn start_on(
+        addr: SocketAddr,
+        id: &str,
+        args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> NodeProcess {
+        let dir = TempDir::new(&format!("node-{id}"));
         let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_realtime-server"))
             .args(["--listen", &addr.to_string(), "--node-id", id])
