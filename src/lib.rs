@@ -19,7 +19,9 @@
 //! - the ops side: [`client`] (our outgoing Socket.IO and HTTP client), [`loadtest`],
 //!   [`probe`] (what `rtctl health` asks of nodes), [`node_addr`] (the one parser of
 //!   node addresses they and `rtctl gen` share);
-//! - [`commands`]: one thin module per `rtctl` subcommand; `src/bin` is thinner still.
+//! - [`commands`]: one thin module per `rtctl` subcommand; `src/bin` is thinner still;
+//! - `fuzzing`: the fuzz targets (every decoder of outside bytes), shared by `fuzz/` and
+//!   the corpus replay in the tests.
 //!
 //! Leaves every layer may use: [`metrics`] (each caller passes its own labels), [`sid`],
 //! [`sync`] (locks that outlive a panic), [`telemetry`], [`templates`].
@@ -31,6 +33,8 @@ pub mod client;
 pub mod cluster;
 pub mod commands;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod handlers;
 pub mod loadtest;
 pub mod metrics;

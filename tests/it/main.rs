@@ -9,6 +9,7 @@ mod drills;
 mod emitter;
 mod engine;
 mod fuzz;
+mod fuzz_corpus;
 mod gen;
 mod hostile;
 mod inspect;
