@@ -102,9 +102,8 @@ pub fn token(data: &[u8]) {
     };
     // Keys are derived once: the fuzzer's time goes to the parser, not to HKDF.
     static VERIFIER: std::sync::OnceLock<crate::auth::Verifier> = std::sync::OnceLock::new();
-    let verifier = VERIFIER.get_or_init(|| {
-        crate::auth::Verifier::new("fuzzing-secret").expect("a non-empty secret")
-    });
+    let verifier = VERIFIER
+        .get_or_init(|| crate::auth::Verifier::new("fuzzing-secret").expect("a non-empty secret"));
     let found = crate::auth::FoundToken::new(text, crate::auth::TokenSource::HandshakeAuth);
     let _ = verifier.verify(&found, std::time::SystemTime::now());
 }
