@@ -9,45 +9,18 @@
 //!
 //! The long forms (1,000+ clients, phase gates) are in docs/scaling/phase2.md.
 
-use crate::common::app::TempDir;
-use crate::loadtest::{counter, failed_checks, histogram};
+use crate::loadtest::{counter, failed_checks, histogram, rtctl_loadtest};
 use serde_json::Value;
-use std::process::Stdio;
 use std::time::Duration;
 
 /// Runs `rtctl loadtest --spawn-nodes 3` for 14 s with the drill flags in `drill`:
 /// the exit code and the JSON report.
 async fn drill(drill: &[&str]) -> (i32, Value) {
-    let dir = TempDir::new("drill-report");
-    let report = dir.0.join("report.json");
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_rtctl"))
-        .args(["loadtest", "--spawn-nodes", "3"])
-        .args(["--clients", "300", "--ramp", "600", "--duration", "14s"])
-        .args([
-            "--rate",
-            "60",
-            "--api-rate",
-            "10",
-            "--recovery-window",
-            "4s",
-        ])
-        .args(["--report", report.to_str().unwrap()])
-        .args(drill)
-        .env_remove("NEXTAUTH_SECRET")
-        .env_remove("RT_SERVICE_TOKEN")
-        .env_remove("REDIS_URL")
-        .stdin(Stdio::null())
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(150), out)
-        .await
-        .expect("the drill finished within 150 s")
-        .expect("run rtctl loadtest");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let text = std::fs::read_to_string(&report)
-        .unwrap_or_else(|e| panic!("no report ({e})\nstdout:\n{stdout}\nstderr:\n{stderr}"));
-    let json = serde_json::from_str(&text).expect("the report is JSON");
-    (out.status.code().unwrap_or(-1), json)
+    let mut args = vec!["--spawn-nodes", "3", "--clients", "300", "--ramp", "600"];
+    args.extend(["--duration", "14s", "--rate", "60", "--api-rate", "10"]);
+    args.extend(["--recovery-window", "4s"]);
+    args.extend(drill);
+    rtctl_loadtest(&args, Duration::from_secs(150)).await
 }
 
 /// The drill's steps, as the report lists them.

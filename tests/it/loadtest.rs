@@ -65,23 +65,32 @@ async fn loadtest(
     service_token: &str,
     extra: &[&str],
 ) -> (i32, Value) {
+    let url = format!("http://{addr}");
+    let mut args = vec!["--url", url.as_str(), "--clients", "200", "--ramp", "400"];
+    args.extend(["--duration", "4s", "--rate", "50", "--api-rate", "10"]);
+    args.extend(["--token-secret", secret, "--service-token", service_token]);
+    args.extend(extra);
+    rtctl_loadtest(&args, Duration::from_secs(120)).await
+}
+
+/// Runs `rtctl loadtest <args> --report FILE` (without the secrets of the environment)
+/// within `within`: its exit code and the JSON report (a missing report fails the test
+/// with the command's output).
+pub(crate) async fn rtctl_loadtest(args: &[&str], within: Duration) -> (i32, Value) {
     let dir = TempDir::new("loadtest-report");
     let report = dir.0.join("report.json");
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_rtctl"))
-        .args(["loadtest", "--url", &format!("http://{addr}")])
-        .args(["--clients", "200", "--ramp", "400", "--duration", "4s"])
-        .args(["--rate", "50", "--api-rate", "10"])
-        .args(["--token-secret", secret, "--service-token", service_token])
+        .arg("loadtest")
+        .args(args)
         .args(["--report", report.to_str().unwrap()])
-        .args(extra)
         .env_remove("NEXTAUTH_SECRET")
         .env_remove("RT_SERVICE_TOKEN")
         .env_remove("REDIS_URL")
         .stdin(Stdio::null())
         .output();
-    let out = tokio::time::timeout(Duration::from_secs(120), out)
+    let out = tokio::time::timeout(within, out)
         .await
-        .expect("rtctl loadtest finished within 2 minutes")
+        .unwrap_or_else(|_| panic!("rtctl loadtest did not finish within {within:?}"))
         .expect("run rtctl loadtest");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
