@@ -29,15 +29,36 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-/// How long the slowest of `n` honest polling handshakes took, made one after another.
-async fn honest_handshakes(addr: SocketAddr, n: usize) -> Duration {
+/// `n` honest polling handshakes, one after another, each answered within 500 ms.
+async fn assert_honest_clients_served(addr: SocketAddr, n: usize) {
     let mut worst = Duration::ZERO;
     for _ in 0..n {
         let started = Instant::now();
         raw::polling_handshake(addr).await;
         worst = worst.max(started.elapsed());
     }
-    worst
+    assert!(
+        worst < Duration::from_millis(500),
+        "an honest handshake took {worst:?}"
+    );
+}
+
+/// With `what` open on `node` (whose RSS was `before`): they were open at once, held
+/// under 64 MiB, honest clients were served meanwhile, and all are gone within 8 s.
+async fn assert_reaped(node: &NodeProcess, before: u64, what: &str) {
+    let peak = engine_sessions(node.addr).await;
+    let held = node.rss_bytes().saturating_sub(before);
+    assert_honest_clients_served(node.addr, 20).await;
+    until_no_sessions(node.addr, Duration::from_secs(8), what).await;
+    assert!(
+        peak >= 900.0,
+        "{what}: the sessions were open at once: {peak}"
+    );
+    assert!(
+        held < 64 << 20,
+        "{what}: 1,000 sessions held {} MiB",
+        held >> 20
+    );
 }
 
 /// The node's Engine.IO sessions now: `realtime_engine_sessions` summed over transports.
@@ -94,12 +115,8 @@ async fn slowloris_connections_are_dropped_at_the_header_read_timeout() {
         trickling
     });
     // Honest clients meanwhile.
-    let worst = honest_handshakes(addr, 50).await;
+    assert_honest_clients_served(addr, 50).await;
     let during = node.rss_bytes();
-    assert!(
-        worst < Duration::from_millis(500),
-        "an honest handshake took {worst:?}"
-    );
     let mut trickling = trickle.await.unwrap();
     // Past the timeout (1.5 s) every one of them is gone.
     let checks = trickling
@@ -118,7 +135,7 @@ async fn slowloris_connections_are_dropped_at_the_header_read_timeout() {
         "RSS grew {} MiB holding 2,200 slow connections",
         growth >> 20
     );
-    assert!(honest_handshakes(addr, 20).await < Duration::from_millis(500));
+    assert_honest_clients_served(addr, 20).await;
 }
 
 /// Waits (up to `within`) until the node has no Engine.IO session left.
@@ -156,23 +173,10 @@ async fn websocket_sessions_that_never_connect_are_closed_at_the_connect_timeout
         let opening = (0..100).map(|_| Ws::open(addr));
         sockets.extend(join_all(opening).await.into_iter().map(|(ws, _)| ws));
     }
-    let peak = engine_sessions(addr).await;
-    let held = node.rss_bytes().saturating_sub(before);
-    let worst = honest_handshakes(addr, 20).await;
-    assert!(
-        worst < Duration::from_millis(500),
-        "an honest handshake took {worst:?}"
-    );
-    until_no_sessions(addr, Duration::from_secs(8), "never connected").await;
-    assert!(peak >= 900.0, "the sessions were open at once: {peak}");
+    assert_reaped(&node, before, "never connected").await;
     for ws in &mut sockets {
         assert!(ws.recv(QUICK).await.is_none(), "nothing but the end");
     }
-    assert!(
-        held < 64 << 20,
-        "1,000 idle sessions held {} MiB",
-        held >> 20
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -191,20 +195,7 @@ async fn abandoned_polling_sessions_are_reaped_after_ping_interval_and_timeout()
             assert_eq!(res.status, 200);
         }
     }
-    let peak = engine_sessions(addr).await;
-    let held = node.rss_bytes().saturating_sub(before);
-    let worst = honest_handshakes(addr, 20).await;
-    assert!(
-        worst < Duration::from_millis(500),
-        "an honest handshake took {worst:?}"
-    );
-    until_no_sessions(addr, Duration::from_secs(8), "abandoned polls").await;
-    assert!(peak >= 900.0, "the sessions were open at once: {peak}");
-    assert!(
-        held < 64 << 20,
-        "1,000 abandoned sessions held {} MiB",
-        held >> 20
-    );
+    assert_reaped(&node, before, "abandoned polls").await;
 }
 
 /// A connection from source address `source` (127.0.0.x).
