@@ -39,9 +39,9 @@ pub struct Drills {
     pub restart_node_every: Option<Duration>,
     /// Restart the spawned redis-server (SIGTERM, start again at once).
     pub restart_redis_at: Option<Duration>,
-    /// Restart PostgreSQL with this command (`sh -c`), which the operator gives: the
-    /// run does not start PostgreSQL itself.
-    pub restart_postgres: Option<(Duration, String)>,
+    /// Restart PostgreSQL with this command (`sh -c`), which the operator gives, or
+    /// (`None`) the PostgreSQL this run started for its nodes.
+    pub restart_postgres: Option<(Duration, Option<String>)>,
     /// How long after a drill's last action its window stays open: the time the
     /// cluster is given to recover before the phase's criteria apply again.
     pub recovery_window: Duration,
@@ -155,8 +155,16 @@ pub(super) async fn run(
                 run.restart_node(cluster, n % cluster.nodes.len()).await;
             }
             Kind::RestartPostgres => {
-                let command = drills.restart_postgres.as_ref().map(|(_, c)| c.as_str());
-                run.restart_postgres(command.unwrap_or_default()).await
+                let given = drills
+                    .restart_postgres
+                    .as_ref()
+                    .and_then(|(_, c)| c.clone());
+                match given.or_else(|| cluster.postgres_restart_command()) {
+                    Some(command) => run.restart_postgres(&command).await,
+                    None => {
+                        run.failed("no PostgreSQL to restart: pass --restart-postgres-cmd".into())
+                    }
+                }
             }
         }
         tokio::time::sleep(drills.recovery_window).await;

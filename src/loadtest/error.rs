@@ -56,4 +56,8 @@ pub enum LoadtestError {
          also needs the run to start Redis: M >= 2 and no --redis-url)"
     )]
     DrillWithoutSpawnedNodes,
+    #[error(
+        "--restart-postgres-at without --restart-postgres-cmd restarts the PostgreSQL this          run starts for its spawned nodes, and this run starts none (it does for stored          chat messages when PostgreSQL is installed and no --database-url is given): pass          --restart-postgres-cmd"
+    )]
+    NoPostgresToRestart,
 }

@@ -26,7 +26,14 @@ pub struct Criteria {
     pub message_p99_ms: Option<f64>,
     /// API (HTTP response) p99 must be below this (ms).
     pub api_p99_ms: Option<f64>,
+    /// The share of clients and of the message rate that is the app's own chat: 1:1
+    /// rooms on `/chat`, every message stored in the database before its ack. Their
+    /// latency is judged apart, against the same limit.
+    pub chat_share: f64,
 }
+
+/// The gates' chat share: a tenth of the messages go through the stored `/chat` path.
+pub const GATE_CHAT_SHARE: f64 = 0.1;
 
 /// The share of clients that must be held.
 pub const HELD_RATIO: f64 = 0.999;
@@ -44,6 +51,7 @@ impl Gate {
             api_per_s,
             message_p99_ms: Some(message_p99_ms),
             api_p99_ms: Some(api_p99_ms),
+            chat_share: GATE_CHAT_SHARE,
         }
     }
 
@@ -110,14 +118,21 @@ pub fn evaluate(
         ),
         pass: c.connected >= need && c.held >= need,
     }];
-    let (message_p99, api_p99) = if drills {
-        ("message p99 outside drills", "API p99 outside drills")
+    let (message_p99, chat_p99, api_p99) = if drills {
+        (
+            "message p99 outside drills",
+            "stored chat message p99 outside drills",
+            "API p99 outside drills",
+        )
     } else {
-        ("message p99", "API p99")
+        ("message p99", "stored chat message p99", "API p99")
     };
     if scenario.messages() {
         if let Some(limit) = criteria.message_p99_ms {
             checks.push(latency(H::Latency, limit, message_p99));
+            if criteria.chat_share > 0.0 && scenario == Scenario::Mixed {
+                checks.push(latency(H::ChatLatency, limit, chat_p99));
+            }
         }
     }
     if scenario.notifications() {
@@ -314,6 +329,7 @@ mod tests {
         let mut h = Histograms::default();
         for _ in 0..100 {
             h.record(H::Latency, 5.0);
+            h.record(H::ChatLatency, 8.0);
             h.record(H::Api, 20.0);
         }
         (c, h)
@@ -390,7 +406,16 @@ mod tests {
         let empty = Histograms::default();
         assert_eq!(
             failed(&evaluate(&crit, Scenario::Mixed, &c0, &empty, false)),
-            ["message p99", "API p99"]
+            ["message p99", "stored chat message p99", "API p99"]
+        );
+        // The stored chat messages are judged on their own latency.
+        let mut h = h0.clone();
+        for _ in 0..10 {
+            h.record(H::ChatLatency, 150.0);
+        }
+        assert_eq!(
+            failed(&evaluate(&crit, Scenario::Mixed, &c0, &h, false)),
+            ["stored chat message p99"]
         );
         // 1,000 held clients are far from phase 3's 100,000.
         assert!(failed(&evaluate(
@@ -452,6 +477,7 @@ mod tests {
             api_per_s: 0.0,
             message_p99_ms: None,
             api_p99_ms: None,
+            chat_share: 0.0,
         };
         let names: Vec<_> = evaluate(&crit, Scenario::Rooms, &c, &h, false)
             .iter()

@@ -1,8 +1,14 @@
-//! `--sample-rss-every D`: each node's resident memory read from its `/metrics` every D
-//! during the schedule, and the slope of each node's memory once warm — what a soak
-//! needs to say whether memory is flat. A node restarted by a drill starts a new *life*
-//! (seen as its CPU counter going back); each life is fitted on its own, after its first
-//! `warm_up`.
+//! `--sample-rss-every D`: each node's resident memory and client connections read from
+//! its `/metrics` every D during the schedule, and the slope of each node's memory once
+//! warm — what a soak needs to say whether memory is flat. A node restarted by a drill
+//! starts a new *life* (seen as its CPU counter going back); each life is fitted on its
+//! own, after its first `warm_up`.
+//!
+//! Clients move between nodes in a soak (a restarted node's clients land on the others,
+//! and drift back through churn), so a node's memory can grow because it holds more
+//! connections. Each life is therefore also fitted on time *and* connections together:
+//! the time coefficient of that fit is the growth at an unchanged connection count — a
+//! leak — and the connection coefficient the memory per connection.
 
 use super::scrape;
 use serde::Serialize;
@@ -18,6 +24,8 @@ pub struct RssSample {
     pub rss_bytes: f64,
     /// Which life of the node (0 until its first restart).
     pub life: u32,
+    /// Engine.IO sessions it held (`None`: not exported).
+    pub connections: Option<f64>,
 }
 
 /// The fit of one node life.
@@ -31,6 +39,14 @@ pub struct RssSlope {
     pub bytes_per_minute: f64,
     pub first_bytes: f64,
     pub last_bytes: f64,
+    /// Connections at the first and last fitted sample.
+    pub first_connections: Option<f64>,
+    pub last_connections: Option<f64>,
+    /// The fit on time and connections together: growth per minute at an unchanged
+    /// connection count, and bytes per connection (`None` without connection counts,
+    /// or when they did not vary enough to tell the two apart).
+    pub bytes_per_minute_at_equal_connections: Option<f64>,
+    pub bytes_per_connection: Option<f64>,
 }
 
 /// What the sampler collected.
@@ -61,7 +77,8 @@ pub(super) async fn sample(
         }
         tokio::time::sleep_until(start + at).await;
         for (node, s) in scrape::sample_all(nodes).await.into_iter().enumerate() {
-            let (Some(rss), Some(cpu)) = (s.rss_bytes, s.cpu_seconds) else {
+            let (Some(rss), Some(cpu), connections) = (s.rss_bytes, s.cpu_seconds, s.sessions)
+            else {
                 continue;
             };
             if cpu < last_cpu[node] {
@@ -73,6 +90,7 @@ pub(super) async fn sample(
                 node,
                 rss_bytes: rss,
                 life: life[node],
+                connections,
             });
         }
         k += 1;
@@ -98,18 +116,31 @@ fn slopes(samples: &[RssSample], warm_up_s: f64) -> Vec<RssSlope> {
                 .filter(|s| s.node == node && s.life == life)
                 .collect();
             let born = all.first()?.at_s;
-            let warm: Vec<(f64, f64)> = all
-                .iter()
+            let warm: Vec<&RssSample> = all
+                .into_iter()
                 .filter(|s| s.at_s >= born + warm_up_s)
-                .map(|s| (s.at_s / 60.0, s.rss_bytes))
                 .collect();
-            (warm.len() >= 3).then(|| RssSlope {
+            if warm.len() < 3 {
+                return None;
+            }
+            let over_time: Vec<(f64, f64)> =
+                warm.iter().map(|s| (s.at_s / 60.0, s.rss_bytes)).collect();
+            let both: Option<Vec<[f64; 3]>> = warm
+                .iter()
+                .map(|s| Some([s.at_s / 60.0, s.connections?, s.rss_bytes]))
+                .collect();
+            let fit = both.and_then(|points| least_squares_2(&points));
+            Some(RssSlope {
                 node,
                 life,
                 samples: warm.len(),
-                bytes_per_minute: least_squares(&warm),
-                first_bytes: warm[0].1,
-                last_bytes: warm[warm.len() - 1].1,
+                bytes_per_minute: least_squares(&over_time),
+                first_bytes: warm[0].rss_bytes,
+                last_bytes: warm[warm.len() - 1].rss_bytes,
+                first_connections: warm[0].connections,
+                last_connections: warm[warm.len() - 1].connections,
+                bytes_per_minute_at_equal_connections: fit.map(|f| f.0),
+                bytes_per_connection: fit.map(|f| f.1),
             })
         })
         .collect()
@@ -132,6 +163,27 @@ fn least_squares(points: &[(f64, f64)]) -> f64 {
     }
 }
 
+/// The least-squares fit of z = a + b·x + c·y over `points` (x, y, z): `(b, c)`; `None`
+/// when x and y are (nearly) collinear or constant, so the two cannot be told apart.
+fn least_squares_2(points: &[[f64; 3]]) -> Option<(f64, f64)> {
+    let n = points.len() as f64;
+    let mean = |i: usize| points.iter().map(|p| p[i]).sum::<f64>() / n;
+    let (mx, my, mz) = (mean(0), mean(1), mean(2));
+    let sum = |f: &dyn Fn(&[f64; 3]) -> f64| points.iter().map(f).sum::<f64>();
+    let sxx = sum(&|p| (p[0] - mx).powi(2));
+    let syy = sum(&|p| (p[1] - my).powi(2));
+    let sxy = sum(&|p| (p[0] - mx) * (p[1] - my));
+    let sxz = sum(&|p| (p[0] - mx) * (p[2] - mz));
+    let syz = sum(&|p| (p[1] - my) * (p[2] - mz));
+    let det = sxx * syy - sxy * sxy;
+    // Collinear (or a constant connection count): the determinant vanishes relative to
+    // the variances.
+    if det <= 1e-9 * sxx * syy || syy == 0.0 {
+        return None;
+    }
+    Some(((syy * sxz - sxy * syz) / det, (sxx * syz - sxy * sxz) / det))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,7 +194,27 @@ mod tests {
             node,
             rss_bytes,
             life,
+            connections: None,
         }
+    }
+
+    #[test]
+    fn growth_from_more_connections_is_told_apart_from_a_leak() {
+        // 7 kB per connection, connections rising unevenly, plus 500 B/min of leak.
+        let conns = [
+            3000.0, 3100.0, 3500.0, 3400.0, 3900.0, 4200.0, 4100.0, 4600.0,
+        ];
+        let points: Vec<[f64; 3]> = conns
+            .iter()
+            .enumerate()
+            .map(|(m, c)| [m as f64, *c, 50e6 + 7e3 * c + 500.0 * m as f64])
+            .collect();
+        let (leak, per_conn) = least_squares_2(&points).unwrap();
+        assert!((leak - 500.0).abs() < 1e-3, "{leak}");
+        assert!((per_conn - 7e3).abs() < 1e-6, "{per_conn}");
+        // Connections that never change cannot be told apart from the constant.
+        let flat: Vec<[f64; 3]> = (0..5).map(|m| [m as f64, 3000.0, 1e6]).collect();
+        assert_eq!(least_squares_2(&flat), None);
     }
 
     #[test]

@@ -31,6 +31,8 @@ pub(super) struct Measured {
     pub(super) stored: Option<Result<StoredCheck, String>>,
     /// `--sample-rss-every`: the nodes' memory over the schedule.
     pub(super) memory: Option<RssTrend>,
+    /// What the spawned nodes stored into (`None`: no spawned nodes).
+    pub(super) store: Option<&'static str>,
 }
 
 /// The workers' results as one.
@@ -119,18 +121,12 @@ fn criteria(opts: &Options) -> gate::Criteria {
             api_per_s: opts.api_rate,
             message_p99_ms: opts.max_p99_ms,
             api_p99_ms: opts.max_api_p99_ms,
+            chat_share: if opts.stores_chat() {
+                opts.chat_share
+            } else {
+                0.0
+            },
         },
-    }
-}
-
-/// What the spawned nodes stored into (the nodes of `--url` have their own settings).
-fn store_of(opts: &Options) -> &'static str {
-    match (&opts.database_url, opts.spawn_nodes, opts.scenario) {
-        (_, 0, _) => "the nodes' own",
-        (Some(url), _, _) if url.starts_with("postgres") => "PostgreSQL (shared)",
-        (Some(_), _, _) => "the given database (shared)",
-        (None, _, super::Scenario::Chat) => "SQLite (one file, shared)",
-        (None, _, _) => "SQLite (a file per node)",
     }
 }
 
@@ -186,7 +182,8 @@ pub(super) fn report(
             "source_addresses": sources,
             "churn_per_s": opts.churn,
             "spawned_with_recovery": opts.spawn_nodes > 0 && opts.recovery,
-            "store": store_of(opts),
+            "chat_share": opts.chat_share,
+            "store": measured.store.unwrap_or("the nodes' own"),
             "adapter": adapter_of(opts),
             "drills": drilled.then(|| json!({
                 "kill_node_at_s": opts.drills.kill_node_at.map(|d| d.as_secs_f64()),

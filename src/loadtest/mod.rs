@@ -40,6 +40,7 @@ pub mod memory;
 mod merge;
 pub mod observe;
 pub mod plan;
+pub mod postgres;
 mod processes;
 pub mod report;
 pub mod run;

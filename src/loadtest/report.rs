@@ -83,6 +83,37 @@ pub struct Report {
     pub errors: Vec<String>,
 }
 
+/// A node life's memory slope, with its connections and the slope at equal connections
+/// when they could be told apart.
+fn rss_slope(s: &super::memory::RssSlope) -> String {
+    let mut out = format!(
+        "{:+.1} KiB/min over {} samples ({:.1} → {:.1} MiB",
+        s.bytes_per_minute / 1024.0,
+        s.samples,
+        s.first_bytes / 1_048_576.0,
+        s.last_bytes / 1_048_576.0
+    );
+    if let (Some(a), Some(b)) = (s.first_connections, s.last_connections) {
+        out.push_str(&format!(
+            ", {} → {} connections",
+            num(a as u64),
+            num(b as u64)
+        ));
+    }
+    out.push(')');
+    if let (Some(leak), Some(per)) = (
+        s.bytes_per_minute_at_equal_connections,
+        s.bytes_per_connection,
+    ) {
+        out.push_str(&format!(
+            "; at equal connections {:+.1} KiB/min, {:.0} B per connection",
+            leak / 1024.0,
+            per
+        ));
+    }
+    out
+}
+
 fn num(v: u64) -> String {
     let s = v.to_string();
     let mut out = String::new();
@@ -195,6 +226,15 @@ impl Report {
                 format!("{} / {}", setting("store"), setting("adapter")),
             ),
             ("clients asked", num(c.clients)),
+            (
+                "of them on stored /chat (share of messages)",
+                match self.settings["chat_share"].as_f64() {
+                    Some(share) if share > 0.0 && self.settings["scenario"] == "mixed" => {
+                        format!("{:.0} %", share * 100.0)
+                    }
+                    _ => "-".into(),
+                },
+            ),
             ("connected", num(c.connected)),
             ("failed", num(c.failed)),
             ("dropped", num(c.dropped)),
@@ -243,13 +283,7 @@ impl Report {
             for s in &m.slopes {
                 t.add_row(vec![
                     format!("node {} RSS slope (life {}, once warm)", s.node, s.life),
-                    format!(
-                        "{:+.1} KiB/min over {} samples ({:.1} → {:.1} MiB)",
-                        s.bytes_per_minute / 1024.0,
-                        s.samples,
-                        s.first_bytes / 1_048_576.0,
-                        s.last_bytes / 1_048_576.0
-                    ),
+                    rss_slope(s),
                 ]);
             }
         }

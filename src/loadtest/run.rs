@@ -14,9 +14,9 @@ use super::plan::NodeTarget;
 use super::processes::Workers;
 use super::report::Report;
 use super::setup::{self, Credentials};
-use super::spawn::{self, Cluster};
+use super::spawn::{self, Cluster, Database};
 use super::stored::{self, StoredCheck};
-use super::{machine, memory, scrape, Clock, Scenario};
+use super::{machine, memory, postgres, scrape, Clock, Scenario};
 use crate::client::backoff::Reconnection;
 use crate::client::Transport;
 use crate::node_addr::NodeUrl;
@@ -62,6 +62,17 @@ pub struct Options {
     pub database_url: Option<String>,
     /// `--sample-rss-every` and `--rss-warm-up`: the nodes' memory over the schedule.
     pub rss_sampling: Option<(Duration, Duration)>,
+    /// `--chat-share`: the mixed scenario's share of clients and messages on stored
+    /// `/chat` 1:1 rooms (0–1).
+    pub chat_share: f64,
+}
+
+impl Options {
+    /// Whether the run sends stored chat messages (checked in the database at the end).
+    pub fn stores_chat(&self) -> bool {
+        self.scenario == Scenario::Chat
+            || (self.scenario == Scenario::Mixed && self.chat_share > 0.0)
+    }
 }
 
 /// How a run that was made came out; either way with its report.
@@ -127,6 +138,14 @@ async fn coordinate(
     if opts.drills.any() && !drill_target {
         return Err(LoadtestError::DrillWithoutSpawnedNodes);
     }
+    let restarts_own_postgres = matches!(opts.drills.restart_postgres, Some((_, None)));
+    if restarts_own_postgres
+        && cluster
+            .as_ref()
+            .is_none_or(|c| c.postgres_restart_command().is_none())
+    {
+        return Err(LoadtestError::NoPostgresToRestart);
+    }
     let nodes = setup::node_targets(&spawned, &opts.urls).await?;
     let plan = setup::worker_plan(opts, &nodes, &credentials, nofile);
     let mut workers = Workers::start(&plan.configs, observer.clone()).await?;
@@ -137,9 +156,10 @@ async fn coordinate(
     }
     let mut measured = measure(&mut workers, &nodes, cluster.as_mut(), opts, &*observer).await?;
     let chat_database = cluster.as_ref().and_then(|c| c.shared_database_url.clone());
-    if let (Scenario::Chat, Some(url)) = (opts.scenario, chat_database) {
+    if let (true, Some(url)) = (opts.stores_chat(), chat_database) {
         measured.stored = Some(check_stored(&url, &plan.run_id, &measured.results).await);
     }
+    measured.store = cluster.as_ref().map(|c| c.database.describe());
     let mut limits = plan.limits;
     limits.extend(machine::saturation_note(
         measured.machine_cpu_busy,
@@ -186,15 +206,30 @@ async fn start_nodes(
         &credentials.token_secret,
         credentials.service_token.as_deref().unwrap_or_default(),
         opts.redis_url.clone(),
-        opts.scenario == Scenario::Chat,
         &spawn::NodeSettings {
             recovery: opts.recovery,
             adapter: opts.adapter.clone(),
-            database_url: opts.database_url.clone(),
+            database: nodes_database(opts),
         },
     )
     .await?;
     Ok(cluster.insert(started).nodes.clone())
+}
+
+/// Where spawned nodes store: the database given; for stored chat messages, which both
+/// members' nodes must see, a local PostgreSQL when this machine has one (what the app
+/// runs on), else one SQLite file they share; else a SQLite file per node.
+fn nodes_database(opts: &Options) -> Database {
+    if let Some(url) = &opts.database_url {
+        return Database::Given(url.clone());
+    }
+    if !opts.stores_chat() {
+        return Database::SqlitePerNode;
+    }
+    match postgres::find_bin() {
+        Some(bin) => Database::LocalPostgres(bin),
+        None => Database::SharedSqlite,
+    }
 }
 
 /// The schedule, measured: every worker starts at the same instant (a second from now,
@@ -244,6 +279,7 @@ async fn measure(
         redis_cpu_seconds: redis_before.zip(redis_after).map(|(b, a)| a - b),
         drills,
         stored: None,
+        store: None,
         memory,
     })
 }

@@ -13,6 +13,8 @@ pub struct NodeSample {
     pub cpu_seconds: Option<f64>,
     /// `realtime_cluster_messages_received_total`, all types.
     pub cluster_received: Option<f64>,
+    /// `realtime_engine_sessions`, all transports: the client connections it holds.
+    pub sessions: Option<f64>,
 }
 
 /// Each node's sample, in order (a node that does not answer within 5 s has none).
@@ -39,6 +41,7 @@ async fn sample(addr: SocketAddr) -> Option<NodeSample> {
         rss_bytes: metric(&text, "process_resident_memory_bytes"),
         cpu_seconds: metric(&text, "process_cpu_seconds_total"),
         cluster_received: metric_sum(&text, "realtime_cluster_messages_received_total"),
+        sessions: metric_sum(&text, "realtime_engine_sessions"),
     })
 }
 

@@ -4,6 +4,7 @@
 use super::error::LoadtestError;
 use super::plan::{self, NodeTarget, WorkerConfig};
 use super::run::Options;
+use super::Scenario;
 use crate::node_addr::NodeUrl;
 use std::net::SocketAddr;
 
@@ -97,6 +98,54 @@ pub(super) struct WorkerPlan {
     pub(super) limits: Vec<String>,
 }
 
+/// Clients of one scenario, with their part of the rates.
+struct Group {
+    scenario: Scenario,
+    /// The global index of its first client.
+    first: u64,
+    clients: u64,
+    room_size: u64,
+    rate: f64,
+    api_rate: f64,
+}
+
+/// The run's clients by scenario: the mixed scenario's chat share (`--chat-share`) is
+/// a group of its own, in 1:1 `/chat` rooms after the `/bench` clients, with that share
+/// of the message rate; the notifications stay with the `/bench` clients.
+fn groups(opts: &Options) -> Vec<Group> {
+    let chat = match opts.scenario {
+        Scenario::Mixed => chat_clients(opts.clients, opts.chat_share),
+        _ => 0,
+    };
+    let main = Group {
+        scenario: opts.scenario,
+        first: 0,
+        clients: opts.clients - chat,
+        room_size: opts.room_size,
+        rate: opts.rate * if chat > 0 { 1.0 - opts.chat_share } else { 1.0 },
+        api_rate: opts.api_rate,
+    };
+    let chat = Group {
+        scenario: Scenario::Chat,
+        first: main.clients,
+        clients: chat,
+        room_size: 2,
+        rate: opts.rate * opts.chat_share,
+        api_rate: 0.0,
+    };
+    [main, chat].into_iter().filter(|g| g.clients > 0).collect()
+}
+
+/// How many of `clients` are chat clients for `share`: whole pairs, at least one pair
+/// when the share is above 0, and never every client.
+pub(super) fn chat_clients(clients: u64, share: f64) -> u64 {
+    if share <= 0.0 {
+        return 0;
+    }
+    let pairs = ((clients as f64 * share / 2.0).round() as u64).max(1);
+    (pairs * 2).min(clients.saturating_sub(1) / 2 * 2)
+}
+
 /// Shards the clients by whole rooms into workers of at most what the open-files limit
 /// (`nofile`: soft, hard) allows, each with its share of the rates.
 pub(super) fn worker_plan(
@@ -124,22 +173,22 @@ pub(super) fn worker_plan(
     let sources = plan::sources_for(opts.clients, nodes.len() as u64);
     let run_id = format!("{:08x}", rand::random::<u32>());
     let total = opts.clients as f64;
-    let configs = plan::shard(opts.clients, opts.room_size, per_worker)
-        .into_iter()
-        .enumerate()
-        .map(|(w, (first, n))| {
+    let mut configs = Vec::new();
+    for g in groups(opts) {
+        for (first, n) in plan::shard(g.clients, g.room_size, per_worker) {
             let share = n as f64 / total;
-            WorkerConfig {
-                worker: w as u32,
+            let group_share = n as f64 / g.clients as f64;
+            configs.push(WorkerConfig {
+                worker: configs.len() as u32,
                 run_id: run_id.clone(),
                 nodes: nodes.to_vec(),
                 transport: opts.transport,
-                scenario: opts.scenario,
-                first_client: first,
+                scenario: g.scenario,
+                first_client: g.first + first,
                 clients: n,
-                room_size: opts.room_size,
-                message_rate: opts.rate * share,
-                api_rate: opts.api_rate * share,
+                room_size: g.room_size,
+                message_rate: g.rate * group_share,
+                api_rate: g.api_rate * group_share,
                 ramp: opts.ramp * share,
                 duration_ms: opts.duration.as_millis() as u64,
                 connect_timeout_ms: opts.connect_timeout.as_millis() as u64,
@@ -149,13 +198,28 @@ pub(super) fn worker_plan(
                 churn_per_s: opts.churn * share,
                 reconnection: opts.reconnection,
                 reconnect_on_close: opts.drills.any(),
-            }
-        })
-        .collect();
+            });
+        }
+    }
     WorkerPlan {
         configs,
         run_id,
         sources,
         limits,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chat_clients;
+
+    #[test]
+    fn the_chat_share_is_whole_pairs_and_never_every_client() {
+        assert_eq!(chat_clients(1000, 0.1), 100);
+        assert_eq!(chat_clients(100_000, 0.1), 10_000);
+        assert_eq!(chat_clients(1000, 0.0), 0);
+        assert_eq!(chat_clients(30, 0.01), 2, "at least one pair");
+        assert_eq!(chat_clients(11, 1.0), 10, "a client stays for the rest");
+        assert_eq!(chat_clients(2, 0.5), 0, "no pair fits beside the rest");
     }
 }

@@ -1,15 +1,17 @@
 //! `--spawn-nodes M`: M local nodes (this executable's `serve`, with the `/bench`
 //! namespace) on free loopback ports, plus a local `redis-server` to join them when
-//! M > 1 and no Redis URL is given. Each node has its own fresh SQLite file, except for
-//! the chat scenario, whose 1:1 rooms must be seen by both members' nodes: there they
-//! share one (WAL lets several processes write it; the first node creates the schema
-//! before the others start). Measured: with a shared file, two processes' notification
-//! INSERTs wait on each other's write lock (phase 2: API p99 338 ms, some inserts > 1 s);
-//! with a file per node the API path is not serialized across nodes.
+//! M > 1 and no Redis URL is given. Their database ([`Database`]): the one given; else,
+//! when the run stores chat messages (whose 1:1 rooms both members' nodes must see), a
+//! local PostgreSQL this run starts ([`super::postgres`]) when the machine has one, or
+//! else one SQLite file they share (WAL lets several processes write it; the first node
+//! creates the schema before the others start); else a SQLite file per node. Measured:
+//! with a shared file, two processes' INSERTs wait on each other's write lock (phase 2:
+//! API p99 338 ms, chat message p99 269–481 ms), which is why chat runs on PostgreSQL.
 //! Everything is stopped when the run ends, on error or Ctrl-C ([`Cluster`]'s drop kills
 //! what a graceful stop did not reach).
 
 use super::observe::{Observer, Update};
+use super::postgres::{LocalPostgres, PostgresError};
 use crate::client::http::HttpConn;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -39,6 +41,8 @@ pub enum SpawnError {
         exe: String,
         error: std::io::Error,
     },
+    #[error("starting the nodes' PostgreSQL: {0}")]
+    Postgres(#[from] PostgresError),
     #[error("node {node} on {addr} did not become ready: not ready after {timeout:?} ({last})")]
     NotReady {
         node: usize,
@@ -51,11 +55,15 @@ pub enum SpawnError {
 pub struct Cluster {
     pub nodes: Vec<SocketAddr>,
     pub redis_url: Option<String>,
+    /// Where the nodes store.
+    pub database: Database,
     /// The database every node uses, when they share one (PostgreSQL, or the chat
     /// scenario's SQLite file): where the stored messages are checked.
     pub shared_database_url: Option<String>,
     /// Node `i` is `procs[i]`; Redis, when this run started it, is last.
     procs: Vec<Proc>,
+    /// The PostgreSQL this run started, stopped after the nodes.
+    postgres: Option<LocalPostgres>,
     dir: PathBuf,
 }
 
@@ -136,17 +144,44 @@ pub struct NodeSettings {
     pub recovery: bool,
     /// `--adapter` (with Redis).
     pub adapter: Option<String>,
-    /// A database every node shares (PostgreSQL, migrated by the first node) instead of
-    /// SQLite files.
-    pub database_url: Option<String>,
+    pub database: Database,
+}
+
+/// Where the spawned nodes store.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Database {
+    /// A SQLite file per node: nothing is shared (the rooms and notifications
+    /// workloads store notifications only, each on the node the API call reached).
+    #[default]
+    SqlitePerNode,
+    /// One SQLite file all nodes share (chat, on a machine without PostgreSQL).
+    SharedSqlite,
+    /// A PostgreSQL this run starts with the binaries in this directory.
+    LocalPostgres(PathBuf),
+    /// The database given (`--database-url`), migrated by the nodes.
+    Given(String),
+}
+
+impl Database {
+    /// What the report says the nodes stored into.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Database::SqlitePerNode => "SQLite (a file per node)",
+            Database::SharedSqlite => "SQLite (one file, shared)",
+            Database::LocalPostgres(_) => "PostgreSQL (local, started by this run)",
+            Database::Given(url) if url.starts_with("postgres") => "PostgreSQL (shared)",
+            Database::Given(_) => "the given database (shared)",
+        }
+    }
 }
 
 /// The secrets and the database the nodes share.
 struct Shared<'a> {
     secret: &'a str,
     service_token: &'a str,
-    shared_database: bool,
     settings: &'a NodeSettings,
+    /// The URL every node uses, when they share a database.
+    database_url: Option<String>,
 }
 
 /// Starts `count` nodes (and Redis when needed).
@@ -155,7 +190,6 @@ pub async fn start(
     secret: &str,
     service_token: &str,
     redis_url: Option<String>,
-    shared_database: bool,
     settings: &NodeSettings,
 ) -> Result<Cluster, SpawnError> {
     let dir = std::env::temp_dir().join(format!(
@@ -169,9 +203,25 @@ pub async fn start(
     let mut cluster = Cluster {
         nodes: Vec::new(),
         redis_url,
+        database: settings.database.clone(),
         shared_database_url: None,
         procs: Vec::new(),
+        postgres: None,
         dir,
+    };
+    cluster.shared_database_url = match &settings.database {
+        Database::SqlitePerNode => None,
+        Database::SharedSqlite => Some(sqlite_url(&cluster.dir.join("loadtest.db"))),
+        Database::Given(url) => Some(url.clone()),
+        Database::LocalPostgres(bin) => {
+            let bin = bin.clone();
+            let pg = tokio::task::spawn_blocking(move || LocalPostgres::start(&bin))
+                .await
+                .expect("starting PostgreSQL does not panic")?;
+            let url = pg.url();
+            cluster.postgres = Some(pg);
+            Some(url)
+        }
     };
     let redis = if count > 1 && cluster.redis_url.is_none() {
         let redis = start_redis().await?;
@@ -184,8 +234,8 @@ pub async fn start(
     let shared = Shared {
         secret,
         service_token,
-        shared_database,
         settings,
+        database_url: cluster.shared_database_url.clone(),
     };
     for i in 0..count {
         let port = free_port()?;
@@ -209,9 +259,6 @@ pub async fn start(
         cluster.nodes.push(addr);
     }
     cluster.procs.extend(redis);
-    if settings.database_url.is_some() || shared_database {
-        cluster.shared_database_url = Some(cluster.database_url(0, &shared));
-    }
     Ok(cluster)
 }
 
@@ -271,7 +318,10 @@ impl Cluster {
         if let Some(url) = &self.redis_url {
             args.extend(["--redis-url".into(), url.clone()]);
         }
-        if shared.settings.database_url.is_some() {
+        if matches!(
+            shared.settings.database,
+            Database::Given(_) | Database::LocalPostgres(_)
+        ) {
             args.push("--db-auto-migrate".into());
         }
         if shared.settings.recovery {
@@ -283,18 +333,17 @@ impl Cluster {
         args
     }
 
-    /// Node `i`'s database: the one given, the chat scenario's shared SQLite file, or a
-    /// SQLite file of its own.
+    /// Node `i`'s database: the one they share, or a SQLite file of its own.
     fn database_url(&self, i: usize, shared: &Shared<'_>) -> String {
-        if let Some(url) = &shared.settings.database_url {
-            return url.clone();
+        match &shared.database_url {
+            Some(url) => url.clone(),
+            None => sqlite_url(&self.dir.join(format!("loadtest-{i}.db"))),
         }
-        let file = if shared.shared_database {
-            self.dir.join("loadtest.db")
-        } else {
-            self.dir.join(format!("loadtest-{i}.db"))
-        };
-        format!("sqlite://{}?mode=rwc", file.display())
+    }
+
+    /// Drills: the command that restarts the PostgreSQL this run started, if it did.
+    pub fn postgres_restart_command(&self) -> Option<String> {
+        self.postgres.as_ref().map(LocalPostgres::restart_command)
     }
 
     /// Waits until node `i` is ready.
@@ -379,7 +428,14 @@ impl Cluster {
         // Nodes first (they talk to Redis while draining), Redis last.
         terminate(&mut nodes, observer).await;
         terminate(&mut redis, observer).await;
+        if let Some(pg) = self.postgres.take() {
+            let _ = tokio::task::spawn_blocking(move || pg.stop()).await;
+        }
     }
+}
+
+fn sqlite_url(file: &std::path::Path) -> String {
+    format!("sqlite://{}?mode=rwc", file.display())
 }
 
 /// SIGTERM to all at once, then wait for each (SIGKILL after 10 s).

@@ -26,7 +26,11 @@ Gates fix the workload and criteria (explicit flags may only make it heavier):
   phase1: 1,000 clients, 100 msg/s, 20 API req/s, message p99 < 100 ms, API p99 < 500 ms
   phase2: 10,000 clients, 1,000 msg/s, 50 API req/s, p99 < 50 ms, API p99 < 200 ms
   phase3: 100,000 clients, 2,000 msg/s, 100 API req/s, p99 < 20 ms, API p99 < 100 ms
-  and for all: >= 99.9% of clients held to the end, no message or notification lost.
+  and for all: >= 99.9% of clients held to the end, no message or notification lost;
+  10% of the clients and messages are stored /chat 1:1 messages (--chat-share), their
+  p99 judged apart, every acked one in the database exactly once at the end. Spawned
+  nodes then share a PostgreSQL the run starts when one is installed (else --database-url
+  or one SQLite file); the report says which store and adapter they ran on.
 Without --gate a run is judged on held clients and loss, plus --max-p99 / --max-api-p99.
 Drills (--kill-node-at, --rolling-restart, --restart-redis-at) act on the spawned nodes;
 clients that lose their node reconnect (socket.io-client's backoff), rotating through the
@@ -57,6 +61,11 @@ pub struct LoadtestCommand {
 
     #[arg(long, value_enum, default_value_t = Scenario::Mixed)]
     pub scenario: Scenario,
+
+    /// Mixed scenario: the share of clients and of the message rate in stored /chat 1:1
+    /// rooms (`10%` or `0.1`) [default: 0, or the gate's 10%].
+    #[arg(long, value_name = "SHARE", value_parser = parse_share)]
+    pub chat_share: Option<f64>,
 
     /// Members per /bench room (chat rooms are 1:1: always 2).
     #[arg(long, value_name = "K", default_value_t = 10)]
@@ -171,8 +180,9 @@ pub struct LoadtestCommand {
     #[arg(long, value_name = "D", default_value = "5m", value_parser = parse_duration)]
     pub rss_warm_up: Duration,
 
-    /// Drill: restart PostgreSQL T into the schedule by running --restart-postgres-cmd.
-    #[arg(long, value_name = "T", requires = "restart_postgres_cmd", value_parser = parse_duration)]
+    /// Drill: restart PostgreSQL T into the schedule: the one this run started for its
+    /// nodes, or by running --restart-postgres-cmd.
+    #[arg(long, value_name = "T", value_parser = parse_duration)]
     pub restart_postgres_at: Option<Duration>,
 
     /// The command that restarts the nodes' PostgreSQL (run with `sh -c`, e.g.
@@ -208,6 +218,21 @@ fn parse_rate(s: &str) -> Result<f64, String> {
     match n.parse::<f64>() {
         Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
         _ => Err(format!("{s:?} is not a rate (e.g. 100 or 100/s)")),
+    }
+}
+
+/// A share: `10%` or `0.1`, from 0 to 1.
+fn parse_share(s: &str) -> Result<f64, String> {
+    let t = s.trim();
+    let v = match t.strip_suffix('%') {
+        Some(p) => p.trim().parse::<f64>().map(|p| p / 100.0),
+        None => t.parse::<f64>(),
+    };
+    match v {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "{s:?} is not a share (e.g. 10% or 0.1, at most 100%)"
+        )),
     }
 }
 
@@ -270,6 +295,11 @@ impl LoadtestCommand {
                 c.api_per_s,
             )?;
             weaker("--room-size", self.room_size as f64, 10.0)?;
+            weaker(
+                "--chat-share",
+                self.chat_share.unwrap_or(c.chat_share),
+                c.chat_share,
+            )?;
             if self.scenario != Scenario::Mixed {
                 return Err(usage(format!(
                     "--gate {} runs the mixed scenario (rooms + notifications), not {}",
@@ -321,6 +351,10 @@ impl LoadtestCommand {
             drills,
             database_url: self.database_url.clone().filter(|s| !s.is_empty()),
             rss_sampling: self.sample_rss_every.map(|every| (every, self.rss_warm_up)),
+            chat_share: self.chat_share.unwrap_or(match self.gate {
+                Some(g) => g.criteria().chat_share,
+                None => 0.0,
+            }),
         })
     }
 
@@ -334,7 +368,7 @@ impl LoadtestCommand {
             restart_node_every: self.restart_node_every,
             restart_postgres: self
                 .restart_postgres_at
-                .zip(self.restart_postgres_cmd.clone()),
+                .map(|at| (at, self.restart_postgres_cmd.clone())),
             restart_redis_at: self.restart_redis_at,
             recovery_window: self.recovery_window,
         };
@@ -447,6 +481,11 @@ mod tests {
     fn a_gate_sets_the_workload_and_flags_cannot_weaken_it() {
         let o = options(&["--spawn-nodes", "2", "--gate", "phase2"]).unwrap();
         assert_eq!((o.clients, o.rate, o.api_rate), (10_000, 1000.0, 50.0));
+        assert_eq!(o.chat_share, 0.1, "a tenth on stored /chat");
+        let o = options(&["--spawn-nodes", "2", "--chat-share", "25%"]).unwrap();
+        assert_eq!(o.chat_share, 0.25);
+        let o = options(&["--spawn-nodes", "2"]).unwrap();
+        assert_eq!(o.chat_share, 0.0, "no chat share without a gate");
         let o = options(&[
             "--spawn-nodes",
             "2",
@@ -463,6 +502,10 @@ mod tests {
             (&["--gate", "phase1", "--api-rate", "1"][..], "--api-rate"),
             (&["--gate", "phase1", "--room-size", "5"][..], "--room-size"),
             (&["--gate", "phase1", "--scenario", "rooms"][..], "mixed"),
+            (
+                &["--gate", "phase1", "--chat-share", "5%"][..],
+                "--chat-share",
+            ),
         ] {
             let mut a = vec!["--spawn-nodes", "1"];
             a.extend_from_slice(argv);
@@ -474,6 +517,9 @@ mod tests {
 
     #[test]
     fn rates_and_durations_parse() {
+        assert_eq!(parse_share("10%"), Ok(0.1));
+        assert_eq!(parse_share("0.25"), Ok(0.25));
+        assert!(parse_share("150%").unwrap_err().contains("at most 100%"));
         assert_eq!(parse_rate("100/s"), Ok(100.0));
         assert_eq!(parse_rate("2.5"), Ok(2.5));
         assert!(parse_rate("fast").is_err());

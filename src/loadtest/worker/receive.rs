@@ -64,6 +64,9 @@ pub(super) fn on_message(
     let latency = if shared.in_drill(sent) {
         H::LatencyDrill
     } else {
+        if shared.cfg.scenario == Scenario::Chat {
+            m.h.record(H::ChatLatency, now - sent);
+        }
         H::Latency
     };
     m.h.record(latency, now - sent);
