@@ -57,7 +57,11 @@ impl<'a> Stream<'a> {
     }
 
     async fn len(streams: &LiveStreams) -> usize {
-        streams.xrange("socket.io", "-", "+").await.unwrap().len()
+        streams
+            .xrange("socket.io", "-", "+", None)
+            .await
+            .unwrap()
+            .len()
     }
 
     /// Until the broadcast just made is written.

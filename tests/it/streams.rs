@@ -207,7 +207,7 @@ async fn two_of_our_nodes_are_one_server_on_streams() {
     on_b.next_text(|t| t == "41").await;
 
     // All of it went through one stream.
-    let entries = a.streams.xrange("socket.io", "-", "+").await.unwrap();
+    let entries = a.streams.xrange("socket.io", "-", "+", None).await.unwrap();
     let types: Vec<&str> = entries.iter().filter_map(|e| e.field("type")).collect();
     assert_eq!(types, ["3", "3", "4", "5", "6"], "{entries:?}");
     for node in [a, b] {
@@ -466,7 +466,11 @@ async fn our_adapter_writes_what_the_npm_package_writes() {
         replay(&ns, &step["call"]);
         for want in step["entries"].as_array().unwrap() {
             let entry: StreamEntry = loop {
-                let all = ours.streams.xrange("socket.io", "-", "+").await.unwrap();
+                let all = ours
+                    .streams
+                    .xrange("socket.io", "-", "+", None)
+                    .await
+                    .unwrap();
                 if let Some(e) = all.get(entries_seen) {
                     break e.clone();
                 }
@@ -493,7 +497,11 @@ async fn our_adapter_writes_what_the_npm_package_writes() {
             // bytes match once it is swapped for ours.
             let ours_hex = hex(msg.get_payload_bytes());
             let uid_hex = |u: &str| hex(u.as_bytes());
-            let entries = ours.streams.xrange("socket.io", "-", "+").await.unwrap();
+            let entries = ours
+                .streams
+                .xrange("socket.io", "-", "+", None)
+                .await
+                .unwrap();
             let our_uid = entries[0].field("uid").unwrap();
             let expected = want["hex"]
                 .as_str()
@@ -538,7 +546,7 @@ async fn recovery_sessions_cross_between_node_and_ours() {
     // (Node's emit returns before its XADD: wait for it, to know the order.)
     while ours
         .streams
-        .xrange("socket.io", "-", "+")
+        .xrange("socket.io", "-", "+", None)
         .await
         .unwrap()
         .len()
@@ -551,7 +559,11 @@ async fn recovery_sessions_cross_between_node_and_ours() {
     ns.except(sid.clone()).emit("not-for-it-either", json!(4));
     ns.emit("everyone", json!(5));
     let entries = loop {
-        let all = ours.streams.xrange("socket.io", "-", "+").await.unwrap();
+        let all = ours
+            .streams
+            .xrange("socket.io", "-", "+", None)
+            .await
+            .unwrap();
         if all.len() >= 6 {
             break all;
         }
@@ -753,7 +765,7 @@ async fn server_processes_run_on_redis_streams_when_asked() {
     let streams = LiveStreams::connect(&redis_url, Duration::from_millis(500))
         .await
         .unwrap();
-    let entries = streams.xrange("rt-streams", "-", "+").await.unwrap();
+    let entries = streams.xrange("rt-streams", "-", "+", None).await.unwrap();
     assert!(
         entries
             .iter()

@@ -71,13 +71,14 @@ impl Held {
     }
 
     /// Sends what is held, oldest first, until it is all written or a write fails; what
-    /// is too old is given up first. True when nothing is held any more.
+    /// is too old is given up first. The ids of the entries written.
     pub(super) async fn retry(
         &mut self,
         store: &dyn StreamStore,
         stream: &str,
         max_len: u64,
-    ) -> bool {
+    ) -> Vec<String> {
+        let mut written = Vec::new();
         let expired = self
             .entries
             .iter()
@@ -96,11 +97,12 @@ impl Held {
                 Ok(ids) if ids.len() == n => {
                     self.entries.drain(..n);
                     crate::metrics::cluster().published("broadcast", n as u64);
+                    written.extend(ids);
                 }
                 _ => {
                     crate::metrics::redis_error("adapter");
                     self.failed();
-                    return false;
+                    return written;
                 }
             }
         }
@@ -109,7 +111,7 @@ impl Held {
             "cluster stream writes to Redis work again; the writes held meanwhile are written"
         );
         self.backoff = BACKOFF_MIN;
-        true
+        written
     }
 
     fn drop_oldest(&mut self, n: usize) {

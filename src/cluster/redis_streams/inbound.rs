@@ -15,10 +15,16 @@ use bytes::Bytes;
 use serde_json::Value;
 
 impl RedisStreamsAdapter {
-    /// An entry of this namespace read from the stream. Our own entries were applied
-    /// when written.
-    pub(super) fn on_entry(&self, entry: &StreamEntry) {
+    /// An entry of this namespace read from the stream. Our own entries: with recovery
+    /// on, their local parts are applied here, at their place in the stream; with it
+    /// off, they were applied when written.
+    pub(super) async fn on_entry(&self, entry: &StreamEntry) {
         if entry.field("uid") == Some(self.uid.as_str()) {
+            if self.recovering() {
+                for (id, local) in self.own_order.claim(&entry.id).await {
+                    self.apply_local(local, Some((&id, Origin::Own)));
+                }
+            }
             return;
         }
         match Message::from_entry(entry) {

@@ -1,7 +1,8 @@
 //! [`StreamStore`] on the `redis` crate: one auto-reconnecting command connection for
-//! XADD, XRANGE, SET and MULTI (the package's `redisClient`), and one dedicated
-//! connection per stream for its blocking XREAD (the package's read-only clients), so a
-//! blocked read never delays a write. Every command has a deadline; failures are
+//! XADD, SET and MULTI (the package's `redisClient`), one for the restores' XRANGEs (a
+//! burst of replays, megabytes when a whole node's clients come back, never delays a
+//! write), and one dedicated connection per stream for its blocking XREAD (the package's
+//! read-only clients), so a blocked read never delays a write either. Every command has a deadline; failures are
 //! counted as Redis errors of the adapter and reported to the caller, which retries.
 
 use super::store::{Fields, StreamStore};
@@ -22,6 +23,8 @@ pub struct LiveStreams {
 struct Inner {
     target: RedisTarget,
     commands: RedisConn,
+    /// The restores' XRANGEs.
+    replays: RedisConn,
     readers: tokio::sync::Mutex<HashMap<String, ConnectionManager>>,
     timeout: Duration,
 }
@@ -52,10 +55,12 @@ impl LiveStreams {
         timeout: Duration,
     ) -> Result<Arc<Self>, redis::RedisError> {
         let commands = RedisConn::connect(target.clone(), manager_config(timeout)).await?;
+        let replays = RedisConn::connect(target.clone(), manager_config(timeout)).await?;
         Ok(Arc::new(LiveStreams {
             inner: Arc::new(Inner {
                 target,
                 commands,
+                replays,
                 readers: tokio::sync::Mutex::default(),
                 timeout,
             }),
@@ -165,12 +170,16 @@ impl StreamStore for LiveStreams {
         stream: &str,
         start: &str,
         end: &str,
+        count: Option<usize>,
     ) -> BoxFuture<Result<Vec<StreamEntry>, DriverError>> {
         let this = self.inner.clone();
         let mut cmd = redis::cmd("XRANGE");
         cmd.arg(stream).arg(start).arg(end);
+        if let Some(count) = count {
+            cmd.arg("COUNT").arg(count);
+        }
         Box::pin(async move {
-            let mut conn = this.commands.clone();
+            let mut conn = this.replays.clone();
             let reply = this.run(cmd.query_async::<redis::Value>(&mut conn)).await?;
             Ok(entries(reply))
         })

@@ -1,7 +1,10 @@
 //! The namespace's stream writes, in order: a queue drained by one task that pipelines
-//! whatever is queued as XADDs, then does each write's local part with the entry id it
-//! got — so a node's own sockets see its broadcasts in XADD order, each stamped with its
-//! id, as Node's `await this.publishAndReturnOffset(…)` gives.
+//! whatever is queued as XADDs, then hands each write's local part, with the entry id it
+//! got, to the reader ([`super::own_order`]): a node's own sockets see its broadcasts
+//! stamped with their ids and in stream order among the other nodes' entries, so their
+//! recovery offsets only grow. (Node's `await this.publishAndReturnOffset(…)` applies them
+//! as the XADD returns, out of stream order.) With recovery off, local parts were done
+//! before the write.
 //!
 //! Never waits on the caller's side: a failed XADD, or Redis known to be down, means the
 //! local part runs at once without an id (this node's clients are served; none of them
@@ -114,7 +117,8 @@ async fn writer(
             tokio::select! {
                 n = rx.recv_many(&mut batch, BATCH) => n,
                 _ = tokio::time::sleep_until(held.retry_at()) => {
-                    held.retry(&*store, &stream, max_len).await;
+                    let written = held.retry(&*store, &stream, max_len).await;
+                    confirm_held(&adapter, &written);
                     continue;
                 }
             }
@@ -131,7 +135,8 @@ async fn writer(
             })
             .unzip();
         if !held.is_empty() && Instant::now() >= held.retry_at() {
-            held.retry(&*store, &stream, max_len).await;
+            let written = held.retry(&*store, &stream, max_len).await;
+            confirm_held(&adapter, &written);
         }
         let ids = if held.is_empty() {
             write(&*store, &stream, max_len, &fields).await
@@ -145,16 +150,26 @@ async fn writer(
             return;
         };
         match ids {
-            Some(ids) => {
-                for (then, id) in thens.into_iter().zip(ids) {
+            Some(ids) if adapter.recovering() => {
+                let from = adapter.shared.reader_from(&stream);
+                for (id, then) in adapter.own_order.written(ids, thens, from.as_deref()) {
                     adapter.apply_local(then, Some((&id, Origin::Own)));
                 }
             }
+            Some(_) => {} // local parts done before the write
             None => thens
                 .into_iter()
                 .for_each(|then| adapter.apply_local(then, None)),
         }
-        drop(pending); // done: written (or held for a retry) and delivered here
+        drop(pending); // done: written (or held for a retry), delivered or handed over
+    }
+}
+
+/// Held writes were written (`ids`): their local parts ran when Redis refused them, so
+/// the reader skips them.
+fn confirm_held(adapter: &Weak<RedisStreamsAdapter>, ids: &[String]) {
+    if let Some(adapter) = adapter.upgrade().filter(|a| a.recovering()) {
+        adapter.own_order.applied(ids);
     }
 }
 

@@ -1,7 +1,8 @@
 //! One read loop per stream (`startPolling`): `XREAD COUNT <readCount> BLOCK
 //! <blockTime> STREAMS <stream> <last id>` on the stream's own connection, each entry
 //! handed to the adapter of its namespace on this node (entries of namespaces this node
-//! does not serve are skipped; the adapter skips its own).
+//! does not serve are skipped; with recovery on, the adapter applies its own entries here
+//! too, in stream order: [`super::own_order`]).
 //!
 //! It starts after the stream's last entry at start (what `$` means, without the
 //! package's gap between two `$` reads) and always advances to the last id seen, so
@@ -49,7 +50,7 @@ pub(super) async fn read_loop(shared: Weak<Shared>, stream: String) {
                 if let Some(last) = entries.last() {
                     after = Some(last.id.clone());
                 }
-                dispatch(&shared, &stream, &entries);
+                dispatch(&shared, &stream, &entries).await;
             }
             Err(e) => {
                 crate::metrics::redis_error("adapter");
@@ -64,16 +65,14 @@ pub(super) async fn read_loop(shared: Weak<Shared>, stream: String) {
     }
 }
 
-/// Hands each entry to its namespace's adapter on this node.
-fn dispatch(shared: &Weak<Shared>, stream: &str, entries: &[StreamEntry]) {
-    let Some(shared) = shared.upgrade() else {
-        return;
-    };
+/// Hands each entry, in order, to its namespace's adapter on this node.
+async fn dispatch(shared: &Weak<Shared>, stream: &str, entries: &[StreamEntry]) {
     let metrics = crate::metrics::cluster();
     for entry in entries {
         metrics.received(stream);
-        if let Some(adapter) = entry.field("nsp").and_then(|nsp| shared.route(nsp)) {
-            adapter.on_entry(entry);
+        let adapter = shared.upgrade().and_then(|s| s.route(entry.field("nsp")?));
+        if let Some(adapter) = adapter {
+            adapter.on_entry(entry).await;
         }
     }
 }

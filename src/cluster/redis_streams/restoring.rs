@@ -1,6 +1,6 @@
 //! What makes a restore on the streams adapter exact. The replay is read from the stream
-//! (XRANGE) while this node goes on applying entries — other nodes' as its reader gets
-//! them, its own as their XADDs return — so, left alone, a packet could reach the
+//! (XRANGE) while this node goes on applying entries as its reader gets them (its own
+//! too: `own_order`) — so, left alone, a packet could reach the
 //! restored socket twice (replayed, then live when this node applies it later) or never
 //! (applied after the XRANGE read it but before the socket was back in its rooms). Node's
 //! streams adapter has both windows; here each stamped broadcast is wholly before or after
@@ -13,9 +13,10 @@
 //!   ids only grow, so the XRANGE saw every entry up to its last one;
 //! - a replayed entry this node has not applied yet is remembered with the socket, and
 //!   the socket is left out when the entry is applied. "Not applied yet" is exact
-//!   because each origin applies in id order: this node's own entries in XADD order
-//!   (the outbox), the others' in stream order (the reader, which starts after the
-//!   stream's last entry and never applies older ones).
+//!   because each origin applies in id order: this node's own entries and the others'
+//!   in stream order (the reader, which starts after the stream's last entry and never
+//!   applies older ones; an own entry whose XADD reply comes after the reader passed
+//!   it is applied then, still after every own entry before it).
 //!
 //! Nothing is kept while no restore is under way, and a replayed entry that is never
 //! applied (its reader failing) is forgotten after [`SKIP_FOR`].
@@ -41,7 +42,7 @@ const SKIP_MAX: usize = 262_144;
 /// Who applied an entry on this node, each in id order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Origin {
-    /// This node's own write, applied as its XADD returned.
+    /// This node's own write.
     Own,
     /// Another node's, applied as the reader read it.
     Stream,

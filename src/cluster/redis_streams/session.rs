@@ -109,14 +109,20 @@ impl RedisStreamsAdapter {
         if self.options().recovery.is_none() || !is_offset(offset) {
             return Box::pin(async { Ok(None) });
         }
-        // Before the replay is read: what this node applies meanwhile is followed.
-        let mut ticket = Ticket::take(&self.delivery, offset);
-        let store = self.shared.store.clone();
-        let taken = store.get_del(&self.session_key(pid));
-        let known = store.xrange(&self.stream, offset, offset);
+        let shared = self.shared.clone();
+        let delivery = self.delivery.clone();
+        let key = self.session_key(pid);
         let (stream, nsp, uid) = (self.stream.clone(), self.nsp.clone(), self.uid.clone());
+        let page_size = self.options().read_count.max(1);
         let offset = offset.to_owned();
         Box::pin(async move {
+            // Every client of a stopped node restores at once: a few at a time.
+            let _turn = shared.restores.acquire().await;
+            // Before the replay is read: what this node applies meanwhile is followed.
+            let mut ticket = Ticket::take(&delivery, &offset);
+            let store = shared.store.clone();
+            let taken = store.get_del(&key);
+            let known = store.xrange(&stream, &offset, &offset, Some(1));
             let (raw, known) = futures_util::future::join(taken, known).await;
             let (Some(raw), false) = (raw.map_err(backend)?, known.map_err(backend)?.is_empty())
             else {
@@ -133,7 +139,7 @@ impl RedisStreamsAdapter {
             let mut after = offset;
             for _ in 0..MAX_XRANGE_CALLS {
                 let page = store
-                    .xrange(&stream, &next_offset(&after), "+")
+                    .xrange(&stream, &next_offset(&after), "+", Some(page_size))
                     .await
                     .map_err(backend)?;
                 let Some(last) = page.last() else { break };
@@ -145,6 +151,9 @@ impl RedisStreamsAdapter {
                             .replayed
                             .push((entry.id.clone(), origin(entry, &uid)));
                     }
+                }
+                if page.len() < page_size {
+                    break; // the stream's end
                 }
             }
             ticket.last_seen = after;

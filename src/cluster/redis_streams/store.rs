@@ -40,12 +40,15 @@ pub trait StreamStore: Send + Sync + 'static {
         block: Duration,
     ) -> BoxFuture<Result<Vec<StreamEntry>, DriverError>>;
 
-    /// `XRANGE <stream> <start> <end>`.
+    /// `XRANGE <stream> <start> <end> [COUNT <count>]`. Restores read this way; the live
+    /// store sends it on a connection of its own, so a burst of restores (every client of
+    /// a stopped node at once) never holds up the writes.
     fn xrange(
         &self,
         stream: &str,
         start: &str,
         end: &str,
+        count: Option<usize>,
     ) -> BoxFuture<Result<Vec<StreamEntry>, DriverError>>;
 
     /// The id of the stream's last entry (`XREVRANGE <stream> + - COUNT 1`), `0-0` when
@@ -206,6 +209,7 @@ impl StreamStore for MemoryStreams {
         stream: &str,
         start: &str,
         end: &str,
+        count: Option<usize>,
     ) -> BoxFuture<Result<Vec<StreamEntry>, DriverError>> {
         let bound = |s: &str, open: (u64, u64)| match s {
             "-" => (0, 0),
@@ -220,6 +224,7 @@ impl StreamStore for MemoryStreams {
             entries
                 .iter()
                 .filter(|e| (lo..=hi).contains(&id_key(&e.id)))
+                .take(count.unwrap_or(usize::MAX))
                 .cloned()
                 .collect()
         });
@@ -294,8 +299,12 @@ mod tests {
         assert_eq!(waiting.await.unwrap().len(), 2);
         // Trimmed to the max length; ranges are inclusive.
         assert_eq!(s.entries("k").len(), 3);
-        assert_eq!(s.xrange("k", &ids[1], &ids[1]).await.unwrap().len(), 1);
-        assert_eq!(s.xrange("k", "-", "+").await.unwrap().len(), 3);
+        assert_eq!(
+            s.xrange("k", &ids[1], &ids[1], None).await.unwrap().len(),
+            1
+        );
+        assert_eq!(s.xrange("k", "-", "+", None).await.unwrap().len(), 3);
+        assert_eq!(s.xrange("k", "-", "+", Some(2)).await.unwrap().len(), 2);
         assert!(s
             .xread(
                 "k",
