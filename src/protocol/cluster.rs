@@ -735,8 +735,15 @@ fn decode_any(bytes: &[u8]) -> Result<(Value, Vec<Bytes>), ClusterDecodeError> {
     }
 }
 
+/// How deep a msgpack message may nest. Below serde_json's limit (128), so what a node
+/// reads as msgpack can always be written and read again as JSON (the sharded adapter
+/// writes JSON when there is no binary); found by fuzzing (a 200-deep array decoded from
+/// msgpack whose JSON encoding could not be read back).
+const MAX_MSGPACK_DEPTH: usize = 100;
+
 pub(crate) fn read_mp(mut bytes: &[u8]) -> Result<Mp, ClusterDecodeError> {
-    rmpv::decode::read_value(&mut bytes).map_err(|_| ClusterDecodeError::Msgpack)
+    rmpv::decode::read_value_with_max_depth(&mut bytes, MAX_MSGPACK_DEPTH)
+        .map_err(|_| ClusterDecodeError::Msgpack)
 }
 
 /// Encodes through rmp-serde (rmpv values serialize `Binary` as msgpack bin).
