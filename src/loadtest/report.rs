@@ -227,7 +227,7 @@ impl Report {
             ),
             ("clients asked", num(c.clients)),
             (
-                "of them on stored /chat (share of messages)",
+                "stored /chat share (clients and messages)",
                 match self.settings["chat_share"].as_f64() {
                     Some(share) if share > 0.0 && self.settings["scenario"] == "mixed" => {
                         format!("{:.0} %", share * 100.0)

@@ -161,6 +161,17 @@ async fn coordinate(
     }
     measured.store = cluster.as_ref().map(|c| c.database.describe());
     let mut limits = plan.limits;
+    if cluster
+        .as_ref()
+        .is_some_and(|c| c.database == Database::SharedSqlite)
+    {
+        limits.push(
+            "stored chat ran on one SQLite file the nodes share (no PostgreSQL found: install \
+             postgresql, set RT_PG_BIN, or pass --database-url): its write lock, not the \
+             server, may set the chat latency"
+                .into(),
+        );
+    }
     limits.extend(machine::saturation_note(
         measured.machine_cpu_busy,
         opts.spawn_nodes > 0,
