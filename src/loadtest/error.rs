@@ -57,7 +57,15 @@ pub enum LoadtestError {
     )]
     DrillWithoutSpawnedNodes,
     #[error(
-        "--restart-postgres-at without --restart-postgres-cmd restarts the PostgreSQL this          run starts for its spawned nodes, and this run starts none (it does for stored          chat messages when PostgreSQL is installed and no --database-url is given): pass          --restart-postgres-cmd"
+        "--restart-postgres-at without --restart-postgres-cmd restarts the PostgreSQL this \
+         run starts for its spawned nodes, and this run starts none (it does for stored \
+         chat messages when PostgreSQL is installed and no --database-url is given): pass \
+         --restart-postgres-cmd"
     )]
     NoPostgresToRestart,
+    #[error(
+        "--watch-pid {0}: no such process here (or /proc is not readable): pass the pid of a \
+         server running on this machine"
+    )]
+    NoSuchProcess(u32),
 }

@@ -73,21 +73,8 @@ pub fn saturation_note(busy: Option<f64>, servers_here: bool) -> Option<String> 
 /// process that has no /metrics of its own (the spawned redis-server).
 pub fn process_cpu_seconds(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // SAFETY: sysconf reads a constant of the system; no memory is involved.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    cpu_ticks(&stat)
-        .filter(|_| ticks > 0)
-        .map(|t| t as f64 / ticks as f64)
-}
-
-/// utime + stime (fields 14 and 15) of a `/proc/<pid>/stat` line; the command name
-/// (field 2) may hold spaces and parentheses, so fields are counted after its last `)`.
-fn cpu_ticks(stat: &str) -> Option<u64> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace().skip(11);
-    let utime: u64 = fields.next()?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    Some(utime + stime)
+    let (user, kernel) = super::procwatch::cpu_ticks(&stat)?;
+    Some((user + kernel) as f64 / super::procwatch::ticks_per_second())
 }
 
 #[cfg(test)]
@@ -95,11 +82,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn process_cpu_ticks_are_read_past_the_command_name() {
-        let line =
-            "4242 (redis-server (x)) S 1 4242 4242 0 -1 4194560 900 0 0 0 150 25 0 0 20 0 5 0";
-        assert_eq!(cpu_ticks(line), Some(175));
-        assert_eq!(cpu_ticks("garbage"), None);
+    fn this_process_has_used_some_cpu_time() {
         let me = process_cpu_seconds(std::process::id());
         assert!(me.is_some_and(|s| s >= 0.0), "{me:?}");
     }

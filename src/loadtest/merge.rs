@@ -8,6 +8,7 @@ use super::ipc::WorkerResult;
 use super::memory::RssTrend;
 use super::plan::NodeTarget;
 use super::processes::Ramp;
+use super::procwatch;
 use super::report::{self, NodeUsage, Report};
 use super::run::Options;
 use super::scrape::NodeSample;
@@ -33,6 +34,8 @@ pub(super) struct Measured {
     pub(super) memory: Option<RssTrend>,
     /// What the spawned nodes stored into (`None`: no spawned nodes).
     pub(super) store: Option<&'static str>,
+    /// `--watch-pid`: the processes' readings over the schedule.
+    pub(super) watched: Vec<procwatch::Trace>,
 }
 
 /// The workers' results as one.
@@ -91,6 +94,17 @@ fn merge(results: &[WorkerResult]) -> Result<Merged, LoadtestError> {
 }
 
 /// What each node used during the schedule (CPU: the difference of its counter).
+/// What each watched process spent, per delivery the clients received and per client
+/// connected.
+fn watched_usage(traces: &[procwatch::Trace], c: &Counters) -> Vec<procwatch::ProcUsage> {
+    let deliveries = c.received + c.notifications_received;
+    let interval = super::run::WATCH_EVERY.as_secs_f64();
+    traces
+        .iter()
+        .map(|t| procwatch::usage(t, interval, deliveries, c.connected))
+        .collect()
+}
+
 fn node_usage(nodes: &[NodeTarget], before: &[NodeSample], after: &[NodeSample]) -> Vec<NodeUsage> {
     nodes
         .iter()
@@ -214,6 +228,7 @@ pub(super) fn report(
         drills: measured.drills,
         stored: measured.stored.and_then(Result::ok),
         memory: measured.memory,
+        processes: watched_usage(&measured.watched, c),
         limits,
         errors: m.errors,
         counters: m.counters,

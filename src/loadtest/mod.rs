@@ -42,6 +42,7 @@ pub mod observe;
 pub mod plan;
 pub mod postgres;
 mod processes;
+pub mod procwatch;
 pub mod report;
 pub mod run;
 pub mod schedule;

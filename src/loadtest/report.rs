@@ -3,6 +3,7 @@
 use super::drill::Timeline;
 use super::gate::Check;
 use super::memory::RssTrend;
+use super::procwatch::ProcUsage;
 use super::stats::{Counters, Histograms, HISTOGRAMS};
 use super::stored::StoredCheck;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, Color, Table};
@@ -79,6 +80,8 @@ pub struct Report {
     pub stored: Option<StoredCheck>,
     /// `--sample-rss-every`: each node's memory over the schedule, and its slope.
     pub memory: Option<RssTrend>,
+    /// `--watch-pid`: each process's CPU and memory from `/proc`.
+    pub processes: Vec<ProcUsage>,
     pub limits: Vec<String>,
     pub errors: Vec<String>,
 }
@@ -112,6 +115,43 @@ fn rss_slope(s: &super::memory::RssSlope) -> String {
         ));
     }
     out
+}
+
+/// `--watch-pid`: one row per process, the columns of a side-by-side comparison.
+fn processes_table(processes: &[ProcUsage]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED);
+    t.set_header(vec![
+        "watched pid",
+        "CPU median (% of a core)",
+        "user / kernel (s)",
+        "kernel share",
+        "CPU per delivery (µs)",
+        "context switches/s",
+        "RSS before → after (MiB)",
+        "RSS growth per connection (B)",
+    ]);
+    for p in processes {
+        t.add_row(vec![
+            p.pid.to_string(),
+            p.cpu_median_percent
+                .map_or("-".into(), |c| format!("{c:.1}")),
+            format!("{:.1} / {:.1}", p.user_seconds, p.kernel_seconds),
+            p.kernel_share
+                .map_or("-".into(), |k| format!("{:.0} %", k * 100.0)),
+            p.cpu_per_delivery_us
+                .map_or("-".into(), |c| format!("{c:.1}")),
+            num(p.context_switches_per_s.round() as u64),
+            format!(
+                "{:.1} → {:.1}",
+                p.rss_before_bytes as f64 / 1_048_576.0,
+                p.rss_after_bytes as f64 / 1_048_576.0
+            ),
+            p.rss_growth_per_connection_bytes
+                .map_or("-".into(), |b| num(b.max(0.0).round() as u64)),
+        ]);
+    }
+    t
 }
 
 fn num(v: u64) -> String {
@@ -348,6 +388,9 @@ impl Report {
             ]);
         }
         let mut out = format!("{t}\n{h}\n{n}\n");
+        if !self.processes.is_empty() {
+            out.push_str(&format!("{}\n", processes_table(&self.processes)));
+        }
         if !self.checks.is_empty() {
             let mut g = Table::new();
             g.load_preset(UTF8_FULL_CONDENSED);

@@ -16,7 +16,7 @@ use super::report::Report;
 use super::setup::{self, Credentials};
 use super::spawn::{self, Cluster, Database};
 use super::stored::{self, StoredCheck};
-use super::{machine, memory, postgres, scrape, Clock, Scenario};
+use super::{machine, memory, postgres, procwatch, scrape, Clock, Scenario};
 use crate::client::backoff::Reconnection;
 use crate::client::Transport;
 use crate::node_addr::NodeUrl;
@@ -65,6 +65,8 @@ pub struct Options {
     /// `--chat-share`: the mixed scenario's share of clients and messages on stored
     /// `/chat` 1:1 rooms (0–1).
     pub chat_share: f64,
+    /// `--watch-pid`: server processes on this machine measured from `/proc`.
+    pub watch_pids: Vec<u32>,
 }
 
 impl Options {
@@ -129,6 +131,7 @@ async fn coordinate(
     observer: Arc<dyn Observer>,
 ) -> Result<Verdict, LoadtestError> {
     let credentials = setup::credentials(opts)?;
+    let mut traces = watch_before_ramp(&opts.watch_pids)?;
     // Before spawning anything: nodes and workers inherit the raised limit.
     let nofile = crate::client::net::raise_nofile_limit().unwrap_or((0, 0));
     let spawned = start_nodes(opts, &credentials, cluster, &*observer).await?;
@@ -154,7 +157,16 @@ async fn coordinate(
         observer.update(Update::Measured);
         return Err(LoadtestError::NoClientConnected);
     }
-    let mut measured = measure(&mut workers, &nodes, cluster.as_mut(), opts, &*observer).await?;
+    let mut measured = measure(
+        &mut workers,
+        &nodes,
+        cluster.as_mut(),
+        opts,
+        &mut traces,
+        &*observer,
+    )
+    .await?;
+    measured.watched = traces;
     let chat_database = cluster.as_ref().and_then(|c| c.shared_database_url.clone());
     if let (true, Some(url)) = (opts.stores_chat(), chat_database) {
         measured.stored = Some(check_stored(&url, &plan.run_id, &measured.results).await);
@@ -183,6 +195,21 @@ async fn coordinate(
     } else {
         Verdict::Failed(Box::new(report))
     })
+}
+
+/// `--watch-pid`: each process read once before any client connects (its memory then is
+/// what the clients' memory is measured from); a pid that cannot be read stops the run.
+fn watch_before_ramp(pids: &[u32]) -> Result<Vec<procwatch::Trace>, LoadtestError> {
+    pids.iter()
+        .map(|&pid| {
+            let reading = procwatch::read(pid).ok_or(LoadtestError::NoSuchProcess(pid))?;
+            Ok(procwatch::Trace {
+                pid,
+                before_ramp: Some(reading),
+                readings: Vec::new(),
+            })
+        })
+        .collect()
 }
 
 /// The chat messages in the nodes' database, against what the workers had acked; a
@@ -243,6 +270,9 @@ fn nodes_database(opts: &Options) -> Database {
     }
 }
 
+/// How often `--watch-pid` processes are read.
+pub const WATCH_EVERY: Duration = Duration::from_secs(1);
+
 /// The schedule, measured: every worker starts at the same instant (a second from now,
 /// so all have the line), the drills run beside it, and the nodes' /metrics, the
 /// machine's CPU and a spawned Redis's CPU are read before and after it.
@@ -251,6 +281,7 @@ async fn measure(
     nodes: &[NodeTarget],
     cluster: Option<&mut Cluster>,
     opts: &Options,
+    traces: &mut [procwatch::Trace],
     observer: &dyn Observer,
 ) -> Result<Measured, LoadtestError> {
     let start_ms = Clock::new().now_ms() + 1000.0;
@@ -275,8 +306,18 @@ async fn measure(
         let start = tokio::time::Instant::from_std(Clock::new().instant(start_ms));
         Some(memory::sample(&addrs, start, every, opts.duration, warm_up).await)
     };
-    let (results, drills, memory) =
-        tokio::join!(workers.results(opts.duration, observer), drilling, sampling);
+    let watching = async {
+        if !traces.is_empty() {
+            let start = tokio::time::Instant::from_std(Clock::new().instant(start_ms));
+            procwatch::sample(traces, start, WATCH_EVERY, opts.duration).await;
+        }
+    };
+    let (results, drills, memory, ()) = tokio::join!(
+        workers.results(opts.duration, observer),
+        drilling,
+        sampling,
+        watching
+    );
     let results = results?;
     let cpu_after = machine::read();
     let redis_after = redis_pid.and_then(machine::process_cpu_seconds);
@@ -292,5 +333,6 @@ async fn measure(
         stored: None,
         store: None,
         memory,
+        watched: Vec::new(),
     })
 }

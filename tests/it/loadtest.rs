@@ -154,6 +154,7 @@ async fn dropped_and_delayed_broadcasts_are_counted_and_fail_the_run() {
 async fn a_clean_run_delivers_everything_exactly_once_and_passes() {
     let (secret, svc) = (random("secret"), random("svc"));
     let mut n = node(&secret, &svc, &[]).await;
+    let pid = n.child.id().unwrap().to_string();
     // Two workers, so the merge of their histograms and counters is what is judged.
     let (code, report) = loadtest(
         n.addr,
@@ -166,6 +167,8 @@ async fn a_clean_run_delivers_everything_exactly_once_and_passes() {
             "500",
             "--max-api-p99",
             "2000",
+            "--watch-pid",
+            &pid,
         ],
     )
     .await;
@@ -183,7 +186,52 @@ async fn a_clean_run_delivers_everything_exactly_once_and_passes() {
     assert_eq!(histogram(&report, "message_latency")["count"], 1800);
     assert_eq!(histogram(&report, "fanout_completion")["count"], 200);
     assert_eq!(histogram(&report, "connect")["count"], 200);
+    assert_watched(&report["processes"][0], &pid);
     n.child.kill().await.unwrap();
+}
+
+/// `--watch-pid` read the node from /proc: memory before the clients and after, CPU
+/// split into user and kernel time, and per delivery.
+fn assert_watched(p: &Value, pid: &str) {
+    assert_eq!(p["pid"].to_string(), pid, "{p:#}");
+    let before = p["rss_before_bytes"].as_u64().unwrap();
+    let after = p["rss_after_bytes"].as_u64().unwrap();
+    assert!(before > 1_000_000 && after > before, "{p:#}");
+    let busy = p["user_seconds"].as_f64().unwrap() + p["kernel_seconds"].as_f64().unwrap();
+    assert!(busy > 0.0, "{p:#}");
+    // 1,840 deliveries (1,800 messages + 40 notifications) for that CPU time.
+    let per_delivery = p["cpu_per_delivery_us"].as_f64().unwrap();
+    assert!((per_delivery - busy * 1e6 / 1840.0).abs() < 1.0, "{p:#}");
+    assert!(p["cpu_median_percent"].as_f64().is_some(), "{p:#}");
+    let growth = p["rss_growth_per_connection_bytes"].as_f64().unwrap();
+    assert!(
+        (growth - (after - before) as f64 / 200.0).abs() < 1.0,
+        "{p:#}"
+    );
+}
+
+#[tokio::test]
+async fn a_pid_that_is_not_running_is_refused_before_any_client_connects() {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_rtctl"))
+        .args([
+            "loadtest",
+            "--url",
+            "http://127.0.0.1:9",
+            "--token-secret",
+            "s",
+            "--scenario",
+            "rooms",
+        ])
+        .args(["--watch-pid", "4000000000"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--watch-pid 4000000000: no such process"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -175,6 +175,12 @@ pub struct LoadtestCommand {
     #[arg(long, value_name = "D", value_parser = parse_duration)]
     pub sample_rss_every: Option<Duration>,
 
+    /// Measure these server processes on this machine from /proc (comma-separated
+    /// pids): CPU median, user vs kernel time, CPU per delivery, context switches, RSS
+    /// growth per connection — alike for any server (ours, Node, socketioxide).
+    #[arg(long, value_name = "PID[,PID…]", value_delimiter = ',')]
+    pub watch_pid: Vec<u32>,
+
     /// With --sample-rss-every: how long after its (re)start a node's memory is left out
     /// of the slope.
     #[arg(long, value_name = "D", default_value = "5m", value_parser = parse_duration)]
@@ -351,6 +357,7 @@ impl LoadtestCommand {
             drills,
             database_url: self.database_url.clone().filter(|s| !s.is_empty()),
             rss_sampling: self.sample_rss_every.map(|every| (every, self.rss_warm_up)),
+            watch_pids: self.watch_pid.clone(),
             chat_share: self.chat_share.unwrap_or(match self.gate {
                 Some(g) => g.criteria().chat_share,
                 None => 0.0,
