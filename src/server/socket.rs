@@ -381,15 +381,25 @@ impl Socket {
         }
     }
 
+    /// Joins `room`. A socket that disconnected (its client left while a connect step
+    /// or a handler was still running) joins nothing: its cleanup has already emptied
+    /// its rooms, and a late join would leave it in the adapter for good.
     pub fn join(&self, room: impl Into<Room>) {
         let room = room.into();
         let mut st = self.lock();
-        if st.rooms.contains(&room) {
+        if self.disconnected.load(Ordering::Acquire) || st.rooms.contains(&room) {
             return;
         }
         st.rooms.push(room.clone());
         drop(st);
-        self.ns.adapter().add_all(self.id, &[room]);
+        self.ns
+            .adapter()
+            .add_all(self.id, std::slice::from_ref(&room));
+        // The cleanup may have run between the unlock and the adapter call, removing
+        // the room before it was added: it marks the socket first, so look again.
+        if self.disconnected.load(Ordering::Acquire) {
+            self.ns.adapter().del(self.id, &room);
+        }
     }
 
     pub fn leave(&self, room: &str) {

@@ -490,6 +490,43 @@ async fn first_event_after_connect_is_never_dropped() {
     server.stop().await;
 }
 
+/// A client that leaves while its connect step is still running: the step's late join
+/// must not leave the gone socket in the room (under churn such rooms piled up and
+/// `rtctl rooms ls` kept listing them). Checked on both sides of the window: the client
+/// leaving before the join, and one staying to prove the join does happen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_gone_before_its_connect_step_joins_leaves_no_room() {
+    const STEP: Duration = Duration::from_millis(300);
+    let io = realtime::server::Io::builder(quiet_options())
+        .namespace("/slow", |ns| {
+            ns.on_connect(|s| async move {
+                tokio::time::sleep(STEP).await;
+                s.join("late");
+                Ok(())
+            });
+        })
+        .build();
+    let server = TestServer::start_io(io, "127.0.0.1:0".parse().unwrap()).await;
+    let ns = server.io.of("/slow").unwrap();
+    for _ in 0..20 {
+        let (mut ws, _) = Ws::open(server.addr).await;
+        ws.send_text("40/slow,").await;
+        ws.close().await;
+    }
+    let io = server.io.clone();
+    wait_until(QUICK, "all sessions closed", || io.connection_count() == 0).await;
+    tokio::time::sleep(STEP * 2).await;
+    assert_eq!(ns.rooms(), vec![], "gone sockets left in a room");
+
+    let (mut ws, _) = Ws::open(server.addr).await;
+    ws.send_text("40/slow,").await;
+    connect_reply_sid(&ws.recv_text(QUICK).await, "40/slow,");
+    assert_eq!(ns.rooms(), vec![("late".into(), 1)]);
+    ws.close().await;
+    wait_until(QUICK, "the room emptied", || ns.rooms().is_empty()).await;
+    server.stop().await;
+}
+
 /// CONNECT and an event sent back to back (before the reply): the reply comes first, then
 /// the ack.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
