@@ -192,6 +192,12 @@ pub struct ServeArgs {
     #[arg(long, env = "LOG_LEVEL", default_value = "info")]
     pub log_level: String,
 
+    /// Threads that run connections (0: one per CPU core). 1 runs everything on one
+    /// thread with no cross-thread wake-ups: the cheapest per delivery when several
+    /// nodes share a machine's cores (see docs/scaling/benchmarks.md).
+    #[arg(long, env = "WORKER_THREADS", default_value_t = 0)]
+    pub worker_threads: usize,
+
     /// Serve the `/bench` namespace `rtctl loadtest` drives (pure fan-out through rooms
     /// and the cluster adapter, no database). Off in production unless asked for.
     #[arg(long, env = "LOADTEST_NAMESPACE")]

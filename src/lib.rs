@@ -45,6 +45,7 @@ pub mod probe;
 pub mod protocol;
 pub mod ratelimit;
 pub mod redis_client;
+pub mod runtime;
 pub mod server;
 pub mod sid;
 pub mod store;

@@ -8,12 +8,16 @@ struct Cli {
     serve: realtime::commands::serve::ServeCommand,
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
-    match Cli::parse().serve.run().await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match realtime::runtime::block_on(cli.serve.args.worker_threads, cli.serve.run()) {
+        Ok(Ok(())) => std::process::ExitCode::SUCCESS,
+        Ok(Err(e)) => {
             eprintln!("error: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
             std::process::ExitCode::from(2)
         }
     }

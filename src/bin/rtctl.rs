@@ -1,7 +1,12 @@
 use clap::Parser;
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
     let cli = realtime::commands::Cli::parse();
-    realtime::commands::exit_code(cli.run().await)
+    match realtime::runtime::block_on(cli.worker_threads(), cli.run()) {
+        Ok(result) => realtime::commands::exit_code(result),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::ExitCode::from(2)
+        }
+    }
 }

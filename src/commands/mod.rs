@@ -50,6 +50,15 @@ pub enum Command {
 }
 
 impl Cli {
+    /// The runtime's task threads for this command (see [`crate::runtime::build`]):
+    /// `serve` takes `--worker-threads`, every other command one per core.
+    pub fn worker_threads(&self) -> usize {
+        match &self.command {
+            Command::Serve(cmd) => cmd.args.worker_threads,
+            _ => 0,
+        }
+    }
+
     pub async fn run(self) -> anyhow::Result<()> {
         match self.command {
             Command::Serve(cmd) => cmd.run().await,

@@ -237,13 +237,14 @@ pub async fn start(
         settings,
         database_url: cluster.shared_database_url.clone(),
     };
+    let threads = node_worker_threads(count);
     for i in 0..count {
         let port = free_port()?;
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let mut node = Proc {
             name: format!("node {i}"),
             program: exe.clone(),
-            args: cluster.node_args(i, addr, &shared),
+            args: cluster.node_args(i, addr, &shared, threads),
             addr,
             redis: false,
             child: None,
@@ -290,9 +291,27 @@ async fn start_redis() -> Result<Proc, SpawnError> {
     Ok(redis)
 }
 
+/// Task threads for each of `nodes` spawned nodes: one each when they are at least as
+/// many as the cores (on 2 cores a one-thread node spent 20–23 % less CPU per delivery
+/// than a multi-threaded one, docs/scaling/benchmarks.md), else one per core (0).
+fn node_worker_threads(nodes: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if nodes >= cores {
+        1
+    } else {
+        0
+    }
+}
+
 impl Cluster {
     /// Node `i`'s `serve` arguments.
-    fn node_args(&self, i: usize, addr: SocketAddr, shared: &Shared<'_>) -> Vec<String> {
+    fn node_args(
+        &self,
+        i: usize,
+        addr: SocketAddr,
+        shared: &Shared<'_>,
+        threads: usize,
+    ) -> Vec<String> {
         let mut args: Vec<String> = vec![
             "serve".into(),
             "--listen".into(),
@@ -314,6 +333,8 @@ impl Cluster {
             "message:send=1000000000/1".into(),
             "--socket-event-budget".into(),
             "0".into(),
+            "--worker-threads".into(),
+            threads.to_string(),
         ];
         if let Some(url) = &self.redis_url {
             args.extend(["--redis-url".into(), url.clone()]);
