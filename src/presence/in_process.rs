@@ -37,7 +37,10 @@ impl PresenceStore for InProcessPresence {
             .iter()
             .map(|c| match c.kind {
                 ChangeKind::Connected => {
-                    let sockets = users.entry(c.user.clone()).or_default();
+                    // Most users have one socket: no room for four until a second.
+                    let sockets = users
+                        .entry(c.user.clone())
+                        .or_insert_with(|| Vec::with_capacity(1));
                     let first = sockets.is_empty();
                     if !sockets.iter().any(|s| s.sid == c.sid) {
                         sockets.push(SocketPresence {

@@ -47,7 +47,7 @@ pub use writer::{Change, ChangeKind};
 use crate::server::{BoxFuture, Io};
 use crate::sync::MutexExt as _;
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -154,7 +154,9 @@ pub struct Presence {
     address: String,
     started_at: u64,
     heartbeat: Duration,
-    local: Mutex<HashMap<String, HashSet<String>>>,
+    /// user → ids of its sockets here. A list, not a set: a user has a socket or a few,
+    /// and a set of one costs ~120 bytes where a list of one costs 24.
+    local: Mutex<HashMap<String, Vec<String>>>,
     io: OnceLock<Io>,
     on_change: OnceLock<ChangeListener>,
     /// To the writer task (see [`writer`]).
@@ -310,14 +312,16 @@ impl Presence {
         let mut local = self.local.lock_unpoisoned();
         match kind {
             ChangeKind::Connected => {
-                local
+                let sids = local
                     .entry(user.to_owned())
-                    .or_default()
-                    .insert(sid.to_owned());
+                    .or_insert_with(|| Vec::with_capacity(1));
+                if !sids.iter().any(|s| s == sid) {
+                    sids.push(sid.to_owned());
+                }
             }
             ChangeKind::Disconnected => {
                 if let Some(sids) = local.get_mut(user) {
-                    sids.remove(sid);
+                    sids.retain(|s| s != sid);
                     if sids.is_empty() {
                         local.remove(user);
                     }

@@ -18,6 +18,7 @@
 
 pub mod adapter;
 mod broadcast;
+mod compact;
 mod connection;
 mod event_budget;
 mod local_sockets;

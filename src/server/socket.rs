@@ -144,7 +144,7 @@ impl Socket {
     ) -> Self {
         let mut socket = Self::with_ids(ns, session, auth, previous.sid, Some(previous.pid));
         socket.recovered = true;
-        socket.data = Mutex::new(previous.data.clone());
+        socket.data = Mutex::new(super::compact::compact(previous.data.clone()));
         socket.expires_at = Mutex::new(previous.expires_at);
         socket
     }
@@ -163,7 +163,7 @@ impl Socket {
             expires_at: Mutex::new(None),
             ns,
             session,
-            auth,
+            auth: super::compact::compact(auth),
             extensions: Mutex::default(),
             data: Mutex::new(Value::Object(Default::default())),
             connected: AtomicBool::new(false),
@@ -339,7 +339,7 @@ impl Socket {
     }
 
     pub fn set_data(&self, data: Value) {
-        *self.data.lock_unpoisoned() = data;
+        *self.data.lock_unpoisoned() = super::compact::compact(data);
     }
 
     /// Node's `socket.handshake` object, as `fetch_sockets` sends it to other nodes:
