@@ -1,7 +1,13 @@
 //! The HTTP long-polling transport (for small runs: two HTTP connections per client, a
 //! GET always waiting and POSTs for what the client sends).
+//!
+//! The POSTs go through a pool, as a browser's do: a client sends rarely (a pong every
+//! ping interval, a message now and then), and servers close an idle keep-alive
+//! connection (Node after 5 s). Written on one kept connection, the first POST after such
+//! a pause found it closed ("channel closed") and the client was dropped; the pool opens
+//! a fresh connection instead of reusing one idle for longer than `http::MAX_IDLE`.
 
-use super::http::{HttpConn, HttpError};
+use super::http::{HttpConn, HttpError, HttpPool};
 use super::{ClientError, Target, Transport};
 use bytes::Bytes;
 use std::collections::VecDeque;
@@ -17,7 +23,7 @@ pub struct PollingReader {
 }
 
 pub struct PollingWriter {
-    conn: HttpConn,
+    pool: HttpPool,
     path: String,
 }
 
@@ -35,7 +41,7 @@ pub async fn connect(
         .as_str()
         .ok_or_else(|| ClientError::Protocol("open packet without sid".into()))?;
     let path = target.endpoint(Transport::Polling, Some(sid));
-    let writer_conn = HttpConn::open(target.addr, target.source, &target.authority).await?;
+    let pool = HttpPool::new(target.addr, target.source, target.authority.clone());
     Ok((
         PollingReader {
             conn,
@@ -43,10 +49,7 @@ pub async fn connect(
             queue: packets,
             closed: false,
         },
-        PollingWriter {
-            conn: writer_conn,
-            path,
-        },
+        PollingWriter { pool, path },
         open,
     ))
 }
@@ -94,7 +97,7 @@ impl PollingReader {
 impl PollingWriter {
     pub async fn send(&mut self, packet: String) -> Result<(), ClientError> {
         let res = self
-            .conn
+            .pool
             .request(
                 http::Method::POST,
                 &self.path,

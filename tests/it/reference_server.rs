@@ -143,6 +143,47 @@ async fn one_node_speaks_the_bench_protocol() {
     server.stop().await;
 }
 
+/// `rtctl loadtest --transport polling` holds its sessions on Node's server past Node's
+/// 5 s keep-alive timeout: each client sends about once in 12 s, so most POSTs follow a
+/// pause in which Node closed the connection the last one used. Before the writer pooled
+/// its connections, such a POST failed ("HTTP: channel closed") and dropped the client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_polling_loadtest_holds_its_sessions_past_nodes_keep_alive_timeout() {
+    let secrets = Secrets::new();
+    let server = ReferenceServer::start(&secrets, None).await;
+    let url = server.url();
+    let args = [
+        [
+            "--url",
+            &url,
+            "--transport",
+            "polling",
+            "--scenario",
+            "rooms",
+        ]
+        .as_slice(),
+        &["--clients", "40", "--room-size", "10", "--ramp", "400"],
+        &["--rate", "3", "--duration", "12s", "--api-rate", "0"],
+        &[
+            "--token-secret",
+            &secrets.auth,
+            "--service-token",
+            &secrets.service,
+        ],
+    ]
+    .concat();
+    let (code, report) = crate::loadtest::rtctl_loadtest(&args, Duration::from_secs(120)).await;
+    let c = &report["counters"];
+    assert_eq!(c["held"], 40, "{report:#}");
+    assert_eq!(c["dropped"], 0, "{report:#}");
+    assert_eq!(c["send_failed"], 0, "{report:#}");
+    assert_eq!(c["messages_sent"], 36, "{report:#}");
+    assert_eq!(c["received"], c["expected"], "{report:#}");
+    assert_eq!(report["lost"], 0, "{report:#}");
+    assert_eq!(code, 0, "{report:#}");
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_on_redis_deliver_across_nodes() {
     let redis = RedisServer::start();
