@@ -78,6 +78,8 @@ pub(super) fn accept<H: EngineHandler>(
         }
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
+    // Boxed: it waits in the task's captures until the session takes it.
+    let info = Box::new(info);
     tokio::spawn(async move {
         let upgraded = match on_upgrade.await {
             Ok(u) => u,
@@ -89,27 +91,44 @@ pub(super) fn accept<H: EngineHandler>(
                 return;
             }
         };
-        let mut ws = WebSocketStream::from_raw_socket(
+        let ws = WebSocketStream::from_raw_socket(
             TokioIo::new(upgraded),
             Role::Server,
             Some(ws_config(&engine)),
         )
         .await;
+        tokio::spawn(serve(engine, existing, info, ws));
+    });
+    Ok(res)
+}
+
+/// The connection's life, in a task of its own: a task is as large as its largest
+/// state, and in the one above the upgrade's state would stay reserved beside the
+/// WebSocket for as long as the connection lasts (1,824 bytes per connection there;
+/// this one is about 1,100). Not an `async fn`: its arguments would be stored twice.
+#[allow(clippy::manual_async_fn)] // an `async fn` would store `ws` twice (see above)
+fn serve<H: EngineHandler>(
+    engine: Arc<Engine<H>>,
+    existing: Option<Arc<Session<H::Data>>>,
+    info: Box<RequestInfo>,
+    mut ws: Ws,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    async move {
         match existing {
             None => {
-                let (session, supervisor) = engine.create_session(info);
-                tokio::join!(run(&engine, &session, ws), supervisor);
+                let (session, supervisor) = engine.create_session(*info);
+                let r = run(&engine, &session, &mut ws);
+                tokio::join!(r, supervisor);
             }
             Some(session) => {
                 if !probe(&engine, &session, &mut ws).await {
                     let _ = ws.close(None).await;
                     return;
                 }
-                run(&engine, &session, ws).await;
+                run(&engine, &session, &mut ws).await;
             }
         }
-    });
-    Ok(res)
+    }
 }
 
 fn ws_config<H: EngineHandler>(engine: &Engine<H>) -> WebSocketConfig {
@@ -167,22 +186,11 @@ async fn probe<H: EngineHandler>(
 }
 
 /// The connection loop: write what is queued, read what arrives, until the session closes.
-async fn run<H: EngineHandler>(engine: &Engine<H>, session: &Arc<Session<H::Data>>, mut ws: Ws) {
+async fn run<H: EngineHandler>(engine: &Engine<H>, session: &Arc<Session<H::Data>>, ws: &mut Ws) {
     loop {
         match session.drain(false) {
             Drain::Frames(frames) => {
-                let mut result = Ok(());
-                for f in frames {
-                    crate::metrics::bytes_sent(TransportKind::Websocket.as_str(), f.len());
-                    result = ws.feed(to_message(f)).await;
-                    if result.is_err() {
-                        break;
-                    }
-                }
-                if result.is_ok() {
-                    result = ws.flush().await;
-                }
-                if result.is_err() {
+                if !write_frames(ws, frames).await {
                     session.close(CloseReason::TransportError);
                 }
                 continue;
@@ -200,6 +208,19 @@ async fn run<H: EngineHandler>(engine: &Engine<H>, session: &Arc<Session<H::Data
             _ = session.writable() => {}
         }
     }
+}
+
+/// Writes `frames` and flushes once; false when the connection failed. Errors become a
+/// bool at once: a `tungstenite::Error` held across an await would sit in every
+/// connection's task (it is over a hundred bytes).
+async fn write_frames(ws: &mut Ws, frames: Vec<Frame>) -> bool {
+    for f in frames {
+        crate::metrics::bytes_sent(TransportKind::Websocket.as_str(), f.len());
+        if ws.feed(to_message(f)).await.is_err() {
+            return false;
+        }
+    }
+    ws.flush().await.is_ok()
 }
 
 fn on_message<H: EngineHandler>(
