@@ -124,6 +124,7 @@ mod tests {
             connections,
             started_at: 1_000_000,
             heartbeat_at: 1_000_000 + 65_000,
+            indexed: true,
         };
         let r = NodesReport::new(vec![node("b", 2), node("a", 1)], 1_000_000 + 65_300);
         let v = r.to_json();

@@ -1,8 +1,8 @@
 //! Presence of a single node (the embedded default): everything in this process's memory.
 
 use super::{
-    now_ms, Change, ChangeKind, Heartbeat, NodeInfo, Presence, PresenceStore, Result, RoomCounts,
-    SocketPresence, UsersPage,
+    now_ms, BeatOutcome, Change, ChangeKind, Heartbeat, NodeInfo, Presence, PresenceStore, Result,
+    RoomCounts, SocketPresence, UsersPage,
 };
 use crate::server::BoxFuture;
 use crate::sync::MutexExt as _;
@@ -65,8 +65,8 @@ impl PresenceStore for InProcessPresence {
         Self::ready(flips)
     }
 
-    fn heartbeat(&self, _beat: Heartbeat) -> BoxFuture<Result<Vec<String>>> {
-        Self::ready(Vec::new())
+    fn heartbeat(&self, _beat: Heartbeat) -> BoxFuture<Result<BeatOutcome>> {
+        Self::ready(BeatOutcome::default())
     }
 
     fn is_online(&self, user: &str) -> BoxFuture<Result<bool>> {
@@ -113,6 +113,7 @@ impl PresenceStore for InProcessPresence {
                 connections: p.io.get().map_or(0, |io| io.connection_count() as u64),
                 started_at: p.started_at,
                 heartbeat_at: now,
+                indexed: true,
             });
         Self::ready(node.into_iter().collect())
     }

@@ -19,10 +19,21 @@
 //! (`{<p>:b<n>}:users`, `{<p>:b<n>}:user:<user>`, …) and the node keys share the tag
 //! `{<p>:nodes}`, so each script's keys are in one slot (`keys`).
 //!
-//! Every entry carries an expiry of `now + 2 × heartbeat`, and every node refreshes its
-//! own entries each heartbeat. A node that dies without a word (kill -9) stops
-//! refreshing, so its users read as offline within 2 × heartbeat — reads compare scores
-//! with the clock — and the next heartbeat of any node sweeps them away.
+//! | `<p>:indexed`               | SET  | nodes that keep a socket index (below)     |
+//! | `<p>:node-sockets:<id>`     | SET  | `<socket id> <user>` of every socket there |
+//!
+//! A heartbeat costs Redis the same at 10 sockets as at 100,000: a node registers itself
+//! (`nodes`, expiry `now + 2 × heartbeat`), and its sockets' entries carry a long lease
+//! (90 heartbeats) instead of being refreshed one by one. What makes a dead node's
+//! sockets go away is its index: every heartbeat lists the indexed nodes whose
+//! registration expired, and sweeps their sockets (a socket is removed only if the
+//! sockets hash still names that node: a recovered session may live elsewhere now). A
+//! node that dies without a word (kill -9) therefore has its users read as offline
+//! within 2–3 heartbeats: its registration expires after two, and the next heartbeat
+//! of any node sweeps it. Every 30 heartbeats — and at once when Redis lost the node's
+//! entries (restarted empty, or swept it after a pause), after a write failed, or while
+//! a node of an earlier version (which refreshes by expiry) is alive — a node rewrites
+//! all its entries and its index, so nothing lost stays lost.
 //!
 //! Writes leave the connect path: a node records a change in memory at once and one
 //! writer task per node (`writer`) applies changes in order, a batch per script call,
@@ -48,7 +59,7 @@ use crate::server::{BoxFuture, Io};
 use crate::sync::MutexExt as _;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot};
@@ -79,6 +90,10 @@ pub struct NodeInfo {
     /// Unix milliseconds of the heartbeat that wrote this entry.
     #[serde(default)]
     pub heartbeat_at: u64,
+    /// The node keeps a socket index and leases its entries (see the module docs);
+    /// false for nodes of earlier versions, which refresh every socket every heartbeat.
+    #[serde(default)]
+    pub indexed: bool,
 }
 
 /// One socket of a user.
@@ -104,10 +119,9 @@ pub trait PresenceStore: Send + Sync + 'static {
     /// Applies `changes` of sockets on `node`, in order. For each: true if a connect
     /// was the user's first live socket, or a disconnect left the user with none.
     fn apply(&self, node: &str, changes: &[Change]) -> BoxFuture<Result<Vec<bool>>>;
-    /// Refreshes this node's entries and registration, and sweeps expired ones. Returns
-    /// the users the sweep found with no live socket left (their node died): each is
-    /// returned to exactly one caller, cluster-wide.
-    fn heartbeat(&self, beat: Heartbeat) -> BoxFuture<Result<Vec<String>>>;
+    /// Renews this node's registration (and, when the beat carries them, rewrites its
+    /// sockets), and sweeps dead nodes' sockets and expired entries.
+    fn heartbeat(&self, beat: Heartbeat) -> BoxFuture<Result<BeatOutcome>>;
     fn is_online(&self, user: &str) -> BoxFuture<Result<bool>>;
     fn sockets_of(&self, user: &str) -> BoxFuture<Result<Vec<SocketPresence>>>;
     /// Up to `limit` online users whose ids sort after `after` (from the start: `None`).
@@ -128,13 +142,32 @@ pub type ChangeListener = Arc<dyn Fn(String, bool) + Send + Sync>;
 #[derive(Debug, Clone)]
 pub struct Heartbeat {
     pub node: NodeInfo,
-    /// (user, socket id) of every local socket.
-    pub sockets: Vec<(String, String)>,
+    /// (user, socket id) of every local socket, when the store is to rewrite them all;
+    /// `None` on an ordinary beat (the store keeps them by lease and index).
+    pub sockets: Option<Vec<(String, String)>>,
     /// namespace → rooms and local member counts.
     pub rooms: Vec<(String, RoomCounts)>,
-    /// Entries written now expire after this (2 × heartbeat).
+    /// The node's registration expires after this (2 × heartbeat).
     pub ttl: Duration,
 }
+
+/// What a heartbeat found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct BeatOutcome {
+    /// Users the sweep found with no live socket left (their node died): each is
+    /// returned to exactly one caller, cluster-wide.
+    pub gone: Vec<String>,
+    /// The store holds none of this node's sockets (Redis restarted empty, or swept
+    /// the node after a pause): send them all now.
+    pub wants_sockets: bool,
+}
+
+/// A node rewrites all its entries at least every this many heartbeats.
+pub const FULL_REFRESH_EVERY: u32 = 30;
+
+/// Heartbeats a socket entry lives without a rewrite: three full refreshes, so one or
+/// two failed ones lose nothing.
+pub const LEASE_BEATS: u32 = 3 * FULL_REFRESH_EVERY;
 
 pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
@@ -162,6 +195,13 @@ pub struct Presence {
     /// To the writer task (see [`writer`]).
     queue: mpsc::Sender<writer::Job>,
     failures: Arc<writer::Failures>,
+    /// Heartbeats since the last full rewrite of this node's entries.
+    beats_since_full: AtomicU32,
+    /// The next heartbeat rewrites every entry: a write failed or a change was dropped.
+    needs_full: AtomicBool,
+    /// A node of an earlier version is alive: rewrite every heartbeat (see the module
+    /// docs), since it refreshes by expiry and shortens the keys our sockets share.
+    legacy_peers: AtomicBool,
 }
 
 impl Presence {
@@ -184,6 +224,9 @@ impl Presence {
             on_change: OnceLock::new(),
             queue,
             failures: failures.clone(),
+            beats_since_full: AtomicU32::new(FULL_REFRESH_EVERY),
+            needs_full: AtomicBool::new(false),
+            legacy_peers: AtomicBool::new(false),
         });
         writer::spawn(Arc::downgrade(&p), store, node_id.to_owned(), failures, rx);
         p
@@ -240,6 +283,44 @@ impl Presence {
 
     /// One heartbeat now (the timer calls this; tests may too).
     pub async fn beat(&self) -> Result<()> {
+        let full = self.full_refresh_due();
+        let mut outcome = self.send_beat(full).await;
+        if matches!(&outcome, Ok(o) if o.wants_sockets && !full) {
+            let gone = outcome.map(|o| o.gone).unwrap_or_default();
+            outcome = self.send_beat(true).await.map(|mut o| {
+                o.gone.extend(gone);
+                o
+            });
+        }
+        let outcome = outcome.inspect_err(|_| {
+            crate::metrics::redis_error("presence");
+            self.needs_full.store(true, Ordering::Relaxed);
+        })?;
+        for user in outcome.gone {
+            self.changed(&user, false);
+        }
+        // Live nodes as this node sees them (itself included), for the cluster gauge.
+        let nodes = self
+            .store
+            .nodes()
+            .await
+            .inspect_err(|_| crate::metrics::redis_error("presence"))?;
+        crate::metrics::cluster().nodes.set(nodes.len() as i64);
+        let legacy = nodes.iter().any(|n| !n.indexed);
+        self.legacy_peers.store(legacy, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Whether this heartbeat rewrites every entry (see the module docs).
+    fn full_refresh_due(&self) -> bool {
+        let periodic = self.beats_since_full.fetch_add(1, Ordering::Relaxed) + 1;
+        self.needs_full.swap(false, Ordering::Relaxed)
+            || self.legacy_peers.load(Ordering::Relaxed)
+            || periodic >= FULL_REFRESH_EVERY
+    }
+
+    /// Queues a heartbeat behind the changes before it and waits for the store.
+    async fn send_beat(&self, full: bool) -> Result<BeatOutcome> {
         let (connections, rooms) = match self.io.get() {
             Some(io) => (
                 io.connection_count() as u64,
@@ -258,10 +339,12 @@ impl Presence {
             // The snapshot and its place in the queue are taken together: every change
             // before it is in it, every change after it is queued after it.
             let local = self.local.lock_unpoisoned();
-            let sockets = local
-                .iter()
-                .flat_map(|(u, sids)| sids.iter().map(move |s| (u.clone(), s.clone())))
-                .collect();
+            let sockets = full.then(|| {
+                local
+                    .iter()
+                    .flat_map(|(u, sids)| sids.iter().map(move |s| (u.clone(), s.clone())))
+                    .collect()
+            });
             let beat = Heartbeat {
                 node: NodeInfo {
                     id: self.node_id.clone(),
@@ -270,6 +353,7 @@ impl Presence {
                     connections,
                     started_at: self.started_at,
                     heartbeat_at: now_ms(),
+                    indexed: true,
                 },
                 sockets,
                 rooms,
@@ -282,21 +366,11 @@ impl Presence {
                     mpsc::error::TrySendError::Closed(_) => writer::gone(),
                 })?;
         }
-        let gone = answer
-            .await
-            .map_err(|_| writer::gone())?
-            .inspect_err(|_| crate::metrics::redis_error("presence"))?;
-        for user in gone {
-            self.changed(&user, false);
+        let outcome = answer.await.map_err(|_| writer::gone())??;
+        if full {
+            self.beats_since_full.store(0, Ordering::Relaxed);
         }
-        // Live nodes as this node sees them (itself included), for the cluster gauge.
-        let nodes = self
-            .store
-            .nodes()
-            .await
-            .inspect_err(|_| crate::metrics::redis_error("presence"))?;
-        crate::metrics::cluster().nodes.set(nodes.len() as i64);
-        Ok(())
+        Ok(outcome)
     }
 
     /// Records the change in this node's memory and queues it for the store, under one
@@ -340,6 +414,7 @@ impl Presence {
         {
             return true;
         }
+        self.needs_full.store(true, Ordering::Relaxed);
         if self.failures.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
             tracing::warn!(
                 queued = writer::QUEUE,

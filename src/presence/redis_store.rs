@@ -5,8 +5,8 @@
 
 use super::keys::PresenceKeys;
 use super::{
-    now_ms, Change, ChangeKind, Heartbeat, NodeInfo, PresenceStore, Result, RoomCounts,
-    SocketPresence, UsersPage,
+    now_ms, BeatOutcome, Change, ChangeKind, Heartbeat, NodeInfo, PresenceStore, Result,
+    RoomCounts, SocketPresence, UsersPage,
 };
 use crate::redis_client::{RedisConn, RedisTarget};
 use crate::server::BoxFuture;
@@ -26,18 +26,20 @@ fn alive(key: &str) -> redis::Cmd {
 }
 
 /// Presence in Redis; see the module docs for the keys.
+#[derive(Clone)]
 pub struct RedisPresence {
     conn: RedisConn,
     keys: PresenceKeys,
-    /// Expiry of a new socket entry: 2 × heartbeat.
-    ttl: Duration,
+    /// How long a socket entry lives without a rewrite ([`super::LEASE_BEATS`]).
+    lease: Duration,
 }
 
 /// Applies a batch of changes in order. KEYS: users, sockets, names. ARGV: now, expiry of
 /// a new entry, node id, user key prefix, then `op, user, sid` triples (`+` connect,
-/// `-` disconnect). Returns one 0/1 per change: 1 when a connect was the user's first
-/// live socket, or a disconnect took the user off the online list (0 if a sweep had
-/// already done so and reported it).
+/// `-` disconnect). A disconnect removes the socket only if the sockets hash names this
+/// node (or nothing): a recovered session keeps its id on its new node. Returns one 0/1
+/// per change: 1 when a connect was the user's first live socket, or a disconnect took
+/// the user off the online list (0 if a sweep had already done so and reported it).
 const APPLY: &str = r#"
 local now = tonumber(ARGV[1])
 local out = {}
@@ -52,7 +54,8 @@ for i = 5, #ARGV, 3 do
     redis.call('ZADD', KEYS[1], 'GT', ARGV[2], user)
     redis.call('ZADD', KEYS[3], 0, user)
     out[#out + 1] = (live == 0) and 1 or 0
-  else
+  elseif redis.call('HGET', KEYS[2], sid) == ARGV[3]
+      or redis.call('HEXISTS', KEYS[2], sid) == 0 then
     redis.call('ZREM', k, sid)
     redis.call('HDEL', KEYS[2], sid)
     redis.call('ZREMRANGEBYSCORE', k, '-inf', now)
@@ -66,12 +69,14 @@ for i = 5, #ARGV, 3 do
       redis.call('ZADD', KEYS[1], top[2], user)
       out[#out + 1] = 0
     end
+  else
+    out[#out + 1] = 0
   end
 end
 return out
 "#;
 
-/// A heartbeat's refresh of this node's live sockets. KEYS: users, sockets, names.
+/// A full rewrite of this node's live sockets. KEYS: users, sockets, names.
 /// ARGV: new expiry, node id, user key prefix, then `user, sid` pairs grouped by user.
 /// Per socket one ZADD; the socket's other entries are rewritten only when that ZADD
 /// finds it missing (swept while Redis was away, or Redis restarted empty).
@@ -93,9 +98,60 @@ end
 return 0
 "#;
 
-/// Sockets refreshed per REFRESH call: about a millisecond of Redis time each, so other
-/// clients' commands interleave with a large node's heartbeat.
-const REFRESH_CHUNK: usize = 1000;
+/// Sockets per REFRESH call, index write or sweep step: under half a millisecond of
+/// Redis time each, so other clients' commands (room messages) interleave with them.
+const CHUNK: usize = 500;
+
+/// A node's registration, once per heartbeat. KEYS: nodes, indexed, this node's index.
+/// ARGV: node id, new expiry, now. Returns `{state, dead}`: state 1 registered, 0 newly
+/// registered (the store has none of its sockets: Redis restarted empty, first beat, or
+/// it was swept), -1 declared dead with sockets still indexed (its registration expired:
+/// it stays dead until that index is swept, so no sweeper removes what it writes again).
+/// `dead`: the indexed nodes whose registration expired, to sweep. Nodes of earlier
+/// versions (not indexed) are dropped from `nodes` once expired, as they did themselves.
+const REGISTER: &str = r#"
+local id, now = ARGV[1], tonumber(ARGV[3])
+local score = redis.call('ZSCORE', KEYS[1], id)
+local state = 0
+if score and tonumber(score) > now then
+  state = 1
+elseif redis.call('EXISTS', KEYS[3]) == 1 and redis.call('SISMEMBER', KEYS[2], id) == 1 then
+  state = -1
+end
+if state ~= -1 then
+  redis.call('ZADD', KEYS[1], ARGV[2], id)
+  redis.call('SADD', KEYS[2], id)
+end
+local dead = {}
+for _, node in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  local s = redis.call('ZSCORE', KEYS[1], node)
+  if not s or tonumber(s) <= now then dead[#dead + 1] = node end
+end
+for _, node in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)) do
+  if redis.call('SISMEMBER', KEYS[2], node) == 0 then redis.call('ZREM', KEYS[1], node) end
+end
+return {state, dead}
+"#;
+
+/// Ends the sweep of a dead node whose index is empty: it leaves `nodes` and `indexed`,
+/// unless it registered again meanwhile. KEYS: nodes, indexed, its index. ARGV: node
+/// id, now.
+const FORGET: &str = r#"
+if redis.call('SCARD', KEYS[3]) > 0 then return 0 end
+local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if s and tonumber(s) > tonumber(ARGV[2]) then return 0 end
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('SREM', KEYS[2], ARGV[1])
+return 1
+"#;
+
+/// Sweep steps (of [`CHUNK`] sockets) per dead node per heartbeat: a dead node of
+/// 20,000 sockets is swept by one survivor in two beats, by several in one.
+const SWEEP_STEPS: usize = 20;
+
+/// A registration state [`REGISTER`] returns.
+const DECLARED_DEAD: i64 = -1;
+const NEWLY_REGISTERED: i64 = 0;
 
 /// Sweeps up to ARGV[3] users whose every socket expired (a node died); returns the
 /// users it removed (no live socket left). Atomic, so each is returned to one caller.
@@ -125,6 +181,8 @@ return gone
 static APPLY_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(APPLY));
 static REFRESH_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(REFRESH));
 static SWEEP_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(SWEEP));
+static REGISTER_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(REGISTER));
+static FORGET_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(FORGET));
 
 impl RedisPresence {
     /// Presence under key prefix `prefix` (e.g. `rt:presence`), for nodes beating
@@ -134,8 +192,78 @@ impl RedisPresence {
         RedisPresence {
             conn,
             keys: PresenceKeys::new(prefix, cluster),
-            ttl: heartbeat * 2,
+            lease: heartbeat * super::LEASE_BEATS,
         }
+    }
+
+    /// The index of `node`'s sockets: `<sid> <user>` members.
+    fn index_key(&self, node: &str) -> String {
+        self.keys.node_key(&format!("node-sockets:{node}"))
+    }
+
+    /// A script on the node keys: KEYS nodes, indexed, `node`'s index.
+    fn on_nodes(
+        &self,
+        script: &'static redis::Script,
+        node: &str,
+    ) -> redis::ScriptInvocation<'static> {
+        let mut inv = script.prepare_invoke();
+        inv.key(self.keys.node_key("nodes"))
+            .key(self.keys.node_key("indexed"))
+            .key(self.index_key(node));
+        inv
+    }
+
+    /// The APPLY calls for `changes` of sockets on `node`: one per bucket, each with the
+    /// indexes of its changes in `changes`.
+    fn apply_calls(
+        &self,
+        node: &str,
+        changes: &[Change],
+    ) -> Vec<(Vec<usize>, redis::ScriptInvocation<'static>)> {
+        let now = now_ms();
+        let mut by_bucket: BTreeMap<u16, Vec<usize>> = BTreeMap::new();
+        for (i, c) in changes.iter().enumerate() {
+            by_bucket
+                .entry(self.keys.bucket_of(&c.user))
+                .or_default()
+                .push(i);
+        }
+        by_bucket
+            .into_iter()
+            .map(|(bucket, indexes)| {
+                let mut inv = self.on_bucket(&APPLY_SCRIPT, bucket);
+                inv.arg(now)
+                    .arg(now + self.lease.as_millis() as u64)
+                    .arg(node)
+                    .arg(self.keys.user_prefix(bucket));
+                for &i in &indexes {
+                    let c = &changes[i];
+                    let op = match c.kind {
+                        ChangeKind::Connected => "+",
+                        ChangeKind::Disconnected => "-",
+                    };
+                    inv.arg(op).arg(&c.user).arg(&c.sid);
+                }
+                (indexes, inv)
+            })
+            .collect()
+    }
+
+    /// Runs [`Self::apply_calls`]; the flips come back in the order of the changes.
+    async fn run_apply(
+        conn: &mut RedisConn,
+        calls: Vec<(Vec<usize>, redis::ScriptInvocation<'static>)>,
+        n: usize,
+    ) -> Result<Vec<bool>> {
+        let mut out = vec![false; n];
+        for (indexes, inv) in calls {
+            let flips: Vec<i64> = inv.invoke_async(conn).await?;
+            for (i, f) in indexes.into_iter().zip(flips) {
+                out[i] = f == 1;
+            }
+        }
+        Ok(out)
     }
 
     /// A script invocation on bucket `bucket`: KEYS users, sockets, names.
@@ -228,95 +356,37 @@ fn merge_pages(pages: Vec<(Vec<String>, Option<String>)>, limit: usize) -> Users
 
 impl PresenceStore for RedisPresence {
     fn apply(&self, node: &str, changes: &[Change]) -> BoxFuture<Result<Vec<bool>>> {
-        let now = now_ms();
-        // One script call per bucket, each with its changes in order; the flips are
-        // put back in the order of `changes`.
-        let mut by_bucket: BTreeMap<u16, Vec<usize>> = BTreeMap::new();
-        for (i, c) in changes.iter().enumerate() {
-            by_bucket
-                .entry(self.keys.bucket_of(&c.user))
-                .or_default()
-                .push(i);
+        let calls = self.apply_calls(node, changes);
+        let index = self.index_key(node);
+        let member = |c: &Change| format!("{} {}", c.sid, c.user);
+        let (added, removed): (Vec<&Change>, Vec<&Change>) = changes
+            .iter()
+            .partition(|c| c.kind == ChangeKind::Connected);
+        let mut pipe = redis::pipe();
+        if !added.is_empty() {
+            pipe.cmd("SADD")
+                .arg(&index)
+                .arg(added.into_iter().map(member).collect::<Vec<_>>())
+                .ignore();
         }
-        let calls: Vec<(Vec<usize>, redis::ScriptInvocation<'static>)> = by_bucket
-            .into_iter()
-            .map(|(bucket, indexes)| {
-                let mut inv = self.on_bucket(&APPLY_SCRIPT, bucket);
-                inv.arg(now)
-                    .arg(now + self.ttl.as_millis() as u64)
-                    .arg(node)
-                    .arg(self.keys.user_prefix(bucket));
-                for &i in &indexes {
-                    let c = &changes[i];
-                    let op = match c.kind {
-                        ChangeKind::Connected => "+",
-                        ChangeKind::Disconnected => "-",
-                    };
-                    inv.arg(op).arg(&c.user).arg(&c.sid);
-                }
-                (indexes, inv)
-            })
-            .collect();
+        if !removed.is_empty() {
+            pipe.cmd("SREM")
+                .arg(&index)
+                .arg(removed.into_iter().map(member).collect::<Vec<_>>())
+                .ignore();
+        }
         let mut conn = self.conn.clone();
         let n = changes.len();
         Box::pin(async move {
-            let mut out = vec![false; n];
-            for (indexes, inv) in calls {
-                let flips: Vec<i64> = inv.invoke_async(&mut conn).await?;
-                for (i, f) in indexes.into_iter().zip(flips) {
-                    out[i] = f == 1;
-                }
-            }
-            Ok(out)
+            let flips = Self::run_apply(&mut conn, calls, n).await?;
+            pipe.query_async::<()>(&mut conn).await?;
+            Ok(flips)
         })
     }
 
-    fn heartbeat(&self, beat: Heartbeat) -> BoxFuture<Result<Vec<String>>> {
-        let mut conn = self.conn.clone();
-        let now = now_ms();
-        let expires = now + beat.ttl.as_millis() as u64;
-        // Grouped by bucket, and by user within it (REFRESH expects that order).
-        let mut by_bucket: BTreeMap<u16, Vec<&(String, String)>> = BTreeMap::new();
-        for pair in &beat.sockets {
-            by_bucket
-                .entry(self.keys.bucket_of(&pair.0))
-                .or_default()
-                .push(pair);
-        }
-        let mut refreshes: Vec<redis::ScriptInvocation<'static>> = Vec::new();
-        for (bucket, sockets) in &by_bucket {
-            for chunk in sockets.chunks(REFRESH_CHUNK) {
-                let mut inv = self.on_bucket(&REFRESH_SCRIPT, *bucket);
-                inv.arg(expires)
-                    .arg(&beat.node.id)
-                    .arg(self.keys.user_prefix(*bucket));
-                for (user, sid) in chunk {
-                    inv.arg(user).arg(sid);
-                }
-                refreshes.push(inv);
-            }
-        }
-        let pipe = self.node_beat(&beat, now, expires);
-        let sweeps: Vec<redis::ScriptInvocation<'static>> = self
-            .keys
-            .buckets()
-            .map(|bucket| {
-                let mut inv = self.on_bucket(&SWEEP_SCRIPT, bucket);
-                inv.arg(now).arg(self.keys.user_prefix(bucket)).arg(1000);
-                inv
-            })
-            .collect();
-        Box::pin(async move {
-            for refresh in refreshes {
-                refresh.invoke_async::<()>(&mut conn).await?;
-            }
-            pipe.query_async::<()>(&mut conn).await?;
-            let mut gone = Vec::new();
-            for sweep in sweeps {
-                gone.extend(sweep.invoke_async::<Vec<String>>(&mut conn).await?);
-            }
-            Ok(gone)
-        })
+    fn heartbeat(&self, beat: Heartbeat) -> BoxFuture<Result<BeatOutcome>> {
+        let me = self.clone();
+        Box::pin(async move { me.beat(beat).await })
     }
 
     fn is_online(&self, user: &str) -> BoxFuture<Result<bool>> {
@@ -470,9 +540,147 @@ impl PresenceStore for RedisPresence {
 }
 
 impl RedisPresence {
-    /// The node's own entries, one pipeline on the node keys' slot: its JSON, its
-    /// expiry in the nodes index (and the index swept of dead nodes), its room counts.
-    fn node_beat(&self, beat: &Heartbeat, now: u64, expires: u64) -> redis::Pipeline {
+    /// One heartbeat: the registration, the sockets when the beat carries them, the
+    /// node's JSON and rooms, then the sweeps of dead nodes and of expired entries.
+    async fn beat(self, beat: Heartbeat) -> Result<BeatOutcome> {
+        let mut conn = self.conn.clone();
+        let id = beat.node.id.clone();
+        let now = now_ms();
+        let expires = now + beat.ttl.as_millis() as u64;
+        let (state, dead): (i64, Vec<String>) = self
+            .on_nodes(&REGISTER_SCRIPT, &id)
+            .arg(&id)
+            .arg(expires)
+            .arg(now)
+            .invoke_async(&mut conn)
+            .await?;
+        let mut outcome = BeatOutcome::default();
+        if state != DECLARED_DEAD {
+            match &beat.sockets {
+                Some(sockets) => self.rewrite(&id, sockets, &mut conn).await?,
+                None => outcome.wants_sockets = state == NEWLY_REGISTERED,
+            }
+            self.node_beat(&beat).query_async::<()>(&mut conn).await?;
+        }
+        for node in dead {
+            outcome
+                .gone
+                .extend(self.sweep_node(&node, &mut conn).await?);
+        }
+        outcome
+            .gone
+            .extend(self.sweep_expired(now, &mut conn).await?);
+        Ok(outcome)
+    }
+
+    /// Rewrites every socket of `node` with a fresh lease, and its index: built aside
+    /// and renamed over the old one, so a sweeper never reads it half-written.
+    async fn rewrite(
+        &self,
+        node: &str,
+        sockets: &[(String, String)],
+        conn: &mut RedisConn,
+    ) -> Result<()> {
+        let expires = now_ms() + self.lease.as_millis() as u64;
+        // Grouped by bucket, and by user within it (REFRESH expects that order).
+        let mut by_bucket: BTreeMap<u16, Vec<&(String, String)>> = BTreeMap::new();
+        for pair in sockets {
+            by_bucket
+                .entry(self.keys.bucket_of(&pair.0))
+                .or_default()
+                .push(pair);
+        }
+        for (bucket, pairs) in by_bucket {
+            for chunk in pairs.chunks(CHUNK) {
+                let mut inv = self.on_bucket(&REFRESH_SCRIPT, bucket);
+                inv.arg(expires)
+                    .arg(node)
+                    .arg(self.keys.user_prefix(bucket));
+                for (user, sid) in chunk {
+                    inv.arg(user).arg(sid);
+                }
+                inv.invoke_async::<()>(conn).await?;
+            }
+        }
+        let index = self.index_key(node);
+        let next = format!("{index}:next");
+        let mut pipe = redis::pipe();
+        pipe.del(&next).ignore();
+        for chunk in sockets.chunks(CHUNK) {
+            let members: Vec<String> = chunk.iter().map(|(u, s)| format!("{s} {u}")).collect();
+            pipe.cmd("SADD").arg(&next).arg(members).ignore();
+        }
+        match sockets.is_empty() {
+            true => pipe.del(&index).ignore(),
+            false => pipe.rename(&next, &index).ignore(),
+        };
+        pipe.query_async::<()>(conn).await?;
+        Ok(())
+    }
+
+    /// Removes a dead node's sockets, a step at a time (each socket only if it is still
+    /// that node's); returns the users left with none. When the index is empty the node
+    /// is forgotten. Several nodes may sweep the same dead node: each removal is atomic,
+    /// so every user is returned once.
+    async fn sweep_node(&self, node: &str, conn: &mut RedisConn) -> Result<Vec<String>> {
+        let index = self.index_key(node);
+        let mut gone = Vec::new();
+        for _ in 0..SWEEP_STEPS {
+            let members: Vec<String> = redis::cmd("SRANDMEMBER")
+                .arg(&index)
+                .arg(CHUNK)
+                .query_async(conn)
+                .await?;
+            if members.is_empty() {
+                self.on_nodes(&FORGET_SCRIPT, node)
+                    .arg(node)
+                    .arg(now_ms())
+                    .invoke_async::<i64>(conn)
+                    .await?;
+                break;
+            }
+            let changes: Vec<Change> = members
+                .iter()
+                .filter_map(|m| m.split_once(' '))
+                .map(|(sid, user)| Change {
+                    kind: ChangeKind::Disconnected,
+                    user: user.to_owned(),
+                    sid: sid.to_owned(),
+                })
+                .collect();
+            let flips =
+                Self::run_apply(conn, self.apply_calls(node, &changes), changes.len()).await?;
+            gone.extend(
+                changes
+                    .into_iter()
+                    .zip(flips)
+                    .filter(|(_, flipped)| *flipped)
+                    .map(|(c, _)| c.user),
+            );
+            redis::cmd("SREM")
+                .arg(&index)
+                .arg(&members)
+                .query_async::<()>(conn)
+                .await?;
+        }
+        Ok(gone)
+    }
+
+    /// Sweeps entries whose lease expired — left by nodes of earlier versions, or
+    /// written while an index write failed — on every bucket.
+    async fn sweep_expired(&self, now: u64, conn: &mut RedisConn) -> Result<Vec<String>> {
+        let mut gone = Vec::new();
+        for bucket in self.keys.buckets() {
+            let mut inv = self.on_bucket(&SWEEP_SCRIPT, bucket);
+            inv.arg(now).arg(self.keys.user_prefix(bucket)).arg(1000);
+            gone.extend(inv.invoke_async::<Vec<String>>(conn).await?);
+        }
+        Ok(gone)
+    }
+
+    /// The node's own entries, one pipeline on the node keys' slot: its JSON and its
+    /// room counts (its registration is [`REGISTER`]'s).
+    fn node_beat(&self, beat: &Heartbeat) -> redis::Pipeline {
         let mut pipe = redis::pipe();
         let ttl_ms = beat.ttl.as_millis() as u64;
         let node_json = serde_json::to_string(&beat.node).unwrap_or_default();
@@ -481,17 +689,6 @@ impl RedisPresence {
             .arg(node_json)
             .arg("PX")
             .arg(ttl_ms)
-            .ignore();
-        let nodes = self.keys.node_key("nodes");
-        pipe.cmd("ZADD")
-            .arg(&nodes)
-            .arg(expires)
-            .arg(&beat.node.id)
-            .ignore();
-        pipe.cmd("ZREMRANGEBYSCORE")
-            .arg(&nodes)
-            .arg("-inf")
-            .arg(now)
             .ignore();
         let rooms_key = self.keys.node_key(&format!("rooms:{}", beat.node.id));
         // Each namespace's field is overwritten, never deleted first: a reader between

@@ -12,7 +12,7 @@
 //! memory stays exact and the next heartbeat rewrites every live socket, while a lost
 //! disconnect expires with its entry (2 × heartbeat).
 
-use super::{Heartbeat, Presence, PresenceError, PresenceStore, Result};
+use super::{BeatOutcome, Heartbeat, Presence, PresenceError, PresenceStore, Result};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use tokio::sync::{mpsc, oneshot};
@@ -42,7 +42,7 @@ pub struct Change {
 /// A queued piece of work, with an optional waiter for its result.
 pub(super) enum Job {
     Change(Change, Option<oneshot::Sender<Result<bool>>>),
-    Beat(Heartbeat, oneshot::Sender<Result<Vec<String>>>),
+    Beat(Heartbeat, oneshot::Sender<Result<BeatOutcome>>),
 }
 
 /// Counts what the writer could not write, so a long outage logs two lines, not one per
@@ -131,6 +131,9 @@ impl Writer {
             }
             Err(e) => {
                 crate::metrics::redis_error("presence");
+                if let Some(p) = self.presence.upgrade() {
+                    p.needs_full.store(true, Ordering::Relaxed);
+                }
                 if self.failures.failed_batches.fetch_add(1, Ordering::Relaxed) == 0 {
                     tracing::warn!(
                         error = %e,
@@ -171,7 +174,8 @@ mod tests {
     #[derive(Debug, Clone, PartialEq)]
     enum Call {
         Apply(Vec<(ChangeKind, String)>),
-        Beat(Vec<String>),
+        /// The socket ids of a full beat; `None` for an ordinary one.
+        Beat(Option<Vec<String>>),
     }
 
     /// A store that records the calls, answers "first/last" for every change, and fails
@@ -195,11 +199,15 @@ mod tests {
             self.calls.lock().unwrap().push(Call::Apply(seen));
             ok(vec![true; changes.len()])
         }
-        fn heartbeat(&self, beat: Heartbeat) -> BoxFuture<Result<Vec<String>>> {
-            let mut sids: Vec<String> = beat.sockets.into_iter().map(|(_, s)| s).collect();
-            sids.sort();
+        fn heartbeat(&self, beat: Heartbeat) -> BoxFuture<Result<BeatOutcome>> {
+            let mut sids: Option<Vec<String>> = beat
+                .sockets
+                .map(|all| all.into_iter().map(|(_, s)| s).collect());
+            if let Some(sids) = &mut sids {
+                sids.sort();
+            }
             self.calls.lock().unwrap().push(Call::Beat(sids));
-            ok(Vec::new())
+            ok(BeatOutcome::default())
         }
         fn is_online(&self, _: &str) -> BoxFuture<Result<bool>> {
             ok(false)
@@ -283,7 +291,7 @@ mod tests {
             .position(|c| matches!(c, Call::Beat(_)))
             .expect("a heartbeat");
         // The departed socket's removal was written before the snapshot without it.
-        assert_eq!(calls[beat], Call::Beat(vec!["stays".into()]));
+        assert_eq!(calls[beat], Call::Beat(Some(vec!["stays".into()])));
         let before: Vec<_> = calls[..beat].to_vec();
         assert!(
             before.iter().any(|c| matches!(c, Call::Apply(ch) if ch.contains(&(ChangeKind::Disconnected, "gone".into())))),
@@ -300,6 +308,10 @@ mod tests {
         p.on_change(Arc::new(move |user, online| {
             h.lock().unwrap().push((user, online))
         }));
+        // The first beat sends every socket; the next ones none.
+        p.beat().await.unwrap();
+        p.beat().await.unwrap();
+        assert_eq!(store.calls.lock().unwrap().last(), Some(&Call::Beat(None)));
         store.down.store(true, Ordering::Relaxed);
         assert!(p.connected("u", "s1").await.is_err());
         p.record(ChangeKind::Connected, "u", "s2", None);
@@ -312,7 +324,8 @@ mod tests {
         p.beat().await.unwrap();
         assert_eq!(
             store.calls.lock().unwrap().last(),
-            Some(&Call::Beat(vec!["s1".into()]))
+            Some(&Call::Beat(Some(vec!["s1".into()]))),
+            "a failed write makes the next beat a full one"
         );
         assert!(p.connected("v", "s3").await.unwrap());
         assert_eq!(*heard.lock().unwrap(), vec![("v".to_owned(), true)]);

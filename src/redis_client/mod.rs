@@ -199,8 +199,9 @@ pub struct RedisArgs {
     pub redis_requests_timeout: u64,
 
     /// Milliseconds between presence heartbeats; a node that dies without a word has its
-    /// users shown offline within twice this.
-    #[arg(long, env = "PRESENCE_HEARTBEAT", default_value_t = 10_000)]
+    /// users shown offline within three times this. A heartbeat costs Redis the same
+    /// whatever the node's connection count.
+    #[arg(long, env = "PRESENCE_HEARTBEAT", default_value_t = 5_000)]
     pub presence_heartbeat: u64,
 
     /// Key prefix of presence in Redis (users, sockets, nodes, room snapshots); `rtctl
@@ -261,7 +262,7 @@ impl Default for RedisArgs {
             redis_timeout: 1000,
             redis_adapter_key: "socket.io".into(),
             redis_requests_timeout: 5000,
-            presence_heartbeat: 10_000,
+            presence_heartbeat: 5_000,
             presence_prefix: DEFAULT_PRESENCE_PREFIX.into(),
         }
     }

@@ -400,7 +400,8 @@ async fn rtctl_reports_what_a_live_cluster_holds() {
         "{err}"
     );
 
-    // kill -9 node B: its node entry and its users' sockets go within 2 × heartbeat.
+    // kill -9 node B: its node entry and its users' sockets go within 3 × heartbeat (its
+    // registration expires after two; the next beat of node A sweeps it).
     let reader = cluster.presence().await;
     let b_id = b.id.clone();
     b.kill_9().await;
@@ -413,8 +414,8 @@ async fn rtctl_reports_what_a_live_cluster_holds() {
             break;
         }
         assert!(
-            died.elapsed() <= HEARTBEAT * 2 + Duration::from_millis(300),
-            "node B's entries outlived 2 × heartbeat: nodes {nodes:?}, alice {alice:?}, bob {bob}"
+            died.elapsed() <= HEARTBEAT * 3 + Duration::from_millis(300),
+            "node B's entries outlived 3 × heartbeat: nodes {nodes:?}, alice {alice:?}, bob {bob}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

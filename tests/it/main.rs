@@ -18,6 +18,7 @@ mod limits;
 mod loadtest;
 mod monitoring;
 mod observability;
+mod presence;
 mod recovery;
 mod recovery_cluster;
 mod redis_cluster;
