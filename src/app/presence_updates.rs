@@ -14,6 +14,9 @@ use tokio::sync::mpsc;
 /// Changes queued at most; beyond it they are dropped (counted), never held in memory.
 const QUEUE: usize = 10_000;
 
+/// Changes announced per database query at most.
+const BATCH: usize = 256;
+
 /// The `presence:update`s queued but not yet sent. [`PresenceUpdates::flush`] lets them go
 /// out before the store closes, instead of failing against a closed pool.
 #[derive(Clone, Default)]
@@ -44,7 +47,8 @@ impl PresenceUpdates {
 
 /// Tells chat peers of every presence change (see [`crate::handlers::chat::announce_presence`]).
 /// One task sends the changes in the order presence saw them, so a quick connect +
-/// disconnect reaches peers as online, then offline. The queue is bounded: when the
+/// disconnect reaches peers as online, then offline; what queued up meanwhile goes out
+/// together, its peers read in one query. The queue is bounded: when the
 /// database is too slow to keep up, changes beyond it are dropped rather than held in
 /// memory (presence itself stays exact). Drops and database failures are logged once when
 /// they start and once with the count when they stop, never one line per user: a 2,000
@@ -79,16 +83,19 @@ async fn send_in_order(
     state: State,
 ) {
     let mut failed = 0u64;
-    while let Some((user, online)) = rx.recv().await {
+    let mut batch = Vec::with_capacity(BATCH);
+    while rx.recv_many(&mut batch, BATCH).await > 0 {
+        let taken = batch.len();
         if updates.stopped.load(Ordering::Acquire) {
-            updates.pending.fetch_sub(1, Ordering::AcqRel);
+            batch.clear();
+            updates.pending.fetch_sub(taken, Ordering::AcqRel);
             continue;
         }
         let lost = dropped.swap(0, Ordering::AcqRel);
         if lost > 0 {
             tracing::warn!(lost, "presence: the update queue has room again");
         }
-        match crate::handlers::chat::announce_presence(&io, &state, &user, online).await {
+        match crate::handlers::chat::announce_presence(&io, &state, &batch).await {
             Ok(_) if failed > 0 => {
                 tracing::warn!(
                     failed,
@@ -99,11 +106,12 @@ async fn send_in_order(
             Ok(_) => {}
             Err(e) => {
                 if failed == 0 {
-                    tracing::warn!(user, online, error = %e.message, "presence: cannot tell peers (further failures are counted, not logged)");
+                    tracing::warn!(changes = taken, error = %e.message, "presence: cannot tell peers (further failures are counted, not logged)");
                 }
-                failed += 1;
+                failed += taken as u64;
             }
         }
-        updates.pending.fetch_sub(1, Ordering::AcqRel);
+        batch.clear();
+        updates.pending.fetch_sub(taken, Ordering::AcqRel);
     }
 }

@@ -228,6 +228,11 @@ impl Namespace {
         self.adapter.local().rooms()
     }
 
+    /// Changes of this node's rooms so far: unchanged means [`Self::rooms`] is too.
+    pub fn rooms_version(&self) -> u64 {
+        self.adapter.local().rooms_version()
+    }
+
     /// Connection state recovery, when on.
     pub fn recovery(&self) -> Option<&RecoveryOptions> {
         self.recovery.as_ref()

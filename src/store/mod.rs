@@ -281,19 +281,37 @@ impl Store {
         }))
     }
 
-    /// Everyone who shares a chat room with `user`, from the replica when there is one
-    /// (a room a few milliseconds old may be missing: presence is advisory).
-    pub async fn peers_of(&self, user: &str) -> Result<Vec<String>, StoreError> {
-        Ok(with_pool!(self.stale_reads(), DB, pool => {
-            crate::metrics::query(
-                "peers_of",
-                self.stale_pool(),
-                sqlx::query_scalar::<DB, String>(sql::PEERS_OF)
-                    .bind(user)
-                    .fetch_all(pool),
-            )
-            .await?
-        }))
+    /// Everyone who shares a chat room with each of `users`, as `(user, peer)` pairs, in
+    /// one query (a reconnect storm of 100,000 users is a few hundred queries, not
+    /// 100,000); from the replica when there is one (a room a few milliseconds old may be
+    /// missing: presence is advisory).
+    pub async fn peers_of_each(&self, users: &[&str]) -> Result<Vec<(String, String)>, StoreError> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let pairs = match self.stale_reads() {
+            Db::Postgres(pool) => {
+                crate::metrics::query(
+                    "peers_of",
+                    self.stale_pool(),
+                    sqlx::query_as(sql::PEERS_OF_EACH_POSTGRES)
+                        .bind(users)
+                        .fetch_all(pool),
+                )
+                .await?
+            }
+            Db::Sqlite(pool) => {
+                crate::metrics::query(
+                    "peers_of",
+                    self.stale_pool(),
+                    sqlx::query_as(sql::PEERS_OF_EACH_SQLITE)
+                        .bind(Json(users))
+                        .fetch_all(pool),
+                )
+                .await?
+            }
+        };
+        Ok(pairs)
     }
 
     /// A room by id, from the primary (membership checks must see a room just created).

@@ -30,12 +30,21 @@ INSERT INTO chat_rooms (user1_id, user2_id) VALUES ($1, $2)
 ON CONFLICT (user1_id, user2_id) DO NOTHING
 RETURNING id, user1_id, user2_id, created_at";
 
-/// Everyone who shares a chat room with `$1` (the peers told of `$1`'s presence). The
-/// first half reads `idx_chat_rooms_users`, the second `idx_chat_rooms_user2`.
-pub const PEERS_OF: &str = "\
-SELECT user2_id AS peer FROM chat_rooms WHERE user1_id = $1
+/// Everyone who shares a chat room with each user of `$1` (a `TEXT[]`): `(member, peer)`
+/// pairs, each once — the peers told of those users' presence. The first half reads
+/// `idx_chat_rooms_users`, the second `idx_chat_rooms_user2`.
+pub const PEERS_OF_EACH_POSTGRES: &str = "\
+SELECT user1_id AS member, user2_id AS peer FROM chat_rooms WHERE user1_id = ANY($1)
 UNION
-SELECT user1_id AS peer FROM chat_rooms WHERE user2_id = $1";
+SELECT user2_id AS member, user1_id AS peer FROM chat_rooms WHERE user2_id = ANY($1)";
+
+/// [`PEERS_OF_EACH_POSTGRES`] with `$1` a JSON array of user ids, as text.
+pub const PEERS_OF_EACH_SQLITE: &str = "\
+SELECT user1_id AS member, user2_id AS peer FROM chat_rooms
+WHERE user1_id IN (SELECT value FROM json_each($1))
+UNION
+SELECT user2_id AS member, user1_id AS peer FROM chat_rooms
+WHERE user2_id IN (SELECT value FROM json_each($1))";
 
 pub const ROOM_BY_ID: &str = "\
 SELECT id, user1_id, user2_id, created_at FROM chat_rooms WHERE id = $1";

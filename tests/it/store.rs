@@ -625,10 +625,10 @@ async fn postgres_hot_queries_use_their_indexes() {
             "idx_chat_rooms_users|idx_chat_rooms_user2",
         ),
         (
-            "peers of a user (user2 half)",
-            sql::PEERS_OF,
-            "text",
-            "'b000042'".to_owned(),
+            "peers of users (user2 half)",
+            sql::PEERS_OF_EACH_POSTGRES,
+            "text[]",
+            "ARRAY['b000042', 'b000043']".to_owned(),
             "idx_chat_rooms_user2",
         ),
     ];

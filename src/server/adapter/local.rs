@@ -85,6 +85,11 @@ impl LocalAdapter {
         self.rooms.len()
     }
 
+    /// Changes of the rooms so far: unchanged means [`Self::rooms`] is unchanged.
+    pub fn rooms_version(&self) -> u64 {
+        self.rooms.version()
+    }
+
     /// Whether `room` has members here; a socket id is the room of that socket
     /// (the adapter's `hasRoom`, which sees Node's own-id rooms).
     pub fn has_room(&self, room: &str) -> bool {

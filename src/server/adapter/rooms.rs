@@ -8,6 +8,7 @@ use crate::server::Room;
 use crate::sid::Sid;
 use crate::sync::RwLockExt as _;
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::RwLock;
 
 /// A change of the index, as socket.io-adapter emits it (`create-room`, `join-room`,
@@ -31,6 +32,9 @@ pub type RoomListener = Box<dyn Fn(RoomEvent<'_>) + Send + Sync>;
 pub struct RoomIndex {
     rooms: RwLock<HashMap<Room, HashSet<Sid>>>,
     listener: Option<RoomListener>,
+    /// Bumped by every join and leave: a reader that saw this number has seen the rooms
+    /// as they are while it stays the same (presence skips unchanged room snapshots).
+    version: AtomicU64,
 }
 
 impl RoomIndex {
@@ -39,6 +43,7 @@ impl RoomIndex {
         RoomIndex {
             rooms: RwLock::default(),
             listener: Some(listener),
+            version: AtomicU64::new(0),
         }
     }
 
@@ -58,6 +63,7 @@ impl RoomIndex {
             }
         };
         if members.insert(sid) {
+            self.version.fetch_add(1, Ordering::Release);
             self.emit(RoomEvent::Joined(room, sid));
         }
     }
@@ -70,6 +76,7 @@ impl RoomIndex {
         if !members.remove(&sid) {
             return;
         }
+        self.version.fetch_add(1, Ordering::Release);
         if !members.is_empty() {
             if let Some((name, _)) = rooms.get_key_value(room) {
                 self.emit(RoomEvent::Left(name, sid));
@@ -94,6 +101,11 @@ impl RoomIndex {
 
     pub fn len(&self) -> usize {
         self.rooms.read_unpoisoned().len()
+    }
+
+    /// Changes so far (see the field).
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
     }
 }
 
