@@ -44,8 +44,10 @@ pub struct ServeArgs {
     pub connect_timeout: u64,
 
     /// Milliseconds a client has to send a request's headers, from when the connection
-    /// is ready for it; a slower one (slowloris) is dropped.
-    #[arg(long, env = "HEADER_READ_TIMEOUT", default_value_t = 10_000)]
+    /// is ready for it; a slower one (slowloris) is dropped. 60 s, as Node's
+    /// `headersTimeout` and nginx's `client_header_timeout`: at 10 s, clients of a box
+    /// saturated by a 2,000 connects/s ramp were dropped before their headers arrived.
+    #[arg(long, env = "HEADER_READ_TIMEOUT", default_value_t = 60_000)]
     pub header_read_timeout: u64,
 
     /// Engine.IO sessions one client address may hold at once (0: no limit). Off by

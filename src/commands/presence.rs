@@ -3,8 +3,8 @@
 //! user's sockets.
 //!
 //! Read from the cluster's Redis, as the nodes keep it (see `crate::presence`): a user
-//! is online while one of its sockets' entries is unexpired, so the users of a node that
-//! died drop out within two heartbeats.
+//! is online while one of its sockets' entries is unexpired; the users of a node that
+//! died drop out when a survivor sweeps it, within three heartbeats.
 
 use super::inspect::{self, InspectArgs, EXIT_CODES};
 use super::Exit;

@@ -557,7 +557,7 @@ impl RedisPresence {
         let mut outcome = BeatOutcome::default();
         if state != DECLARED_DEAD {
             match &beat.sockets {
-                Some(sockets) => self.rewrite(&id, sockets, &mut conn).await?,
+                Some(sockets) => outcome.gone = self.rewrite(&id, sockets, &mut conn).await?,
                 None => outcome.wants_sockets = state == NEWLY_REGISTERED,
             }
             self.node_beat(&beat).query_async::<()>(&mut conn).await?;
@@ -574,13 +574,16 @@ impl RedisPresence {
     }
 
     /// Rewrites every socket of `node` with a fresh lease, and its index: built aside
-    /// and renamed over the old one, so a sweeper never reads it half-written.
+    /// and renamed over the old one, so a sweeper never reads it half-written. Sockets
+    /// the old index lists and the node no longer has (their disconnect was lost) are
+    /// removed; returns the users that left with them.
     async fn rewrite(
         &self,
         node: &str,
         sockets: &[(String, String)],
         conn: &mut RedisConn,
-    ) -> Result<()> {
+    ) -> Result<Vec<String>> {
+        let gone = self.remove_departed(node, sockets, conn).await?;
         let expires = now_ms() + self.lease.as_millis() as u64;
         // Grouped by bucket, and by user within it (REFRESH expects that order).
         let mut by_bucket: BTreeMap<u16, Vec<&(String, String)>> = BTreeMap::new();
@@ -615,7 +618,58 @@ impl RedisPresence {
             false => pipe.rename(&next, &index).ignore(),
         };
         pipe.query_async::<()>(conn).await?;
-        Ok(())
+        Ok(gone)
+    }
+
+    /// Removes the sockets `node`'s index lists but `sockets` does not; returns the users
+    /// left with none.
+    async fn remove_departed(
+        &self,
+        node: &str,
+        sockets: &[(String, String)],
+        conn: &mut RedisConn,
+    ) -> Result<Vec<String>> {
+        let indexed: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(self.index_key(node))
+            .query_async(conn)
+            .await?;
+        let live: std::collections::HashSet<&str> =
+            sockets.iter().map(|(_, sid)| sid.as_str()).collect();
+        let departed: Vec<&String> = indexed
+            .iter()
+            .filter(|m| m.split_once(' ').is_none_or(|(sid, _)| !live.contains(sid)))
+            .collect();
+        let mut gone = Vec::new();
+        for chunk in departed.chunks(CHUNK) {
+            gone.extend(self.remove_indexed(node, chunk, conn).await?);
+        }
+        Ok(gone)
+    }
+
+    /// Removes the sockets of index `members` (`<sid> <user>`) of `node`, each only if it
+    /// is still that node's; returns the users left with none.
+    async fn remove_indexed(
+        &self,
+        node: &str,
+        members: &[impl AsRef<str>],
+        conn: &mut RedisConn,
+    ) -> Result<Vec<String>> {
+        let changes: Vec<Change> = members
+            .iter()
+            .filter_map(|m| m.as_ref().split_once(' '))
+            .map(|(sid, user)| Change {
+                kind: ChangeKind::Disconnected,
+                user: user.to_owned(),
+                sid: sid.to_owned(),
+            })
+            .collect();
+        let flips = Self::run_apply(conn, self.apply_calls(node, &changes), changes.len()).await?;
+        Ok(changes
+            .into_iter()
+            .zip(flips)
+            .filter(|(_, flipped)| *flipped)
+            .map(|(c, _)| c.user)
+            .collect())
     }
 
     /// Removes a dead node's sockets, a step at a time (each socket only if it is still
@@ -639,24 +693,7 @@ impl RedisPresence {
                     .await?;
                 break;
             }
-            let changes: Vec<Change> = members
-                .iter()
-                .filter_map(|m| m.split_once(' '))
-                .map(|(sid, user)| Change {
-                    kind: ChangeKind::Disconnected,
-                    user: user.to_owned(),
-                    sid: sid.to_owned(),
-                })
-                .collect();
-            let flips =
-                Self::run_apply(conn, self.apply_calls(node, &changes), changes.len()).await?;
-            gone.extend(
-                changes
-                    .into_iter()
-                    .zip(flips)
-                    .filter(|(_, flipped)| *flipped)
-                    .map(|(c, _)| c.user),
-            );
+            gone.extend(self.remove_indexed(node, &members, conn).await?);
             redis::cmd("SREM")
                 .arg(&index)
                 .arg(&members)

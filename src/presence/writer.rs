@@ -9,8 +9,9 @@
 //! was taken — the snapshot is queued behind every change that preceded it.
 //!
 //! A change that cannot be written (Redis down, queue full) is not retried: the node's
-//! memory stays exact and the next heartbeat rewrites every live socket, while a lost
-//! disconnect expires with its entry (2 × heartbeat).
+//! memory stays exact and the next heartbeat rewrites every live socket and the node's
+//! index; a lost disconnect of a socket ends with that rewrite (the index no longer lists
+//! it, so nothing keeps it) or, at the latest, with its lease.
 
 use super::{BeatOutcome, Heartbeat, Presence, PresenceError, PresenceStore, Result};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -79,7 +79,7 @@ impl Default for ServerOptions {
             shutdown_timeout: Duration::from_millis(10_000),
             drain_delay: Duration::ZERO,
             recovery: None,
-            header_read_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(60),
             event_budget: None,
         }
     }

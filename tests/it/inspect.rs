@@ -3,7 +3,7 @@
 //!
 //! - `rtctl presence ls`, `rooms ls`, `nodes ls` (table and JSON, golden shapes with the
 //!   volatile fields normalized) report exactly the sockets the test connected;
-//! - `kill -9` of a node: its users and the node itself disappear within 2 × heartbeat;
+//! - `kill -9` of a node: its users and the node itself disappear within 3 × heartbeat;
 //! - counts stay exact under 1,000 connects/disconnects spread over two nodes;
 //! - chat peers hear `presence:update {userId, online}` across nodes when a user's first
 //!   socket connects and when the last one leaves (by closing, or by its node dying).

@@ -317,3 +317,26 @@ async fn while_a_node_of_an_earlier_version_lives_every_beat_rewrites() {
     let ordinary = calls_of(&redis, "zadd").await - before;
     assert!(ordinary <= 2, "{ordinary} ZADD once it is gone");
 }
+
+/// A disconnect the store never got (Redis was away) leaves an entry the node no longer
+/// has; the next full rewrite removes it, and says the user left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_rewrite_removes_sockets_whose_disconnect_was_lost() {
+    let redis = RedisServer::start();
+    let node = node_with_sockets(&redis, "n1", 3).await;
+    // What n1 wrote before it lost track of the socket: the same node id, another memory.
+    let before_restart = presence_node(&redis, "n1", Duration::from_secs(3600)).await;
+    before_restart.connected("ghost", "g1").await.unwrap();
+    assert!(node.is_online("ghost").await.unwrap());
+    let heard = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let h = heard.clone();
+    node.on_change(Arc::new(move |user, online| {
+        h.lock().unwrap().push((user, online))
+    }));
+    for _ in 0..FULL_REFRESH_EVERY {
+        node.beat().await.unwrap();
+    }
+    assert!(!node.is_online("ghost").await.unwrap());
+    assert_eq!(node.online_count().await.unwrap(), 3);
+    assert_eq!(*heard.lock().unwrap(), [("ghost".to_owned(), false)]);
+}
