@@ -35,6 +35,7 @@ pub mod drill;
 pub mod error;
 pub mod gate;
 pub mod ipc;
+pub mod junit;
 pub mod machine;
 pub mod memory;
 mod merge;

@@ -128,7 +128,16 @@ async fn dropped_and_delayed_broadcasts_are_counted_and_fail_the_run() {
         &["--loadtest-drop-every", "7", "--loadtest-delay-ms", "30"],
     )
     .await;
-    let (code, report) = loadtest(n.addr, &secret, &svc, &["--max-p99", "25"]).await;
+    let dir = TempDir::new("junit");
+    let junit = dir.0.join("gate.xml");
+    let junit_arg = junit.to_str().unwrap();
+    let (code, report) = loadtest(
+        n.addr,
+        &secret,
+        &svc,
+        &["--max-p99", "25", "--junit", junit_arg],
+    )
+    .await;
     let c = &report["counters"];
     assert_eq!(c["connected"], 200, "{report:#}");
     assert_eq!(c["held"], 200, "{report:#}");
@@ -147,7 +156,49 @@ async fn dropped_and_delayed_broadcasts_are_counted_and_fail_the_run() {
     assert!(latency["p50"].as_f64().unwrap() >= 30.0, "{latency}");
     assert_eq!(code, 1, "{report:#}");
     assert_eq!(failed_checks(&report), ["message p99", "message loss"]);
+    assert_junit_matches(&std::fs::read_to_string(&junit).unwrap(), &report);
     n.child.kill().await.unwrap();
+}
+
+/// `--junit`'s file is well-formed XML with one test case per criterion of the report:
+/// a failure (actual vs target in its message) exactly for each failed one.
+fn assert_junit_matches(xml: &str, report: &Value) {
+    let doc = roxmltree::Document::parse(xml).unwrap_or_else(|e| panic!("{e}:\n{xml}"));
+    let suite = doc
+        .descendants()
+        .find(|n| n.has_tag_name("testsuite"))
+        .expect("a testsuite");
+    let checks = report["checks"].as_array().unwrap();
+    assert_eq!(
+        suite.attribute("tests"),
+        Some(checks.len().to_string().as_str())
+    );
+    let failed = failed_checks(report);
+    assert_eq!(
+        suite.attribute("failures"),
+        Some(failed.len().to_string().as_str())
+    );
+    let cases: Vec<_> = suite
+        .children()
+        .filter(|n| n.has_tag_name("testcase"))
+        .collect();
+    assert_eq!(cases.len(), checks.len(), "{xml}");
+    for (case, check) in cases.iter().zip(checks) {
+        assert_eq!(case.attribute("name"), check["name"].as_str(), "{xml}");
+        let failure = case.children().find(|n| n.has_tag_name("failure"));
+        assert_eq!(failure.is_some(), check["pass"] == false, "{xml}");
+        if let Some(failure) = failure {
+            let message = failure.attribute("message").unwrap();
+            assert!(
+                message.contains(check["actual"].as_str().unwrap()),
+                "{message}"
+            );
+            assert!(
+                message.contains(check["target"].as_str().unwrap()),
+                "{message}"
+            );
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -322,4 +373,55 @@ async fn churn_without_recovery_counts_what_the_dropped_clients_missed_as_lost()
     assert_eq!(counter(&report, "duplicates"), 0);
     assert_eq!(counter(&report, "replayed"), 0);
     n.child.kill().await.unwrap();
+}
+
+/// A run that cannot be made (no node answers; or flags that weaken the gate) exits 2
+/// and still leaves `--junit` a report: one case in error saying why, so CI shows the
+/// cause rather than nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_cannot_be_made_writes_its_error_as_junit() {
+    let dead = format!("http://127.0.0.1:{}", crate::common::free_port());
+    for extra in [&[][..], &["--clients", "10"][..]] {
+        let dir = TempDir::new("junit-error");
+        let junit = dir.0.join("gate.xml");
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_rtctl"))
+            .args([
+                "loadtest",
+                "--url",
+                &dead,
+                "--gate",
+                "phase1",
+                "--duration",
+                "1s",
+            ])
+            .args(["--token-secret", "s", "--service-token", "t"])
+            .args(extra)
+            .args(["--junit", junit.to_str().unwrap()])
+            .env_remove("REDIS_URL")
+            .stdin(Stdio::null())
+            .output();
+        let out = tokio::time::timeout(Duration::from_secs(60), out)
+            .await
+            .expect("rtctl loadtest finished")
+            .expect("run rtctl loadtest");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        let xml = std::fs::read_to_string(&junit).expect("a JUnit file");
+        let doc = roxmltree::Document::parse(&xml).unwrap_or_else(|e| panic!("{e}:\n{xml}"));
+        let error = doc
+            .descendants()
+            .find(|n| n.has_tag_name("error"))
+            .unwrap_or_else(|| panic!("no error case:\n{xml}"));
+        let message = error.attribute("message").unwrap();
+        assert!(
+            !message.is_empty() && stderr.contains(message),
+            "the case says what the command said: {message} / {stderr}"
+        );
+        let suite = doc
+            .descendants()
+            .find(|n| n.has_tag_name("testsuite"))
+            .unwrap();
+        assert_eq!(suite.attribute("name"), Some("phase1"));
+        assert_eq!(suite.attribute("errors"), Some("1"));
+    }
 }

@@ -10,6 +10,7 @@ use crate::client::Transport;
 use crate::commands::Exit;
 use crate::loadtest::drill::Drills;
 use crate::loadtest::gate::Gate;
+use crate::loadtest::junit;
 use crate::loadtest::{Options, Scenario, Verdict};
 use crate::node_addr::NodeUrl;
 use anyhow::Context as _;
@@ -107,6 +108,11 @@ pub struct LoadtestCommand {
     /// Write the report as JSON to this file.
     #[arg(long, value_name = "FILE.json")]
     pub report: Option<std::path::PathBuf>,
+
+    /// Write the criteria as JUnit XML to this file, one test case per criterion (a
+    /// failure says actual vs target), for CI systems' test reports.
+    #[arg(long, value_name = "FILE.xml")]
+    pub junit: Option<std::path::PathBuf>,
 
     /// Worker processes [default: as few as the open-files limit allows].
     #[arg(long, value_name = "W")]
@@ -428,21 +434,49 @@ impl LoadtestCommand {
         Ok(())
     }
 
+    /// Writes `--junit`'s file, when asked for.
+    fn write_junit(&self, xml: impl FnOnce() -> String) -> anyhow::Result<()> {
+        if let Some(path) = &self.junit {
+            std::fs::write(path, xml())
+                .with_context(|| format!("cannot write the JUnit report to {}", path.display()))?;
+        }
+        Ok(())
+    }
+
     /// Exit codes: 0 the criteria hold, 1 one failed (after the report), 2 no run.
     pub async fn run(self) -> anyhow::Result<()> {
-        let opts = self.options()?;
-        let name = opts.gate.map_or("loadtest", Gate::as_str);
+        let name = self.gate.map_or("loadtest", Gate::as_str);
+        let opts = match self.options() {
+            Ok(opts) => opts,
+            Err(e) => {
+                self.write_junit(|| junit::render_error(name, &e.to_string()))?;
+                return Err(e.into());
+            }
+        };
         let progress = Arc::new(TerminalProgress::new());
         let outcome =
             crate::loadtest::run(opts, crate::app::shutdown_signal(), progress.clone()).await;
         progress.clear();
-        let verdict = outcome.map_err(|e| Exit::new(2, e.to_string()))?;
+        let verdict = match outcome {
+            Ok(verdict) => verdict,
+            Err(e) => {
+                self.write_junit(|| junit::render_error(name, &e.to_string()))?;
+                return Err(Exit::new(2, e.to_string()).into());
+            }
+        };
         print!("{}", verdict.report().render());
         if let Some(path) = &self.report {
             let text = serde_json::to_string_pretty(&verdict.report().to_json())?;
             std::fs::write(path, text + "\n")
                 .with_context(|| format!("cannot write the report to {}", path.display()))?;
         }
+        self.write_junit(|| {
+            junit::render(&junit::Suite {
+                name,
+                checks: &verdict.report().checks,
+                seconds: verdict.report().run_seconds,
+            })
+        })?;
         match verdict {
             Verdict::Met(_) => {
                 println!("{name}: all criteria hold");
