@@ -117,14 +117,7 @@ async fn a_dead_node_s_users_vanish_within_three_heartbeats() {
 
     // kill -9: the node stops without a word (its heartbeat task ends with it).
     drop(doomed);
-    let died = std::time::Instant::now();
-    while survivor.is_online("gone").await.unwrap() {
-        assert!(
-            died.elapsed() < hb * 3 + Duration::from_millis(200),
-            "still online"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    offline_within_three_beats(&survivor, "gone", hb).await;
     assert!(survivor.is_online("stays").await.unwrap());
     // Listed or not, the dead node's user is gone, swept or not yet.
     assert_eq!(
@@ -206,14 +199,7 @@ async fn a_redis_that_lost_everything_has_the_sockets_back_after_one_beat() {
     assert!(!node.is_online("u7").await.unwrap());
     node.beat().await.unwrap();
     assert_eq!(node.online_count().await.unwrap(), 50);
-    let sockets = node.sockets_of("u7").await.unwrap();
-    assert_eq!(
-        sockets
-            .iter()
-            .map(|s| (s.sid.as_str(), s.node.as_str()))
-            .collect::<Vec<_>>(),
-        [("n1-s7", "n1")]
-    );
+    assert_eq!(sockets_at(&node, "u7").await, ["n1-s7@n1"]);
     assert_eq!(node.nodes().await.unwrap().len(), 1);
 }
 
@@ -229,14 +215,7 @@ async fn a_node_swept_after_a_stall_comes_back_whole() {
     stalled.connected("paul", "p1").await.unwrap();
     stalled.beat().await.unwrap();
     assert!(survivor.is_online("paul").await.unwrap());
-    let stall = std::time::Instant::now();
-    while survivor.is_online("paul").await.unwrap() {
-        assert!(
-            stall.elapsed() < hb * 3 + Duration::from_millis(200),
-            "never swept"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    offline_within_three_beats(&survivor, "paul", hb).await;
     stalled.beat().await.unwrap();
     assert!(survivor.is_online("paul").await.unwrap());
     let ids: Vec<String> = survivor
@@ -263,22 +242,8 @@ async fn sweeping_a_dead_node_spares_its_sessions_recovered_elsewhere() {
     new.attach(Io::builder(quiet_options()).build());
     new.connected("rita", "r1").await.unwrap();
     drop(old);
-    let died = std::time::Instant::now();
-    while new.is_online("sam").await.unwrap() {
-        assert!(
-            died.elapsed() < hb * 3 + Duration::from_millis(200),
-            "never swept"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let sockets = new.sockets_of("rita").await.unwrap();
-    assert_eq!(
-        sockets
-            .iter()
-            .map(|s| (s.sid.as_str(), s.node.as_str()))
-            .collect::<Vec<_>>(),
-        [("r1", "new")]
-    );
+    offline_within_three_beats(&new, "sam", hb).await;
+    assert_eq!(sockets_at(&new, "rita").await, ["r1@new"]);
 }
 
 /// Nodes of earlier versions refresh by expiry and shorten the keys they share with
@@ -339,4 +304,27 @@ async fn a_full_rewrite_removes_sockets_whose_disconnect_was_lost() {
     assert!(!node.is_online("ghost").await.unwrap());
     assert_eq!(node.online_count().await.unwrap(), 3);
     assert_eq!(*heard.lock().unwrap(), [("ghost".to_owned(), false)]);
+}
+
+/// Waits until `reader` sees `user` offline, failing past three heartbeats (the
+/// registration's two and the survivor's beat that sweeps it) and a margin.
+async fn offline_within_three_beats(reader: &Presence, user: &str, hb: Duration) {
+    let since = std::time::Instant::now();
+    while reader.is_online(user).await.unwrap() {
+        assert!(
+            since.elapsed() < hb * 3 + Duration::from_millis(200),
+            "{user} still online after {:?}",
+            since.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `<socket id>@<node>` of every socket of `user`.
+async fn sockets_at(reader: &Presence, user: &str) -> Vec<String> {
+    let sockets = reader.sockets_of(user).await.unwrap();
+    sockets
+        .into_iter()
+        .map(|s| format!("{}@{}", s.sid, s.node))
+        .collect()
 }
