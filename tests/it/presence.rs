@@ -97,10 +97,8 @@ async fn presence_counts_users_not_tabs_across_nodes() {
 async fn a_dead_node_s_users_vanish_within_three_heartbeats() {
     let redis = RedisServer::start();
     let hb = Duration::from_millis(300);
-    let survivor = presence_node(&redis, "alive", hb).await;
-    survivor.attach(Io::builder(quiet_options()).build());
-    let doomed = presence_node(&redis, "doomed", hb).await;
-    doomed.attach(Io::builder(quiet_options()).build());
+    let survivor = beating_node(&redis, "alive", hb).await;
+    let doomed = beating_node(&redis, "doomed", hb).await;
     doomed.connected("gone", "s1").await.unwrap();
     survivor.connected("stays", "s2").await.unwrap();
     tokio::time::sleep(hb * 3).await; // heartbeats keep both alive past the first TTL
@@ -133,6 +131,13 @@ async fn a_dead_node_s_users_vanish_within_three_heartbeats() {
         .collect();
     assert_eq!(ids, ["alive"]);
     assert_eq!(survivor.online_count().await.unwrap(), 1);
+}
+
+/// A node whose heartbeat runs on its own, every `hb`.
+async fn beating_node(redis: &RedisServer, id: &str, hb: Duration) -> Arc<Presence> {
+    let node = presence_node(redis, id, hb).await;
+    node.attach(Io::builder(quiet_options()).build());
+    node
 }
 
 /// How many times Redis has run `command` (scripts' calls included), from
@@ -209,8 +214,7 @@ async fn a_redis_that_lost_everything_has_the_sockets_back_after_one_beat() {
 async fn a_node_swept_after_a_stall_comes_back_whole() {
     let redis = RedisServer::start();
     let hb = Duration::from_millis(300);
-    let survivor = presence_node(&redis, "alive", hb).await;
-    survivor.attach(Io::builder(quiet_options()).build());
+    let survivor = beating_node(&redis, "alive", hb).await;
     let stalled = presence_node(&redis, "stalled", hb).await;
     stalled.connected("paul", "p1").await.unwrap();
     stalled.beat().await.unwrap();
@@ -238,8 +242,7 @@ async fn sweeping_a_dead_node_spares_its_sessions_recovered_elsewhere() {
     old.connected("rita", "r1").await.unwrap();
     old.connected("sam", "s1").await.unwrap();
     old.beat().await.unwrap();
-    let new = presence_node(&redis, "new", hb).await;
-    new.attach(Io::builder(quiet_options()).build());
+    let new = beating_node(&redis, "new", hb).await;
     new.connected("rita", "r1").await.unwrap();
     drop(old);
     offline_within_three_beats(&new, "sam", hb).await;
