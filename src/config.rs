@@ -5,6 +5,7 @@
 //! checks what types alone cannot and names the offending setting in its error.
 
 pub use crate::handlers::bench::LoadtestNamespace;
+use crate::handlers::role::Role;
 use crate::protocol::cluster_sharded::SubscriptionMode;
 use crate::protocol::engineio::TransportKind;
 use crate::ratelimit::Rule;
@@ -98,6 +99,12 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub allowed_origins: Vec<String>,
+
+    /// The service this node is: `all` (every namespace and API route), `chat` (`/chat`,
+    /// `POST /api/chat/send`) or `notifications` (`/notifications`, `POST
+    /// /api/notifications`). `/` and other namespaces are served by every role.
+    #[arg(long, env = "ROLE", value_enum, default_value_t = Role::All)]
+    pub role: Role,
 
     /// Socket.IO namespaces served, comma-separated.
     #[arg(
@@ -263,6 +270,8 @@ impl std::fmt::Debug for Secret {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// The service this node is; `namespaces` holds only what it serves.
+    pub role: Role,
     pub namespaces: Vec<String>,
     pub server: ServerOptions,
     pub production: bool,
@@ -392,6 +401,7 @@ impl Config {
                 "name at least one namespace",
             ));
         }
+        let namespaces = role_namespaces(a.role, namespaces)?;
         if a.health_timeout == 0 {
             return Err(invalid(
                 "health-timeout",
@@ -426,6 +436,7 @@ impl Config {
         )?;
         Ok(Config {
             listen: a.listen,
+            role: a.role,
             production,
             auth_secret,
             service_token,
@@ -468,6 +479,25 @@ impl Config {
 }
 
 /// Connection state recovery's settings, or `None` when off.
+/// The namespaces of `--namespaces` that `role` serves; the role's own one must be among
+/// them (a chat node without `/chat` serves nothing of its role).
+fn role_namespaces(role: Role, listed: Vec<String>) -> Result<Vec<String>, ConfigError> {
+    let own = ["/chat", "/notifications"]
+        .into_iter()
+        .find(|ns| role != Role::All && Role::owner_of(ns) == Some(role));
+    if let Some(own) = own.filter(|own| !listed.iter().any(|n| n == own)) {
+        return Err(invalid(
+            "role",
+            "ROLE",
+            format!(
+                "--role {} serves {own}, but --namespaces does not list it",
+                role.as_str()
+            ),
+        ));
+    }
+    Ok(listed.into_iter().filter(|ns| role.serves(ns)).collect())
+}
+
 fn recovery(a: &ServeArgs) -> Result<Option<RecoveryOptions>, ConfigError> {
     if !a.connection_state_recovery {
         return Ok(None);
@@ -775,6 +805,28 @@ mod tests {
             vec![TransportKind::Websocket, TransportKind::Polling]
         );
         assert_eq!(c.namespaces, vec!["/", "/chat", "/notifications"]);
+        assert_eq!(c.role, Role::All);
+    }
+
+    #[test]
+    fn a_role_keeps_its_own_namespace_and_the_shared_ones() {
+        let c = parse(&["--role", "chat"]).unwrap();
+        assert_eq!(c.namespaces, vec!["/", "/chat"]);
+        let c = parse(&[
+            "--role",
+            "notifications",
+            "--namespaces",
+            "/,/x,/notifications",
+        ]);
+        assert_eq!(c.unwrap().namespaces, vec!["/", "/x", "/notifications"]);
+        let e = parse(&["--role", "chat", "--namespaces", "/,/notifications"]).unwrap_err();
+        assert!(
+            e.contains("--role chat serves /chat, but --namespaces does not list it"),
+            "{e}"
+        );
+        assert!(parse(&["--role", "gateway"])
+            .unwrap_err()
+            .contains("--role"));
     }
 
     #[test]

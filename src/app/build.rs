@@ -62,6 +62,7 @@ pub async fn build(config: &Config) -> Result<App, BuildError> {
         io.clone(),
         state.clone(),
         config.service_token.value.clone(),
+        config.role,
     ));
     let observability = Arc::new(crate::observability::Endpoints::new(
         io.clone(),

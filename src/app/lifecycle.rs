@@ -54,6 +54,7 @@ impl App {
 /// What the "listening" line says about the node, taken from its config at build time.
 pub(super) struct Banner {
     path: String,
+    role: &'static str,
     namespaces: Vec<String>,
     redis: bool,
     node: String,
@@ -63,6 +64,7 @@ impl Banner {
     pub(super) fn of(config: &Config) -> Banner {
         Banner {
             path: config.server.engine.path.to_string(),
+            role: config.role.as_str(),
             namespaces: config.namespaces.clone(),
             redis: config.redis.location.is_configured(),
             node: config.node_id.clone(),
@@ -77,6 +79,7 @@ impl Banner {
         tracing::info!(
             address = %address,
             path = %self.path,
+            role = self.role,
             namespaces = ?self.namespaces,
             database = app.state.store.backend(),
             read_replica = app.state.store.has_replica(),

@@ -8,6 +8,7 @@
 
 use crate::handlers::chat::{member_room, message_json, room_name, validate_text};
 use crate::handlers::kit::{check_rate, no_nul, no_nul_in, Failure, State};
+use crate::handlers::role::Role;
 use crate::server::Io;
 use crate::store::NewNotification;
 use crate::transport::Body;
@@ -25,14 +26,17 @@ pub struct Api {
     io: Io,
     state: State,
     service_token: String,
+    /// Which routes this node answers (see [`Role`]).
+    role: Role,
 }
 
 impl Api {
-    pub fn new(io: Io, state: State, service_token: String) -> Self {
+    pub fn new(io: Io, state: State, service_token: String, role: Role) -> Self {
         Api {
             io,
             state,
             service_token,
+            role,
         }
     }
 
@@ -46,6 +50,11 @@ impl Api {
             }
             _ => return failure(&Failure::new("not_found", "no such API route"), 404),
         };
+        if let Some(owner) =
+            Role::owner_of(req.uri().path()).filter(|_| !self.role.serves(req.uri().path()))
+        {
+            return self.not_this_role(req.uri().path(), owner);
+        }
         if !self.authorized(req.headers()) {
             return failure(
                 &Failure::new(
@@ -67,6 +76,23 @@ impl Api {
             Ok(v) => json_response(StatusCode::CREATED, &v),
             Err(f) => failure(&f, f.status()),
         }
+    }
+
+    /// 404 for a route another role serves: the body names it, so a gateway pointed at
+    /// the wrong service says which one it wanted.
+    fn not_this_role(&self, path: &str, owner: Role) -> Response<Body> {
+        let message = format!(
+            "POST {path} is served by nodes with --role {} (or all); this node's role is {}",
+            owner.as_str(),
+            self.role.as_str()
+        );
+        let body = json!({
+            "error": "wrong_service",
+            "message": message,
+            "role": self.role.as_str(),
+            "servedBy": owner.as_str(),
+        });
+        json_response(StatusCode::NOT_FOUND, &body)
     }
 
     fn authorized(&self, headers: &http::HeaderMap) -> bool {

@@ -6,6 +6,7 @@
 //!   namespaces;
 //! - [`api`]: the HTTP API the Next.js app calls (`POST /api/notifications`,
 //!   `POST /api/chat/send`);
+//! - [`role`]: which of them a node serves (`--role all|chat|notifications`);
 //! - [`bench`]: the `/bench` namespace `rtctl loadtest` drives (`--loadtest-namespace`).
 //!   It is the server side of the load test, served by nodes; the load generator that
 //!   drives it is the `loadtest` module (`rtctl loadtest`).
@@ -15,3 +16,4 @@ pub mod bench;
 pub mod chat;
 pub mod kit;
 pub mod notifications;
+pub mod role;

@@ -23,6 +23,7 @@ mod recovery;
 mod recovery_cluster;
 mod redis_cluster;
 mod reference_server;
+mod roles;
 mod sentinel;
 mod sharded;
 mod socketio;
