@@ -33,6 +33,7 @@ pub mod client;
 pub mod cluster;
 pub mod commands;
 pub mod config;
+pub mod deploy;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod handlers;

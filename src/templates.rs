@@ -38,6 +38,38 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         "prometheus/realtime.rules.yml.j2",
         include_str!("../templates/prometheus/realtime.rules.yml.j2"),
     ),
+    (
+        "k8s/deployment.yaml.j2",
+        include_str!("../templates/k8s/deployment.yaml.j2"),
+    ),
+    (
+        "k8s/service.yaml.j2",
+        include_str!("../templates/k8s/service.yaml.j2"),
+    ),
+    (
+        "k8s/hpa.yaml.j2",
+        include_str!("../templates/k8s/hpa.yaml.j2"),
+    ),
+    (
+        "k8s/pdb.yaml.j2",
+        include_str!("../templates/k8s/pdb.yaml.j2"),
+    ),
+    (
+        "k8s/ingress.yaml.j2",
+        include_str!("../templates/k8s/ingress.yaml.j2"),
+    ),
+    (
+        "k8s/podmonitor.yaml.j2",
+        include_str!("../templates/k8s/podmonitor.yaml.j2"),
+    ),
+    (
+        "k8s/prometheus-adapter-values.yaml.j2",
+        include_str!("../templates/k8s/prometheus-adapter-values.yaml.j2"),
+    ),
+    (
+        "k8s/grafana-dashboard.yaml.j2",
+        include_str!("../templates/k8s/grafana-dashboard.yaml.j2"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +98,9 @@ impl Templates {
         env.set_trim_blocks(true);
         env.set_keep_trailing_newline(true);
         env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+        // No escaping: the templates are config files (YAML, JSON, nginx), and each quotes
+        // its values itself (`tojson` where a string must be a YAML/JSON literal).
+        env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
         for (name, embedded) in EMBEDDED {
             let source = match override_dir.map(|d| d.join(name)) {
                 Some(path) if path.exists() => std::fs::read_to_string(&path)

@@ -11,6 +11,7 @@ mod engine;
 mod fuzz;
 mod fuzz_corpus;
 mod gen;
+mod gen_k8s;
 mod hostile;
 mod inspect;
 mod interop;

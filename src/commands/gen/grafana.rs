@@ -84,6 +84,26 @@ struct DashboardCtx {
     refresh: String,
 }
 
+/// The dashboard JSON (also embedded by `rtctl gen k8s` in a ConfigMap).
+pub(crate) fn render_dashboard(
+    templates: &Templates,
+    uid: &str,
+    title: &str,
+) -> anyhow::Result<String> {
+    let dashboard = templates.render(
+        "grafana/dashboard.json.j2",
+        DashboardCtx {
+            uid: quoted(uid),
+            title: quoted(title),
+            refresh: quoted("30s"),
+        },
+    )?;
+    // An override template that breaks the JSON should fail here, not in Grafana.
+    serde_json::from_str::<serde_json::Value>(&dashboard)
+        .map_err(|e| anyhow::anyhow!("the dashboard template does not render valid JSON: {e}"))?;
+    Ok(dashboard)
+}
+
 #[derive(Serialize)]
 struct DatasourceCtx {
     name: String,
@@ -106,18 +126,7 @@ pub struct GrafanaFiles {
 
 impl GrafanaArgs {
     pub fn render(&self, templates: &Templates) -> anyhow::Result<GrafanaFiles> {
-        let dashboard = templates.render(
-            "grafana/dashboard.json.j2",
-            DashboardCtx {
-                uid: quoted(&self.uid),
-                title: quoted(&self.title),
-                refresh: quoted("30s"),
-            },
-        )?;
-        // An override template that breaks the JSON should fail here, not in Grafana.
-        serde_json::from_str::<serde_json::Value>(&dashboard).map_err(|e| {
-            anyhow::anyhow!("the dashboard template does not render valid JSON: {e}")
-        })?;
+        let dashboard = render_dashboard(templates, &self.uid, &self.title)?;
         let datasource = templates.render(
             "grafana/datasource.yaml.j2",
             DatasourceCtx {

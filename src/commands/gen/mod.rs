@@ -1,6 +1,7 @@
 //! `rtctl gen …`: configuration files generated from templates (see [`crate::templates`]).
 
 pub mod grafana;
+pub mod k8s;
 pub mod migrations;
 pub mod nginx;
 pub mod prometheus;
@@ -31,6 +32,10 @@ pub enum Gen {
     /// prometheus.yml scraping the nodes, and alert rules (node down, p99 over the phase
     /// target, Redis errors, pool saturation, rate-limit spikes).
     Prometheus(prometheus::PrometheusArgs),
+    /// Kubernetes manifests: a Deployment, Service, autoscaler and disruption budget per
+    /// role, an ingress-nginx Ingress, a PodMonitor, the Grafana dashboard as a ConfigMap
+    /// and prometheus-adapter's rule for the connections-per-pod metric.
+    K8s(k8s::K8sArgs),
 }
 
 impl GenCommand {
@@ -41,6 +46,7 @@ impl GenCommand {
             Gen::Migrations(args) => args.run(&templates),
             Gen::Grafana(args) => args.run(&templates),
             Gen::Prometheus(args) => args.run(&templates),
+            Gen::K8s(args) => args.run(&templates),
         }
     }
 }
