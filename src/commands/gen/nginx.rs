@@ -1,6 +1,8 @@
 //! `rtctl gen nginx`: an nginx.conf in front of the cluster.
 
 use super::write_output;
+use crate::deploy::layout::{self, Paths, Service};
+use crate::handlers::role::Role;
 use crate::node_addr::NodeAddr;
 use crate::templates::Templates;
 use serde::Serialize;
@@ -8,9 +10,34 @@ use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
 pub struct NginxArgs {
-    /// A node, `HOST:PORT` (repeat, or comma-separate, for each node).
-    #[arg(long = "upstream", required = true, value_delimiter = ',', value_parser = NodeAddr::parse)]
+    /// A node serving every role, `HOST:PORT` (repeat, or comma-separate, for each node).
+    #[arg(long = "upstream", value_delimiter = ',', value_parser = NodeAddr::parse,
+          required_unless_present_all = ["chat_upstreams", "notifications_upstreams"],
+          conflicts_with_all = ["chat_upstreams", "notifications_upstreams"])]
     pub upstreams: Vec<NodeAddr>,
+
+    /// A node of the chat service (`--role chat`); with --notifications-upstream, the
+    /// two services get their own Engine.IO paths and API routes.
+    #[arg(long = "chat-upstream", value_delimiter = ',', value_parser = NodeAddr::parse,
+          requires = "notifications_upstreams")]
+    pub chat_upstreams: Vec<NodeAddr>,
+
+    /// A node of the notification service (`--role notifications`).
+    #[arg(long = "notifications-upstream", value_delimiter = ',', value_parser = NodeAddr::parse,
+          requires = "chat_upstreams")]
+    pub notifications_upstreams: Vec<NodeAddr>,
+
+    /// Engine.IO path of the single service (the nodes' SOCKETIO_PATH).
+    #[arg(long, default_value = layout::DEFAULT_PATH)]
+    pub path: String,
+
+    /// Engine.IO path of the chat service (its nodes' SOCKETIO_PATH).
+    #[arg(long, default_value = layout::DEFAULT_CHAT_PATH)]
+    pub chat_path: String,
+
+    /// Engine.IO path of the notification service (its nodes' SOCKETIO_PATH).
+    #[arg(long, default_value = layout::DEFAULT_NOTIFICATIONS_PATH)]
+    pub notifications_path: String,
 
     /// `server_name` of the virtual host.
     #[arg(long, default_value = "_")]
@@ -57,9 +84,20 @@ pub struct NginxArgs {
     pub output: Option<PathBuf>,
 }
 
+/// One upstream block and its locations.
+#[derive(Serialize)]
+struct Upstream<'a> {
+    /// The nginx upstream name (`realtime_nodes`, `realtime_chat`, …).
+    upstream: String,
+    servers: Vec<&'a str>,
+    #[serde(flatten)]
+    service: Service,
+}
+
 #[derive(Serialize)]
 struct Context<'a> {
-    upstreams: Vec<&'a str>,
+    services: Vec<Upstream<'a>>,
+    node_count: usize,
     server_name: &'a str,
     listen: &'a str,
     sticky: &'a str,
@@ -84,8 +122,10 @@ impl NginxArgs {
         // not balance accept() evenly), so size every worker for all of them.
         let worker_connections = 2 * self.connections as u64 + 1024;
         let heartbeat_ms = self.ping_interval + self.ping_timeout;
+        let services = self.services()?;
         let ctx = Context {
-            upstreams: self.upstreams.iter().map(NodeAddr::authority).collect(),
+            node_count: services.iter().map(|s| s.servers.len()).sum(),
+            services,
             server_name: &self.server_name,
             listen: &self.listen,
             sticky: &self.sticky,
@@ -103,6 +143,38 @@ impl NginxArgs {
             fail_timeout: self.fail_timeout,
         };
         Ok(templates.render("nginx/nginx.conf.j2", ctx)?)
+    }
+
+    /// One upstream per service: all nodes in one, or the chat and notification nodes
+    /// apart, each with the path and routes [`layout::services`] gives its role.
+    fn services(&self) -> Result<Vec<Upstream<'_>>, layout::LayoutError> {
+        let paths = Paths {
+            all: self.path.clone(),
+            chat: self.chat_path.clone(),
+            notifications: self.notifications_path.clone(),
+        };
+        let groups: Vec<(Role, &[NodeAddr])> = if self.upstreams.is_empty() {
+            vec![
+                (Role::Chat, &self.chat_upstreams),
+                (Role::Notifications, &self.notifications_upstreams),
+            ]
+        } else {
+            vec![(Role::All, &self.upstreams)]
+        };
+        let roles: Vec<Role> = groups.iter().map(|(r, _)| *r).collect();
+        let services = layout::services("realtime", &roles, &paths)?;
+        Ok(services
+            .into_iter()
+            .zip(groups)
+            .map(|(service, (role, nodes))| Upstream {
+                upstream: match role {
+                    Role::All => "realtime_nodes".into(),
+                    _ => format!("realtime_{}", role.as_str()),
+                },
+                servers: nodes.iter().map(NodeAddr::authority).collect(),
+                service,
+            })
+            .collect())
     }
 
     pub fn run(self, templates: &Templates) -> anyhow::Result<()> {
@@ -182,6 +254,73 @@ mod tests {
         assert!(conf.contains("listen 443 ssl;"));
         assert!(conf.contains("ssl_certificate     /c.pem;"));
         assert!(conf.contains("proxy_read_timeout 12s;"));
+    }
+
+    #[test]
+    fn split_roles_get_their_own_upstreams_paths_and_routes() {
+        let conf = render(&[
+            "--chat-upstream",
+            "10.0.0.1:3001,10.0.0.2:3001",
+            "--notifications-upstream",
+            "10.0.0.3:3001",
+            "--notifications-path",
+            "/notify-io/",
+        ]);
+        for needle in [
+            "upstream realtime_chat {\n",
+            "upstream realtime_notifications {\n",
+            "server 10.0.0.2:3001 max_fails=3",
+            "location /chat-io/ {\n            proxy_pass http://realtime_chat;",
+            "location /notify-io/ {\n            proxy_pass http://realtime_notifications;",
+            "location /api/chat/ {\n            proxy_pass http://realtime_chat;",
+            "location /api/notifications {\n            proxy_pass http://realtime_notifications;",
+            r#"io("https://<host>/notifications", { path: "/notify-io/" })"#,
+        ] {
+            assert!(conf.contains(needle), "missing {needle:?} in\n{conf}");
+        }
+        assert!(!conf.contains("realtime_nodes") && !conf.contains("location /socket.io/"));
+        let notifications = conf
+            .split("upstream realtime_notifications")
+            .nth(1)
+            .unwrap();
+        let block = &notifications[..notifications.find('}').unwrap()];
+        assert_eq!(block.matches("server ").count(), 1, "{block}");
+    }
+
+    #[test]
+    fn a_split_needs_both_roles_and_no_shared_upstream() {
+        let parse =
+            |argv: &[&str]| Cli::try_parse_from(std::iter::once("gen").chain(argv.iter().copied()));
+        assert!(parse(&["--chat-upstream", "a:1"]).is_err());
+        assert!(parse(&[
+            "--upstream",
+            "a:1",
+            "--chat-upstream",
+            "b:1",
+            "--notifications-upstream",
+            "c:1"
+        ])
+        .is_err());
+        assert!(parse(&[]).is_err());
+        let same = parse(&[
+            "--chat-upstream",
+            "a:1",
+            "--notifications-upstream",
+            "b:1",
+            "--chat-path",
+            "/io/",
+            "--notifications-path",
+            "/io/",
+        ])
+        .unwrap();
+        let err = same
+            .args
+            .render(&Templates::load(None).unwrap())
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("both use Engine.IO path \"/io/\""),
+            "{err}"
+        );
     }
 
     #[test]
