@@ -2,16 +2,15 @@
 
 use crate::common::app::random;
 use crate::common::free_port;
+use crate::common::nginx::{nginx_paths, Nginx, NGINX_HINT};
 use crate::common::node::NodeProcess;
 use crate::common::nodejs::{interop_dir, require_node};
 use crate::common::postgres::fresh_database;
 use crate::common::raw;
 use crate::common::redis::RedisServer;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-const NGINX_HINT: &str = "install nginx: `apt-get install -y nginx` (scripts/test does this)";
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 fn rtctl(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_rtctl"))
@@ -34,17 +33,6 @@ fn nginx_check(conf: &Path, dir: &Path) -> std::process::Output {
         .args(nginx_paths(conf, dir))
         .output()
         .unwrap_or_else(|e| panic!("cannot run nginx ({e}): {NGINX_HINT}"))
-}
-
-fn nginx_paths(conf: &Path, dir: &Path) -> Vec<String> {
-    vec![
-        "-c".into(),
-        conf.display().to_string(),
-        "-e".into(),
-        dir.join("error.log").display().to_string(),
-        "-g".into(),
-        format!("pid {};", dir.join("nginx.pid").display()),
-    ]
 }
 
 #[test]
@@ -124,57 +112,6 @@ fn nginx_accepts_every_generated_config() {
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// A real nginx running a generated config; stopped on drop.
-struct Nginx {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Nginx {
-    fn start(conf: &Path, dir: &Path, port: u16) -> Self {
-        let child = Command::new("nginx")
-            .args(nginx_paths(conf, dir).iter().take(4))
-            .arg("-g")
-            .arg(format!(
-                "daemon off; pid {};",
-                dir.join("nginx.pid").display()
-            ))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start nginx ({e}): {NGINX_HINT}"));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "nginx did not listen on {port}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Nginx {
-            child,
-            dir: dir.to_owned(),
-        }
-    }
-}
-
-impl Drop for Nginx {
-    /// SIGTERM first: nginx's master then stops its workers. SIGKILL alone would leave
-    /// the workers running, orphaned, holding the port.
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 /// The sum of every sample of `metric` (all label sets) in a Prometheus text scrape.
@@ -300,15 +237,6 @@ async fn three_nodes_behind_the_generated_nginx_serve_real_clients() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // Access logs stay in the test's directory.
-    let text = std::fs::read_to_string(&conf).unwrap().replace(
-        "http {",
-        &format!(
-            "http {{\n    access_log {};",
-            dir.join("access.log").display()
-        ),
-    );
-    std::fs::write(&conf, text).unwrap();
     let _nginx = Nginx::start(&conf, &dir, port);
     let url = format!("http://127.0.0.1:{port}");
 
