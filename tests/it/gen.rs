@@ -87,6 +87,14 @@ fn nginx_accepts_every_generated_config() {
             "--tls-key".into(),
             key.display().to_string(),
         ],
+        vec![
+            "--chat-upstream".into(),
+            "10.0.0.1:3001,10.0.0.2:3001".into(),
+            "--notifications-upstream".into(),
+            "10.0.0.3:3001".into(),
+            "--sticky".into(),
+            "ip_hash".into(),
+        ],
     ];
     for (i, v) in variants.iter().enumerate() {
         let conf = dir.join(format!("nginx-{i}.conf"));

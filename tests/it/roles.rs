@@ -160,6 +160,9 @@ async fn a_gateway_drives_two_role_services_behind_the_generated_nginx() {
             notifications.log()
         );
         let contract = stdout.lines().find(|l| l.contains("] contract {"));
-        println!("{transport}: {}", contract.unwrap_or_else(|| panic!("{stdout}")));
+        println!(
+            "{transport}: {}",
+            contract.unwrap_or_else(|| panic!("{stdout}"))
+        );
     }
 }
