@@ -10,8 +10,11 @@ use super::ClientError;
 use std::net::{IpAddr, SocketAddr};
 use tokio::net::{TcpSocket, TcpStream};
 
-/// Connects to `addr`, from `source` when given (port chosen at connect time).
+/// Connects to `addr`, from `source` when given and `addr` is a loopback address (port
+/// chosen at connect time). The sources are 127.0.0.x, which only reach loopback: a
+/// worker loading nodes on other machines connects from its own address.
 pub async fn connect(addr: SocketAddr, source: Option<IpAddr>) -> Result<TcpStream, ClientError> {
+    let source = source.filter(|_| addr.ip().is_loopback());
     let err = |source| ClientError::Connect { addr, source };
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()

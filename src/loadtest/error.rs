@@ -36,6 +36,8 @@ pub enum LoadtestError {
         worker: usize,
         error: std::io::Error,
     },
+    #[error("loadtest worker {addr}: {problem}")]
+    RemoteWorker { addr: String, problem: String },
     #[error("workers ended unexpectedly")]
     WorkersGone,
     /// A worker reported an error of its own (its message, as it wrote it).

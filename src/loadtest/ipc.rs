@@ -21,6 +21,40 @@ pub enum Command {
     },
 }
 
+/// What a remote worker (`rtctl loadtest worker --listen`) and the coordinator say over
+/// TCP before the worker's configuration: the coordinator's `Hello`, the worker's
+/// `Welcome` (or `Refused`, and the connection closes), then `ClockProbe`s the worker
+/// answers at once with its wall clock, so the coordinator can measure the offset between
+/// the machines; `Begin` ends it, and the stream carries the same lines as a local
+/// worker's stdin and stdout from then on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Handshake {
+    Hello {
+        /// The coordinator's crate version; the types on the wire are this crate's, so
+        /// both sides must run the same one.
+        version: String,
+        /// The key the worker was started with (`--key`), if it asks for one.
+        key: Option<String>,
+    },
+    Welcome {
+        version: String,
+        /// The worker's host name, for the report.
+        host: String,
+    },
+    Refused {
+        message: String,
+    },
+    ClockProbe {
+        seq: u32,
+    },
+    ClockReply {
+        seq: u32,
+        unix_ms: f64,
+    },
+    Begin,
+}
+
 /// A line to the coordinator.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -65,11 +99,31 @@ pub struct WorkerResult {
     /// against the database at the end).
     #[serde(default)]
     pub acked_chat: Vec<[u64; 2]>,
+    /// The worker's clock (on the coordinator's time) as it sent this result: the
+    /// coordinator compares it with its own on arrival, which checks the clock offset
+    /// end to end.
+    #[serde(default)]
+    pub clock_ms: f64,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_remote_handshake_is_one_json_object_per_line() {
+        let hello = Handshake::Hello {
+            version: "1.2.3".into(),
+            key: None,
+        };
+        let line = serde_json::to_string(&hello).unwrap();
+        assert_eq!(line, r#"{"op":"hello","version":"1.2.3","key":null}"#);
+        assert_eq!(serde_json::from_str::<Handshake>(&line).unwrap(), hello);
+        let begin: Handshake = serde_json::from_str(r#"{"op":"begin"}"#).unwrap();
+        assert_eq!(begin, Handshake::Begin);
+        // A worker configuration is not a handshake line: the two cannot be confused.
+        assert!(serde_json::from_str::<Handshake>(r#"{"worker":0}"#).is_err());
+    }
 
     #[test]
     fn commands_and_events_round_trip_as_json_lines() {

@@ -36,6 +36,8 @@ pub(super) struct Measured {
     pub(super) store: Option<&'static str>,
     /// `--watch-pid`: the processes' readings over the schedule.
     pub(super) watched: Vec<procwatch::Trace>,
+    /// `--workers HOST:PORT`: the remote workers and their measured clocks.
+    pub(super) remote: Vec<super::remote::RemoteWorker>,
 }
 
 /// The workers' results as one.
@@ -197,6 +199,7 @@ pub(super) fn report(
             "churn_per_s": opts.churn,
             "spawned_with_recovery": opts.spawn_nodes > 0 && opts.recovery,
             "chat_share": opts.chat_share,
+            "remote_workers": measured.remote,
             "store": measured.store.unwrap_or("the nodes' own"),
             "adapter": adapter_of(opts),
             "drills": drilled.then(|| json!({

@@ -44,6 +44,7 @@ pub mod plan;
 pub mod postgres;
 mod processes;
 pub mod procwatch;
+pub mod remote;
 pub mod report;
 pub mod run;
 pub mod schedule;
@@ -127,6 +128,13 @@ impl Clock {
             base: std::time::Instant::now(),
             base_ms: unix_ms(std::time::SystemTime::now()),
         }
+    }
+    /// A clock `ms` ahead of this machine's wall clock: a remote worker's clock put on
+    /// the coordinator's time (`ms` = minus the measured offset).
+    pub fn shifted(ms: f64) -> Clock {
+        let mut clock = Clock::new();
+        clock.base_ms += ms;
+        clock
     }
     pub fn now_ms(&self) -> f64 {
         self.at_ms(std::time::Instant::now())

@@ -62,6 +62,11 @@ pub struct WorkerConfig {
     /// counting as dropped.
     #[serde(default)]
     pub reconnect_on_close: bool,
+    /// How far this worker's wall clock is ahead of the coordinator's (ms; 0 for a local
+    /// worker, measured for a remote one): the worker subtracts it, so every time it
+    /// reads (the start, drill windows, `sentAt`) is on the coordinator's clock.
+    #[serde(default)]
+    pub clock_offset_ms: f64,
 }
 
 impl WorkerConfig {

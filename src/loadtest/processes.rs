@@ -1,20 +1,27 @@
-//! The worker processes as the coordinator drives them: this executable re-run as
-//! `loadtest-worker`, one JSON line of [`WorkerConfig`] then [`Command`]s on its stdin,
-//! [`Event`]s back on its stdout (see [`super::ipc`]).
+//! The workers as the coordinator drives them: local ones are this executable re-run
+//! as `loadtest-worker` (one JSON line of [`WorkerConfig`] then [`Command`]s on its stdin,
+//! [`Event`]s back on its stdout), remote ones `rtctl loadtest worker` processes reached
+//! over TCP ([`super::remote`]), with the same lines after a handshake (see
+//! [`super::ipc`]).
 
 use super::error::LoadtestError;
 use super::ipc::{Command, Event, Progress, WorkerResult};
 use super::observe::{Observer, Update};
 use super::plan::WorkerConfig;
+use super::remote::{self, RemoteWorker};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
-use tokio::process::{Child, ChildStdin};
+use tokio::process::Child;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
-/// A worker's line, or `None` once its stdout closed (it exited).
+/// A worker's line, or `None` once its stream closed (it exited, or hung up).
 type Line = (usize, Option<Event>);
+/// Where a worker's commands go: a local worker's stdin, a remote one's socket.
+pub(super) type CommandSink = Box<dyn tokio::io::AsyncWrite + Unpin + Send>;
+/// Where a worker's events come from.
+pub(super) type EventSource = Box<dyn tokio::io::AsyncRead + Unpin + Send>;
 
 /// The running workers and what they last said.
 pub(super) struct Workers {
@@ -22,12 +29,14 @@ pub(super) struct Workers {
     stdins: Commander,
     events: UnboundedReceiver<Line>,
     progress: Vec<Progress>,
+    /// The remote workers, with what their handshakes measured.
+    pub(super) remote: Vec<RemoteWorker>,
 }
 
 /// Sends commands to every worker; cloned into whatever runs beside the schedule (the
 /// drills open their windows through it).
 #[derive(Clone)]
-pub(super) struct Commander(Arc<tokio::sync::Mutex<Vec<ChildStdin>>>);
+pub(super) struct Commander(Arc<tokio::sync::Mutex<Vec<CommandSink>>>);
 
 impl Commander {
     /// Writes `cmd` to every worker, in order.
@@ -44,6 +53,14 @@ impl Commander {
     }
 }
 
+/// Where the shards go: `local` slots are processes on this machine, then one slot per
+/// remote worker; shard `i` goes to slot `i % slots` (a slot may get several).
+pub(super) struct Placement<'a> {
+    pub(super) local: usize,
+    pub(super) remote: &'a [String],
+    pub(super) key: Option<&'a str>,
+}
+
 /// How the ramp went, over all workers.
 pub(super) struct Ramp {
     pub(super) connected: u64,
@@ -51,31 +68,57 @@ pub(super) struct Ramp {
 }
 
 impl Workers {
-    /// Starts one process per configuration and hands each its configuration.
+    /// Starts or reaches a worker per configuration and hands each its configuration.
     pub(super) async fn start(
         configs: &[WorkerConfig],
+        placement: &Placement<'_>,
         observer: Arc<dyn Observer>,
     ) -> Result<Workers, LoadtestError> {
         let exe = std::env::current_exe().map_err(LoadtestError::WorkerExe)?;
         let (tx, events) = tokio::sync::mpsc::unbounded_channel::<Line>();
         let (mut children, mut stdins) = (Vec::new(), Vec::new());
+        let mut remote: Vec<RemoteWorker> = Vec::new();
+        let slots = placement.local + placement.remote.len();
         for cfg in configs {
             let w = cfg.worker as usize;
-            let (child, mut stdin, stdout) = spawn(&exe)?;
+            let slot = if placement.remote.is_empty() {
+                0
+            } else {
+                w % slots
+            };
+            let (mut sink, source): (CommandSink, EventSource) =
+                if slot < placement.local || placement.remote.is_empty() {
+                    let (child, stdin, stdout) = spawn(&exe)?;
+                    children.push(child);
+                    (Box::new(stdin), Box::new(stdout))
+                } else {
+                    let addr = &placement.remote[slot - placement.local];
+                    let (sink, source, mut info) = remote::connect(addr, placement.key).await?;
+                    info.shards.push(cfg.worker);
+                    match remote.iter_mut().find(|r| r.addr == info.addr) {
+                        Some(known) => known.merge(info),
+                        None => remote.push(info),
+                    }
+                    (sink, source)
+                };
+            let mut cfg = cfg.clone();
+            if let Some(r) = remote.iter().find(|r| r.shards.contains(&cfg.worker)) {
+                cfg.clock_offset_ms = r.clock_offset_ms;
+            }
             let line = format!(
                 "{}\n",
-                serde_json::to_string(cfg).expect("a worker configuration serializes")
+                serde_json::to_string(&cfg).expect("a worker configuration serializes")
             );
-            write(&mut stdin, w, &line).await?;
-            tokio::spawn(read_events(w, stdout, tx.clone(), observer.clone()));
-            children.push(child);
-            stdins.push(stdin);
+            write(&mut sink, w, &line).await?;
+            tokio::spawn(read_events(w, source, tx.clone(), observer.clone()));
+            stdins.push(sink);
         }
         Ok(Workers {
-            progress: vec![Progress::default(); children.len()],
+            progress: vec![Progress::default(); stdins.len()],
             children,
             stdins: Commander(Arc::new(tokio::sync::Mutex::new(stdins))),
             events,
+            remote,
         })
     }
 
@@ -92,7 +135,7 @@ impl Workers {
             failed: 0,
             clients,
         });
-        let mut ready = vec![false; self.children.len()];
+        let mut ready = vec![false; self.progress.len()];
         while ready.iter().any(|r| !r) {
             let (w, ev) = self.next().await?;
             match ev {
@@ -142,12 +185,19 @@ impl Workers {
             received: 0,
             dropped: 0,
         });
-        let mut results: Vec<Option<WorkerResult>> = vec![None; self.children.len()];
+        let mut results: Vec<Option<WorkerResult>> = vec![None; self.progress.len()];
         while results.iter().any(Option::is_none) {
             let (w, ev) = self.next().await?;
             match ev {
                 Some(Event::Progress(p)) => self.progress[w] = p,
-                Some(Event::Result(r)) => results[w] = Some(*r),
+                Some(Event::Result(r)) => {
+                    let shard = r.worker;
+                    if let Some(remote) = self.remote.iter_mut().find(|x| x.shards.contains(&shard))
+                    {
+                        remote.check_clock(&r);
+                    }
+                    results[w] = Some(*r);
+                }
                 Some(Event::Error { message }) => {
                     return Err(LoadtestError::Worker { worker: w, message })
                 }
@@ -187,7 +237,14 @@ impl Workers {
 /// the coordinator, which stops it) and killed when its handle drops.
 fn spawn(
     exe: &std::path::Path,
-) -> Result<(Child, ChildStdin, tokio::process::ChildStdout), LoadtestError> {
+) -> Result<
+    (
+        Child,
+        tokio::process::ChildStdin,
+        tokio::process::ChildStdout,
+    ),
+    LoadtestError,
+> {
     let mut child = tokio::process::Command::new(exe)
         .arg("loadtest-worker")
         .stdin(Stdio::piped())
@@ -205,17 +262,19 @@ fn spawn(
     Ok((child, stdin, stdout))
 }
 
-async fn write(stdin: &mut ChildStdin, worker: usize, line: &str) -> Result<(), LoadtestError> {
-    stdin
-        .write_all(line.as_bytes())
+async fn write(sink: &mut CommandSink, worker: usize, line: &str) -> Result<(), LoadtestError> {
+    sink.write_all(line.as_bytes())
+        .await
+        .map_err(|error| LoadtestError::WorkerStdin { worker, error })?;
+    sink.flush()
         .await
         .map_err(|error| LoadtestError::WorkerStdin { worker, error })
 }
 
-/// Forwards worker `w`'s events, then `None` when its stdout closes.
+/// Forwards worker `w`'s events, then `None` when its stream closes.
 async fn read_events(
     w: usize,
-    stdout: tokio::process::ChildStdout,
+    stdout: EventSource,
     tx: UnboundedSender<Line>,
     observer: Arc<dyn Observer>,
 ) {

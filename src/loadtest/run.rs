@@ -11,7 +11,7 @@ use super::ipc::WorkerResult;
 use super::merge::{self, Measured};
 use super::observe::{Observer, Update};
 use super::plan::NodeTarget;
-use super::processes::Workers;
+use super::processes::{Placement, Workers};
 use super::report::Report;
 use super::setup::{self, Credentials};
 use super::spawn::{self, Cluster, Database};
@@ -41,7 +41,13 @@ pub struct Options {
     pub token_secret: Option<String>,
     pub service_token: Option<String>,
     pub gate: Option<Gate>,
+    /// Local worker processes (`None`: as few as the open-files limit allows; with
+    /// remote workers, none unless given).
     pub workers: Option<usize>,
+    /// Remote workers, `HOST:PORT` of `rtctl loadtest worker --listen`.
+    pub remote_workers: Vec<String>,
+    /// The key the remote workers ask for (`--worker-key`).
+    pub worker_key: Option<String>,
     pub redis_url: Option<String>,
     pub connect_timeout: Duration,
     /// Without a gate: limits on message / API p99 to judge (ms).
@@ -151,7 +157,12 @@ async fn coordinate(
     }
     let nodes = setup::node_targets(&spawned, &opts.urls).await?;
     let plan = setup::worker_plan(opts, &nodes, &credentials, nofile);
-    let mut workers = Workers::start(&plan.configs, observer.clone()).await?;
+    let placement = Placement {
+        local: opts.workers.unwrap_or(0),
+        remote: &opts.remote_workers,
+        key: opts.worker_key.as_deref(),
+    };
+    let mut workers = Workers::start(&plan.configs, &placement, observer.clone()).await?;
     let ramp = workers.ramp(opts.clients, &*observer).await?;
     if ramp.connected == 0 {
         observer.update(Update::Measured);
@@ -167,6 +178,7 @@ async fn coordinate(
     )
     .await?;
     measured.watched = traces;
+    measured.remote = workers.remote.clone();
     let chat_database = cluster.as_ref().and_then(|c| c.shared_database_url.clone());
     if let (true, Some(url)) = (opts.stores_chat(), chat_database) {
         measured.stored = Some(check_stored(&url, &plan.run_id, &measured.results).await);
@@ -334,5 +346,6 @@ async fn measure(
         store: None,
         memory,
         watched: Vec::new(),
+        remote: Vec::new(),
     })
 }

@@ -155,7 +155,13 @@ pub(super) fn worker_plan(
     (soft, hard): (u64, u64),
 ) -> WorkerPlan {
     let mut limits = Vec::new();
+    let slots = opts.workers.unwrap_or(0) + opts.remote_workers.len();
     let per_worker = match opts.workers {
+        _ if !opts.remote_workers.is_empty() => opts
+            .clients
+            .div_ceil(slots as u64)
+            .max(opts.room_size)
+            .min(plan::MAX_CLIENTS_PER_WORKER),
         Some(w) => opts.clients.div_ceil(w.max(1) as u64).max(opts.room_size),
         None => plan::MAX_CLIENTS_PER_WORKER.min(hard.saturating_sub(2000).max(1000)),
     };
@@ -198,6 +204,7 @@ pub(super) fn worker_plan(
                 churn_per_s: opts.churn * share,
                 reconnection: opts.reconnection,
                 reconnect_on_close: opts.drills.any(),
+                clock_offset_ms: 0.0,
             });
         }
     }

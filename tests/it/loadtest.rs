@@ -425,3 +425,122 @@ async fn a_run_that_cannot_be_made_writes_its_error_as_junit() {
         assert_eq!(suite.attribute("errors"), Some("1"));
     }
 }
+
+/// `rtctl loadtest worker --listen` as a separate process; killed when dropped.
+struct RemoteWorker {
+    addr: String,
+    child: tokio::process::Child,
+}
+
+async fn remote_worker(extra: &[&str]) -> RemoteWorker {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_rtctl"))
+        .args(["loadtest", "worker", "--listen", "127.0.0.1:0"])
+        .args(extra)
+        .env_remove("LOADTEST_WORKER_KEY")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn rtctl loadtest worker");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+        .await
+        .expect("the worker says where it listens within 10 s")
+        .unwrap()
+        .expect("the worker printed its address");
+    let addr = line
+        .strip_prefix("loadtest worker listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    RemoteWorker { addr, child }
+}
+
+/// Remote workers on loopback, as on other machines: two `rtctl loadtest worker`
+/// processes whose clocks are 3 s ahead and 2 s behind (a hidden test flag), driven by
+/// `--workers A,B` with their key. The run is judged like a local one (exactly-once
+/// accounting, merged histograms), each worker ran a share, the coordinator measured
+/// each clock's offset, and the results arrived stamped on the coordinator's clock
+/// (so every time the workers read was corrected). A wrong key is refused, with what to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_workers_share_the_run_with_their_clocks_corrected() {
+    let (secret, svc) = (random("secret"), random("svc"));
+    let mut n = node(&secret, &svc, &[]).await;
+    let key = random("worker-key");
+    let ahead = remote_worker(&["--key", &key, "--clock-skew-ms", "3000"]).await;
+    let behind = remote_worker(&["--key", &key, "--clock-skew-ms=-2000"]).await;
+    let workers = format!("{},{}", ahead.addr, behind.addr);
+    let (code, report) = loadtest(
+        n.addr,
+        &secret,
+        &svc,
+        &[
+            "--workers",
+            &workers,
+            "--worker-key",
+            &key,
+            "--max-p99",
+            "500",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["workers"], 2);
+    let c = &report["counters"];
+    assert_eq!(
+        (c["held"].as_u64(), c["received"].as_u64()),
+        (Some(200), Some(1800))
+    );
+    assert_eq!(report["lost"], 0);
+    assert_eq!(c["notifications_received"], c["api_ok"]);
+    assert_eq!(histogram(&report, "message_latency")["count"], 1800);
+    let remote = report["settings"]["remote_workers"].as_array().unwrap();
+    assert_eq!(remote.len(), 2, "{remote:?}");
+    println!("remote workers: {}", serde_json::to_string(remote).unwrap());
+    for (r, skew) in remote.iter().zip([3000.0, -2000.0]) {
+        assert!(!r["shards"].as_array().unwrap().is_empty(), "{r}");
+        let offset = r["clock_offset_ms"].as_f64().unwrap();
+        let rtt = r["rtt_ms"].as_f64().unwrap();
+        assert!(
+            (offset - skew).abs() <= rtt / 2.0 + 5.0,
+            "offset {offset} for skew {skew}: {r}"
+        );
+        let check = r["clock_check_ms"].as_f64().unwrap();
+        assert!(
+            check.abs() < 250.0,
+            "the corrected clock is {check} ms off: {r}"
+        );
+    }
+
+    // A wrong key: refused before any client connects, exit 2 with the reason.
+    let url = format!("http://{}", n.addr);
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_rtctl"))
+        .args([
+            "loadtest",
+            "--url",
+            &url,
+            "--clients",
+            "20",
+            "--duration",
+            "1s",
+        ])
+        .args(["--token-secret", &secret, "--service-token", &svc])
+        .args(["--workers", &ahead.addr])
+        .args(["--worker-key", "not-the-key"])
+        .env_remove("LOADTEST_WORKER_KEY")
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "loadtest worker {}: wrong or missing worker key",
+            ahead.addr
+        )),
+        "{stderr}"
+    );
+    drop((ahead.child, behind.child));
+    n.child.kill().await.unwrap();
+}

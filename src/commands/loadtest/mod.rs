@@ -4,6 +4,7 @@
 //! `--report`), and the exit code of the verdict.
 
 mod progress;
+mod worker;
 
 use crate::client::backoff::Reconnection;
 use crate::client::Transport;
@@ -19,7 +20,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(clap::Args, Debug)]
-#[command(after_help = "\
+#[command(
+    args_conflicts_with_subcommands = true,
+    after_help = "\
 Each message carries its intended send time; latency is measured from it to every receiver
 (open model: no coordinated omission). Clients are sharded over worker processes (this
 executable, re-run) of at most 18,000 sockets each; the report merges their histograms.
@@ -38,8 +41,12 @@ clients that lose their node reconnect (socket.io-client's backoff), rotating th
 node list. Latency and API criteria are then judged outside the drill windows (drill start
 to --recovery-window after its last action), loss on acknowledged messages, and the
 drills must bring every client back with a reconnect p99 under 5 s.
-Exit codes: 0 all criteria hold, 1 a criterion failed, 2 the run could not be made.")]
+Exit codes: 0 all criteria hold, 1 a criterion failed, 2 the run could not be made."
+)]
 pub struct LoadtestCommand {
+    #[command(subcommand)]
+    pub sub: Option<worker::LoadtestSub>,
+
     /// Nodes to connect to, comma-separated (http://host:port).
     #[arg(long, value_delimiter = ',', value_name = "URL", value_parser = NodeUrl::parse)]
     pub url: Vec<NodeUrl>,
@@ -114,9 +121,15 @@ pub struct LoadtestCommand {
     #[arg(long, value_name = "FILE.xml")]
     pub junit: Option<std::path::PathBuf>,
 
-    /// Worker processes [default: as few as the open-files limit allows].
-    #[arg(long, value_name = "W")]
-    pub workers: Option<usize>,
+    /// Workers, comma-separated: a number of local processes [default: as few as the
+    /// open-files limit allows], and/or `HOST:PORT` of `rtctl loadtest worker --listen`
+    /// on other machines (then no local ones unless a number is given too).
+    #[arg(long, value_name = "W|HOST:PORT", value_delimiter = ',', value_parser = parse_worker)]
+    pub workers: Vec<WorkerSpec>,
+
+    /// The key the remote workers were started with (their `--key`).
+    #[arg(long, env = "LOADTEST_WORKER_KEY", hide_env_values = true)]
+    pub worker_key: Option<String>,
 
     /// Redis for spawned nodes (default: a local redis-server when M > 1).
     #[arg(long, env = "REDIS_URL", hide_env_values = true, value_name = "URL")]
@@ -351,7 +364,16 @@ impl LoadtestCommand {
             token_secret: self.token_secret.clone().filter(|s| !s.is_empty()),
             service_token: self.service_token.clone().filter(|s| !s.is_empty()),
             gate: self.gate,
-            workers: self.workers,
+            workers: self.local_workers()?,
+            remote_workers: self
+                .workers
+                .iter()
+                .filter_map(|w| match w {
+                    WorkerSpec::Remote(addr) => Some(addr.clone()),
+                    WorkerSpec::Local(_) => None,
+                })
+                .collect(),
+            worker_key: self.worker_key.clone().filter(|k| !k.is_empty()),
             redis_url: self.redis_url.clone().filter(|s| !s.is_empty()),
             connect_timeout: Duration::from_secs(self.connect_timeout.max(1)),
             max_p99_ms: self.max_p99,
@@ -443,8 +465,31 @@ impl LoadtestCommand {
         Ok(())
     }
 
+    /// The number of local worker processes `--workers` gave, if any.
+    fn local_workers(&self) -> Result<Option<usize>, Exit> {
+        let numbers: Vec<usize> = self
+            .workers
+            .iter()
+            .filter_map(|w| match w {
+                WorkerSpec::Local(n) => Some(*n),
+                WorkerSpec::Remote(_) => None,
+            })
+            .collect();
+        match numbers.as_slice() {
+            [] => Ok(None),
+            [n] => Ok(Some(*n)),
+            _ => Err(Exit::new(
+                2,
+                "--workers takes one number (of local workers) beside any HOST:PORT",
+            )),
+        }
+    }
+
     /// Exit codes: 0 the criteria hold, 1 one failed (after the report), 2 no run.
     pub async fn run(self) -> anyhow::Result<()> {
+        if let Some(sub) = self.sub {
+            return sub.run().await;
+        }
         let name = self.gate.map_or("loadtest", Gate::as_str);
         let opts = match self.options() {
             Ok(opts) => opts,
@@ -490,6 +535,28 @@ impl LoadtestCommand {
     }
 }
 
+/// One entry of `--workers`: a number of local worker processes, or a remote worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkerSpec {
+    Local(usize),
+    Remote(String),
+}
+
+fn parse_worker(s: &str) -> Result<WorkerSpec, String> {
+    if let Ok(n) = s.parse::<usize>() {
+        return if n == 0 {
+            Err("a number of local workers is at least 1".into())
+        } else {
+            Ok(WorkerSpec::Local(n))
+        };
+    }
+    crate::node_addr::NodeAddr::parse(s)
+        .map(|_| WorkerSpec::Remote(s.to_owned()))
+        .map_err(|e| {
+            format!("{s:?} is neither a number of local workers nor HOST:PORT of `rtctl loadtest worker` ({e})")
+        })
+}
+
 /// The hidden `rtctl loadtest-worker`: one worker process of a load test (JSON lines on
 /// stdin/stdout; started by `rtctl loadtest`, not by people).
 #[derive(clap::Args, Debug)]
@@ -516,6 +583,24 @@ mod tests {
         let cli = Cli::try_parse_from(std::iter::once("t").chain(argv.iter().copied()))
             .map_err(|e| e.to_string())?;
         cli.cmd.options().map_err(|e| e.message)
+    }
+
+    #[test]
+    fn workers_are_a_local_count_and_remote_addresses() {
+        let url = ["--url", "http://127.0.0.1:1"];
+        let with = |w: &str| options(&[url[0], url[1], "--workers", w]);
+        let o = with("3").unwrap();
+        assert_eq!((o.workers, o.remote_workers.len()), (Some(3), 0));
+        let o = with("10.0.0.5:7070,lg2:7070").unwrap();
+        assert_eq!(o.workers, None);
+        assert_eq!(o.remote_workers, ["10.0.0.5:7070", "lg2:7070"]);
+        let o = with("2,10.0.0.5:7070").unwrap();
+        assert_eq!((o.workers, o.remote_workers.len()), (Some(2), 1));
+        assert!(with("0").unwrap_err().contains("at least 1"));
+        assert!(with("lg2")
+            .unwrap_err()
+            .contains("neither a number of local workers nor HOST:PORT"));
+        assert!(with("2,3").unwrap_err().contains("one number"));
     }
 
     #[test]

@@ -18,6 +18,7 @@ mod handshake;
 pub mod process;
 mod receive;
 mod reconnect;
+pub mod remote;
 mod sending;
 mod session;
 mod state;
@@ -39,9 +40,9 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 /// [`Event::Error`], which shows it as `worker N: …`).
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
-    #[error("cannot read the worker configuration from stdin: {0}")]
-    Stdin(std::io::Error),
-    #[error("no worker configuration on stdin (workers are started by `rtctl loadtest`)")]
+    #[error("cannot read the worker configuration: {0}")]
+    Read(std::io::Error),
+    #[error("no worker configuration came (workers are driven by `rtctl loadtest`)")]
     NoConfig,
     #[error("the worker configuration is not valid JSON: {0}")]
     BadConfig(serde_json::Error),
@@ -54,6 +55,8 @@ pub enum WorkerError {
         clients: u64,
         nofile: u64,
     },
+    #[error("refused the coordinator: {0}")]
+    Refused(String),
     #[error("stopped by the coordinator during the ramp")]
     StoppedDuringRamp,
     #[error("stopped by the coordinator before the start")]
@@ -62,15 +65,32 @@ pub enum WorkerError {
 
 /// Runs a worker: config from the first stdin line, commands after it, events to stdout.
 pub async fn main() -> Result<(), WorkerError> {
-    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    serve(lines, tokio::io::stdout(), |_| {}).await
+}
+
+/// Runs one worker over a line stream: its configuration first (`adjust` may correct
+/// it, e.g. a remote worker's clock), then the coordinator's commands; its events go to
+/// `out`. An error before the configuration is returned; one after it is also sent to
+/// the coordinator as an [`Event::Error`].
+pub async fn serve<R, W>(
+    mut lines: tokio::io::Lines<R>,
+    out: W,
+    adjust: impl FnOnce(&mut WorkerConfig),
+) -> Result<(), WorkerError>
+where
+    R: tokio::io::AsyncBufRead + Unpin + Send + 'static,
+    W: tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let first = lines
         .next_line()
         .await
-        .map_err(WorkerError::Stdin)?
+        .map_err(WorkerError::Read)?
         .ok_or(WorkerError::NoConfig)?;
-    let cfg: WorkerConfig = serde_json::from_str(&first).map_err(WorkerError::BadConfig)?;
+    let mut cfg: WorkerConfig = serde_json::from_str(&first).map_err(WorkerError::BadConfig)?;
+    adjust(&mut cfg);
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
-    let writer = tokio::spawn(write_events(rx));
+    let writer = tokio::spawn(write_events(rx, out));
     let commands = read_commands(lines);
     if let Err(e) = run(cfg, tx.clone(), commands).await {
         let _ = tx.send(Event::Error {
@@ -82,9 +102,11 @@ pub async fn main() -> Result<(), WorkerError> {
     Ok(())
 }
 
-/// Writes each event as a JSON line on stdout, until the last sender is gone.
-async fn write_events(mut rx: UnboundedReceiver<Event>) {
-    let mut out = tokio::io::stdout();
+/// Writes each event as a JSON line, until the last sender is gone.
+async fn write_events<W: tokio::io::AsyncWrite + Unpin>(
+    mut rx: UnboundedReceiver<Event>,
+    mut out: W,
+) {
     while let Some(ev) = rx.recv().await {
         let mut line = serde_json::to_string(&ev).expect("events serialize");
         line.push('\n');
@@ -95,11 +117,11 @@ async fn write_events(mut rx: UnboundedReceiver<Event>) {
     }
 }
 
-/// The coordinator's commands from stdin; a closed stdin (the coordinator is gone) is a
-/// `Stop`.
-fn read_commands(
-    mut lines: tokio::io::Lines<tokio::io::BufReader<tokio::io::Stdin>>,
-) -> UnboundedReceiver<Command> {
+/// The coordinator's commands; a closed stream (the coordinator is gone) is a `Stop`.
+fn read_commands<R>(mut lines: tokio::io::Lines<R>) -> UnboundedReceiver<Command>
+where
+    R: tokio::io::AsyncBufRead + Unpin + Send + 'static,
+{
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Command>();
     tokio::spawn(async move {
         while let Ok(Some(line)) = lines.next_line().await {
@@ -351,5 +373,6 @@ fn measurements(shared: &Shared) -> WorkerResult {
         nofile_limit: 0,
         errors: m.errors.clone(),
         acked_chat: m.acked_chat.clone(),
+        clock_ms: shared.clock.now_ms(),
     }
 }
