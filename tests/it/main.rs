@@ -18,6 +18,7 @@ mod interop;
 mod limits;
 mod loadtest;
 mod monitoring;
+mod multi_region;
 mod observability;
 mod presence;
 mod recovery;

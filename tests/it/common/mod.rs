@@ -213,6 +213,7 @@ pub fn free_port() -> u16 {
 
 pub mod app;
 pub mod drill;
+pub mod link;
 pub mod nginx;
 pub mod node;
 pub mod nodejs;
