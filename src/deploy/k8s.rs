@@ -52,13 +52,15 @@ pub enum K8sError {
     },
 }
 
-/// What the user asked for.
-#[derive(Debug, Clone)]
+/// What the user asked for (the templates read these fields through [`K8sPlan`]).
+#[derive(Debug, Clone, Serialize)]
 pub struct K8sOptions {
     pub name: String,
     pub namespace: String,
     pub image: String,
+    #[serde(skip)]
     pub roles: Vec<Role>,
+    #[serde(skip)]
     pub paths: Paths,
     pub replicas: u32,
     pub max_replicas: u32,
@@ -78,29 +80,13 @@ pub struct K8sOptions {
     pub pre_stop_s: u64,
 }
 
-/// Everything the templates lay out.
+/// Everything the templates lay out: the options as given, and what follows from them.
 #[derive(Debug, Clone, Serialize)]
 pub struct K8sPlan {
-    pub name: String,
-    pub namespace: String,
-    pub image: String,
+    #[serde(flatten)]
+    pub options: K8sOptions,
     pub services: Vec<Service>,
-    pub replicas: u32,
-    pub max_replicas: u32,
-    pub connections_per_pod: u32,
-    pub target_cpu_percent: u32,
-    pub affinity: Affinity,
     pub websocket_only: bool,
-    pub host: String,
-    pub tls_secret: Option<String>,
-    pub ingress_class: String,
-    pub secret_name: String,
-    pub port: u16,
-    pub ping_interval_ms: u64,
-    pub ping_timeout_ms: u64,
-    pub drain_delay_ms: u64,
-    pub shutdown_timeout_ms: u64,
-    pub pre_stop_s: u64,
     /// preStop + DRAIN_DELAY + SHUTDOWN_TIMEOUT + margin, whole seconds.
     pub grace_period_s: u64,
     /// Ingress proxy read/send timeout: above one heartbeat cycle.
@@ -137,26 +123,9 @@ impl K8sOptions {
         let memory_request_mib = BASE_MEMORY_MIB
             + (self.connections_per_pod as u64 * BYTES_PER_CONNECTION * 3 / 2).div_ceil(1 << 20);
         Ok(K8sPlan {
-            name: self.name.clone(),
-            namespace: self.namespace.clone(),
-            image: self.image.clone(),
+            options: self.clone(),
             services,
-            replicas: self.replicas,
-            max_replicas: self.max_replicas,
-            connections_per_pod: self.connections_per_pod,
-            target_cpu_percent: self.target_cpu_percent,
-            affinity: self.affinity,
             websocket_only: self.affinity == Affinity::None,
-            host: self.host.clone(),
-            tls_secret: self.tls_secret.clone(),
-            ingress_class: self.ingress_class.clone(),
-            secret_name: self.secret_name.clone(),
-            port: self.port,
-            ping_interval_ms: self.ping_interval_ms,
-            ping_timeout_ms: self.ping_timeout_ms,
-            drain_delay_ms: self.drain_delay_ms,
-            shutdown_timeout_ms: self.shutdown_timeout_ms,
-            pre_stop_s: self.pre_stop_s,
             grace_period_s: self.pre_stop_s + drain_ms.div_ceil(1000) + GRACE_MARGIN_S,
             proxy_timeout_s: heartbeat_ms.div_ceil(1000) + 10,
             memory_request_mib,
