@@ -193,6 +193,9 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub cluster: ClusterArgs,
 
+    #[command(flatten)]
+    pub admin_ui: crate::admin_ui::config::AdminUiArgs,
+
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", default_value = "pretty", value_parser = ["pretty", "json"])]
     pub log_format: String,
@@ -237,6 +240,8 @@ pub enum ConfigError {
         env: &'static str,
         problem: String,
     },
+    #[error(transparent)]
+    AdminUi(#[from] crate::admin_ui::config::AdminUiConfigError),
 }
 
 fn invalid(setting: &'static str, env: &'static str, problem: impl Into<String>) -> ConfigError {
@@ -293,6 +298,8 @@ pub struct Config {
     pub health_timeout: Duration,
     /// The `/bench` namespace for `rtctl loadtest`, when enabled.
     pub loadtest: Option<LoadtestNamespace>,
+    /// The Socket.IO Admin UI's namespace, when enabled.
+    pub admin_ui: Option<crate::admin_ui::config::AdminUiConfig>,
 }
 
 /// A configured secret, or (development) a random one.
@@ -434,6 +441,7 @@ impl Config {
             "service-token",
             "RT_SERVICE_TOKEN",
         )?;
+        let admin_ui = a.admin_ui.check(&node_id, &namespaces)?;
         Ok(Config {
             listen: a.listen,
             role: a.role,
@@ -471,6 +479,7 @@ impl Config {
             log_format: a.log_format.clone(),
             log_level: a.log_level.clone(),
             metrics_enabled: a.metrics_enabled,
+            admin_ui,
             node_id,
             health_timeout: Duration::from_millis(a.health_timeout),
             loadtest,

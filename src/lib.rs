@@ -26,6 +26,7 @@
 //! Leaves every layer may use: [`metrics`] (each caller passes its own labels), [`sid`],
 //! [`sync`] (locks that outlive a panic), [`telemetry`], [`templates`].
 
+pub mod admin_ui;
 pub mod app;
 pub mod auth;
 pub mod cache;

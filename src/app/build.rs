@@ -55,8 +55,19 @@ pub async fn build(config: &Config) -> Result<App, BuildError> {
             crate::handlers::bench::register(ns, knobs.clone());
         });
     }
+    let admin_ui = config
+        .admin_ui
+        .clone()
+        .map(|cfg| crate::admin_ui::AdminUi::new(cfg, redis.clone()));
+    if let Some(admin) = &admin_ui {
+        // Its own login, not the app's session token.
+        builder = builder.namespace(&admin.config.namespace, |ns| admin.register(ns));
+    }
     let io = builder.build();
     presence.attach(io.clone());
+    if let Some(admin) = &admin_ui {
+        admin.attach(io.clone());
+    }
     let presence_updates = super::presence_updates::announce(&presence, io.clone(), state.clone());
     let api = Arc::new(Api::new(
         io.clone(),

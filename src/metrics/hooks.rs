@@ -16,6 +16,7 @@ use std::time::Instant;
 /// [`TRANSPORTS`]).
 #[inline]
 pub fn bytes_received(transport: &'static str, n: usize) {
+    super::tally::tally_bytes_in(n);
     if !enabled() {
         return;
     }
@@ -25,6 +26,7 @@ pub fn bytes_received(transport: &'static str, n: usize) {
 /// Engine.IO bytes written to a client; `transport` as for [`bytes_received`].
 #[inline]
 pub fn bytes_sent(transport: &'static str, n: usize) {
+    super::tally::tally_bytes_out(n);
     if !enabled() {
         return;
     }

@@ -55,6 +55,7 @@ mod namespace;
 mod process;
 mod registry;
 mod scrape;
+mod tally;
 
 pub use cluster::{cluster, cluster_message_type, ClusterMetrics, CLUSTER_REQUEST_TYPES};
 pub use histogram::{DurationHistogram, CONNECTION_BUCKETS, FAST_BUCKETS, QUERY_BUCKETS};
@@ -72,6 +73,10 @@ pub use labels::{
 pub use namespace::{NamespaceMetrics, Timed};
 pub use registry::{global, Metrics};
 pub use scrape::{render, Snapshot};
+pub use tally::{
+    engine_closed, engine_opened, packets_in, packets_out, tally, tally_bytes_in, tally_bytes_out,
+    Tally,
+};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 

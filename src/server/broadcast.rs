@@ -31,7 +31,9 @@ pub struct BroadcastAckTimeout {
 }
 
 impl BroadcastOperator {
-    pub(crate) fn new(ns: Arc<Namespace>) -> Self {
+    /// Targets every socket of `ns`, on every node; narrow it with [`Self::to`],
+    /// [`Self::except`] or [`Self::local`].
+    pub fn new(ns: Arc<Namespace>) -> Self {
         BroadcastOperator {
             ns,
             opts: BroadcastOptions::default(),

@@ -288,6 +288,7 @@ impl<H: EngineHandler> Engine<H> {
         ));
         session.send(Frame::text(self.handshake_for(sid, transport)));
         self.write_sessions().insert(sid, session.clone());
+        crate::metrics::engine_opened();
         let supervisor = supervisor::run(self.clone(), session.clone(), opened);
         self.handler.on_open(&session);
         (session, supervisor)
@@ -311,7 +312,10 @@ impl<H: EngineHandler> Engine<H> {
     /// Applies one decoded packet from the client, whatever the transport.
     fn on_packet(&self, session: &Arc<Session<H::Data>>, packet: Packet<'_>) {
         match packet {
-            Packet::Message(data) => self.handler.on_message(session, data),
+            Packet::Message(data) => {
+                crate::metrics::packets_in(1);
+                self.handler.on_message(session, data)
+            }
             Packet::Pong(_) => session.pong.notify_one(),
             Packet::Close => session.close(CloseReason::TransportClose),
             Packet::Noop => {}

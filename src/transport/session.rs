@@ -43,6 +43,14 @@ impl Frame {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// A message packet (`4…`, or a binary attachment), not a heartbeat or control one.
+    pub fn is_message(&self) -> bool {
+        match self {
+            Frame::Text(t) => t.as_bytes().first() == Some(&b'4'),
+            Frame::Binary(_) => true,
+        }
+    }
 }
 
 /// Why a session ended. The names are those Node's engine.io reports, so logs and
@@ -191,6 +199,9 @@ impl<D> Session<D> {
                 return false;
             }
             for f in frames {
+                if f.is_message() {
+                    crate::metrics::packets_out(1);
+                }
                 st.queued_bytes += f.len();
                 st.queue.push_back(f);
             }

@@ -37,6 +37,7 @@ pub(super) async fn run<H: EngineHandler>(
         }
     }
     let reason = session.close_reason().unwrap_or(CloseReason::ForcedClose);
+    crate::metrics::engine_closed(reason.as_str());
     engine.handler.on_close(&session, reason);
     linger_for_close_packet(&session, reason).await;
     engine.unregister(&session);

@@ -1,6 +1,7 @@
 //! Integration tests: one binary, a module per area. Every test starts its own server on
 //! 127.0.0.1:0 and stops it; external peers (node, socket.io-client) are real processes.
 
+mod admin_ui;
 mod auth;
 mod cluster;
 mod common;

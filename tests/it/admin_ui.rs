@@ -1,0 +1,105 @@
+//! The Socket.IO Admin UI's protocol on real nodes, driven by the real socket.io-client as
+//! the UI page drives it (tests/interop/admin-ui.mjs): login, sessions shared through
+//! Redis, `config`, `server_stats` from every node, and the commands acting across the
+//! cluster — or ignored when read-only.
+
+use crate::common::app::random;
+use crate::common::node::NodeProcess;
+use crate::common::nodejs::{interop_dir, require_node};
+use crate::common::redis::RedisServer;
+use std::time::Duration;
+
+/// The package's own test vector: bcrypt of "changeit".
+const HASH: &str = "$2b$10$nu1FHRkuxkZkqID.31gz4uQsyERZAn.m4IIruysTsHDODBtrqS5Me";
+const PASSWORD: &str = "changeit";
+
+async fn cluster(extra: &[&str], secret: &str, redis: &RedisServer) -> Vec<NodeProcess> {
+    let url = redis.url();
+    let mut args = vec![
+        "--redis-url",
+        url.as_str(),
+        "--admin-ui",
+        "--admin-ui-username",
+        "admin",
+        "--admin-ui-password-hash",
+        HASH,
+    ];
+    args.extend(extra);
+    let envs = [("NEXTAUTH_SECRET", secret)];
+    vec![
+        NodeProcess::start("admin-a", &args, &envs).await,
+        NodeProcess::start("admin-b", &args, &envs).await,
+    ]
+}
+
+async fn script(nodes: &[NodeProcess], secret: &str, features: &str, readonly: bool) -> String {
+    let urls: Vec<String> = nodes.iter().map(NodeProcess::url).collect();
+    let run = tokio::process::Command::new("node")
+        .arg(interop_dir().join("admin-ui.mjs"))
+        .arg(urls.join(","))
+        .env("NEXTAUTH_SECRET", secret)
+        .env("ADMIN_USER", "admin")
+        .env("ADMIN_PASSWORD", PASSWORD)
+        .env("ADMIN_EXPECT_FEATURES", features)
+        .env("ADMIN_READONLY", if readonly { "1" } else { "0" })
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("admin-ui.mjs: no exit within 60 s")
+        .expect("run node admin-ui.mjs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "admin-ui.mjs failed ({}):\n{stdout}{}\nnode a:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        nodes[0].log()
+    );
+    stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_ui_protocol_works_across_a_cluster() {
+    require_node(&["socket.io-client", "next-auth"]);
+    let redis = RedisServer::start();
+    let secret = random("secret");
+    let nodes = cluster(&[], &secret, &redis).await;
+    let out = script(
+        &nodes,
+        &secret,
+        "EMIT,JOIN,LEAVE,DISCONNECT,MJOIN,MLEAVE,MDISCONNECT,AGGREGATED_EVENTS",
+        false,
+    )
+    .await;
+    for line in out.lines().filter(|l| l.contains("] stats ") || l.contains("] summary ")) {
+        println!("{line}");
+    }
+    for id in ["admin-a", "admin-b"] {
+        assert!(out.contains(&format!("\"serverId\":\"{id}\"")), "{out}");
+    }
+    // The session the UI got is in Redis under the package's key, with its lifetime.
+    let mut redis_cli = redis::Client::open(redis.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("socket.io-admin#*")
+        .query(&mut redis_cli)
+        .unwrap();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(&keys[0])
+        .query(&mut redis_cli)
+        .unwrap();
+    assert!((86_000..=86_400).contains(&ttl), "ttl {ttl}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_readonly_admin_ui_ignores_commands() {
+    require_node(&["socket.io-client", "next-auth"]);
+    let redis = RedisServer::start();
+    let secret = random("secret");
+    let nodes = cluster(&["--admin-ui-readonly"], &secret, &redis).await;
+    script(&nodes, &secret, "AGGREGATED_EVENTS", true).await;
+}
