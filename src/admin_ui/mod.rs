@@ -13,10 +13,12 @@
 //!   the whole cluster; none with `--admin-ui-readonly`.
 //!
 //! Production mode costs nothing per event: the per-second figures are sampled from the
-//! engine's running totals.
+//! engine's running totals. Development mode ([`live`]) also streams every socket's
+//! connections, rooms and events, and lists the cluster's sockets to each UI.
 
 pub mod commands;
 pub mod config;
+pub mod live;
 pub mod session;
 pub mod stats;
 
@@ -71,6 +73,13 @@ impl AdminUi {
             async move {
                 admin.log_in(&socket).await?;
                 socket.emit("config", json!({ "supportedFeatures": admin.features() }));
+                if admin.config.development {
+                    // Cluster-wide, so not in the way of the CONNECT reply.
+                    tokio::spawn(async move {
+                        let sockets = live::all_sockets(&admin).await;
+                        socket.emit("all_sockets", Value::Array(sockets));
+                    });
+                }
                 Ok(())
             }
         });
@@ -82,6 +91,12 @@ impl AdminUi {
     /// Starts the stats once the server exists (the namespaces are declared before it).
     pub fn attach(self: &Arc<Self>, io: Io) {
         if self.io.set(io.clone()).is_ok() {
+            if self.config.development {
+                let live = live::Live::new(self);
+                for ns in io.namespaces() {
+                    ns.observe(live.clone());
+                }
+            }
             tokio::spawn(stats_loop(self.clone(), io));
         }
     }

@@ -195,6 +195,9 @@ impl SocketIoHandler {
                         return;
                     }
                 }
+                if let Some(o) = socket.ns.observer() {
+                    o.received(&socket, &event);
+                }
                 let ack = id.map(|id| AckSender::new(socket.clone(), id));
                 let ns = socket.ns.clone();
                 ns.dispatch_event(socket, event, ack);
@@ -258,6 +261,9 @@ impl SocketIoHandler {
                 return refuse(&session, &socket, refusal);
             }
             socket.mark_connected();
+            if let Some(o) = socket.ns.observer() {
+                o.connected(&socket);
+            }
             socket
                 .ns
                 .metrics

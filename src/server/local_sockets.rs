@@ -24,6 +24,18 @@ impl SocketEmitter for Namespace {
         Namespace::socket_ids(self)
     }
 
+    fn is_watched(&self) -> bool {
+        self.observer().is_some()
+    }
+
+    fn observe_sent(&self, sids: &HashSet<Sid>, data: &serde_json::Value) {
+        if let Some(o) = self.observer() {
+            for sid in sids.iter().filter(|s| self.has_socket(s)) {
+                o.sent(&self.name, sid, data);
+            }
+        }
+    }
+
     fn send_many(&self, sids: &HashSet<Sid>, frames: &[Frame]) -> usize {
         self.sockets_among(sids)
             .iter()

@@ -23,6 +23,7 @@ mod connection;
 mod event_budget;
 mod local_sockets;
 mod namespace;
+pub mod observer;
 mod payload;
 mod socket;
 

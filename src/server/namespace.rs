@@ -148,6 +148,7 @@ impl NamespaceBuilder {
             any: self.any,
             disconnect: self.disconnect,
             server_events: self.server_events,
+            observer: std::sync::OnceLock::new(),
         }
     }
 }
@@ -166,9 +167,22 @@ pub struct Namespace {
     any: Option<EventFn>,
     disconnect: Vec<DisconnectFn>,
     server_events: HashMap<String, ServerEventFn>,
+    /// Who watches its sockets, if anyone (see [`super::observer`]).
+    observer: std::sync::OnceLock<Arc<dyn super::observer::SocketObserver>>,
 }
 
 impl Namespace {
+    /// Sets the watcher of this namespace's sockets (once; later calls are ignored).
+    pub fn observe(&self, observer: Arc<dyn super::observer::SocketObserver>) {
+        let _ = self.observer.set(observer);
+    }
+
+    /// The watcher, if one is set.
+    #[inline]
+    pub fn observer(&self) -> Option<&Arc<dyn super::observer::SocketObserver>> {
+        self.observer.get()
+    }
+
     fn sockets_read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Sid, SocketRef>> {
         self.sockets.read_unpoisoned()
     }

@@ -272,6 +272,11 @@ impl Socket {
                 .broadcast(BroadcastPacket::event(event, p), &to_me)
                 > 0;
         }
+        if let Some(o) = self.ns.observer() {
+            let mut data = vec![Value::from(event)];
+            data.extend(p.args.iter().cloned());
+            o.sent(&self.ns.name, &self.id, &Value::Array(data));
+        }
         let packet = Packet::event(&self.ns.name, event, p.args, p.binary.len());
         self.send_packet(&packet, &p.binary)
     }
@@ -399,6 +404,8 @@ impl Socket {
         // the room before it was added: it marks the socket first, so look again.
         if self.disconnected.load(Ordering::Acquire) {
             self.ns.adapter().del(self.id, &room);
+        } else if let Some(o) = self.ns.observer() {
+            o.joined(&self.ns.name, &room, &self.id);
         }
     }
 
@@ -410,6 +417,9 @@ impl Socket {
         let room = st.rooms.swap_remove(i);
         drop(st);
         self.ns.adapter().del(self.id, &room);
+        if let Some(o) = self.ns.observer() {
+            o.left(&self.ns.name, &room, &self.id);
+        }
     }
 
     /// The rooms this socket is in, including its own id room.
@@ -484,6 +494,9 @@ impl Socket {
                 reason.as_str(),
                 self.session.request.issued,
             );
+            if let Some(o) = self.ns.observer() {
+                o.disconnected(self, reason);
+            }
             self.ns.run_disconnect_handlers(self, reason);
         }
     }
@@ -534,6 +547,9 @@ impl Socket {
         drop(acks); // dropping the senders wakes emit_with_ack with Disconnected
         for room in rooms {
             self.ns.adapter().del(self.id, &room);
+            if let Some(o) = self.ns.observer() {
+                o.left(&self.ns.name, &room, &self.id);
+            }
         }
         self.ns.remove_socket(self.id);
         self.session.data.remove_socket(&self.ns.name, self.id);

@@ -23,11 +23,14 @@ const urls = (urlList ?? "").split(",").filter(Boolean);
 const { NEXTAUTH_SECRET: secret, ADMIN_USER: user, ADMIN_PASSWORD: password } = process.env;
 const expectFeatures = (process.env.ADMIN_EXPECT_FEATURES ?? "").split(",").filter(Boolean);
 const readonly = process.env.ADMIN_READONLY === "1";
+const development = process.env.ADMIN_DEV === "1";
+const LIVE = ["all_sockets", "socket_connected", "socket_disconnected", "room_joined", "room_left", "event_received", "event_sent"];
 
 /** An admin socket on `url` with `auth`; resolves with it and what came first. */
 function admin(url, auth) {
   const socket = manager(url, "default").socket("/admin", { auth });
-  const seen = { session: null, config: null, stats: new Map() };
+  const seen = { session: null, config: null, stats: new Map(), live: [] };
+  for (const event of LIVE) socket.on(event, (...args) => seen.live.push([event, ...args]));
   socket.on("session", (id) => (seen.session = id));
   socket.on("config", (c) => (seen.config = c));
   socket.on("server_stats", (s) => seen.stats.set(s.serverId, s));
@@ -58,6 +61,39 @@ async function arrives(socket, event, ms) {
   } catch {
     return false;
   }
+}
+
+/** Development mode: the live events of the run, and a fresh UI's list of every socket. */
+async function checkLive(ui, alice, bob, room, far) {
+  alice.emit("typing", { roomId: 1 });
+  await sleep(800);
+  const live = ui.seen.live;
+  const find = (event, pred) => live.find(([e, ...a]) => e === event && pred(...a));
+  const iso = (t) => typeof t === "string" && new Date(t).toISOString() === t;
+  const all = find("all_sockets", () => true);
+  check(all && all[1].some((s) => s.nsp === "/admin"), `all_sockets on login lists the UI's own socket: ${show(all)}`);
+  const conn = find("socket_connected", (s) => s.id === alice.id);
+  check(conn, "socket_connected for a socket on another node");
+  const s = conn[1];
+  expectEqual([s.nsp, s.clientId.length, "auth" in s.handshake, typeof s.handshake.headers], ["/chat", 12, false, "object"], "SerializedSocket");
+  check(iso(conn[2]), `an ISO timestamp: ${conn[2]}`);
+  check(find("room_joined", (nsp, r, id, t) => nsp === "/chat" && r === room && id === alice.id && iso(t)), "room_joined by the join command");
+  check(find("room_left", (nsp, r, id) => nsp === "/chat" && r === room && id === alice.id), "room_left by the leave command");
+  check(find("event_sent", (nsp, id, args) => nsp === "/chat" && id === alice.id && args[0] === "from-admin"), "event_sent for the emit command");
+  check(find("event_received", (nsp, id, args) => nsp === "/chat" && id === alice.id && args[0] === "typing"), "event_received from a client");
+  check(find("socket_disconnected", (nsp, id, reason) => nsp === "/chat" && id === bob.idBeforeDisconnect && reason === "server namespace disconnect"), `socket_disconnected with its reason: ${show(live.filter(([e]) => e === "socket_disconnected"))}`);
+  check(!live.some(([e, nsp]) => (e === "event_sent" || e === "event_received") && nsp === "/admin"), "no events of the UI's own namespace");
+  // A UI logging in on the first node lists the socket on the last one (fetch_sockets).
+  const fresh = admin(urls[0], { username: user, password });
+  await connected(fresh.socket, "a second UI");
+  const deadline = Date.now() + 3000;
+  while (!find.call(null, "all_sockets", () => true) && Date.now() < deadline) await sleep(100);
+  while (!fresh.seen.live.some(([e]) => e === "all_sockets") && Date.now() < deadline) await sleep(100);
+  const list = fresh.seen.live.find(([e]) => e === "all_sockets")?.[1] ?? [];
+  const remote = list.find((x) => x.id === alice.id);
+  check(remote && remote.clientId?.length === 12 && remote.transport && remote.rooms.includes(alice.id), `all_sockets lists ${far}'s socket with its client id: ${show(remote)}`);
+  log(`live ${live.length} events; all_sockets ${list.length} sockets`);
+  fresh.socket.close();
 }
 
 async function main() {
@@ -108,6 +144,7 @@ async function main() {
   ui.socket.emit("emit", "/chat", room, "from-admin", { n: 2 });
   const after = await arrives(alice, "from-admin", 800);
   const dropped = arrives(bob, "disconnect", 1500);
+  bob.idBeforeDisconnect = bob.id; // socket.io-client forgets its id on disconnect
   ui.socket.emit("_disconnect", "/chat", false, bob.id);
   const reason = (await dropped) && (await dropped)[0];
   if (readonly) {
@@ -117,6 +154,7 @@ async function main() {
     expectEqual(after, false, "after leave, the room's emit does not reach it");
     expectEqual(reason, "io server disconnect", "_disconnect ended the socket");
   }
+  if (development) await checkLive(ui, alice, bob, room, far);
   log(`summary ${JSON.stringify({ servers: [...ui.seen.stats.keys()], features: ui.seen.config.supportedFeatures })}`);
   for (const s of [ui.socket, ...others.map((o) => o.socket), alice, bob]) s.close();
 }

@@ -32,7 +32,7 @@ async fn cluster(extra: &[&str], secret: &str, redis: &RedisServer) -> Vec<NodeP
     ]
 }
 
-async fn script(nodes: &[NodeProcess], secret: &str, features: &str, readonly: bool) -> String {
+async fn script(nodes: &[NodeProcess], secret: &str, features: &str, mode: Mode) -> String {
     let urls: Vec<String> = nodes.iter().map(NodeProcess::url).collect();
     let run = tokio::process::Command::new("node")
         .arg(interop_dir().join("admin-ui.mjs"))
@@ -41,7 +41,14 @@ async fn script(nodes: &[NodeProcess], secret: &str, features: &str, readonly: b
         .env("ADMIN_USER", "admin")
         .env("ADMIN_PASSWORD", PASSWORD)
         .env("ADMIN_EXPECT_FEATURES", features)
-        .env("ADMIN_READONLY", if readonly { "1" } else { "0" })
+        .env(
+            "ADMIN_READONLY",
+            if mode == Mode::Readonly { "1" } else { "0" },
+        )
+        .env(
+            "ADMIN_DEV",
+            if mode == Mode::Development { "1" } else { "0" },
+        )
         .kill_on_drop(true)
         .output();
     let out = tokio::time::timeout(Duration::from_secs(60), run)
@@ -69,10 +76,13 @@ async fn the_admin_ui_protocol_works_across_a_cluster() {
         &nodes,
         &secret,
         "EMIT,JOIN,LEAVE,DISCONNECT,MJOIN,MLEAVE,MDISCONNECT,AGGREGATED_EVENTS",
-        false,
+        Mode::Production,
     )
     .await;
-    for line in out.lines().filter(|l| l.contains("] stats ") || l.contains("] summary ")) {
+    for line in out
+        .lines()
+        .filter(|l| l.contains("] stats ") || l.contains("] summary "))
+    {
         println!("{line}");
     }
     for id in ["admin-a", "admin-b"] {
@@ -101,5 +111,29 @@ async fn a_readonly_admin_ui_ignores_commands() {
     let redis = RedisServer::start();
     let secret = random("secret");
     let nodes = cluster(&["--admin-ui-readonly"], &secret, &redis).await;
-    script(&nodes, &secret, "AGGREGATED_EVENTS", true).await;
+    script(&nodes, &secret, "AGGREGATED_EVENTS", Mode::Readonly).await;
+}
+
+/// Development mode: the live events and the cluster-wide socket list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn development_mode_streams_every_socket_across_the_cluster() {
+    require_node(&["socket.io-client", "next-auth"]);
+    let redis = RedisServer::start();
+    let secret = random("secret");
+    let nodes = cluster(&["--admin-ui-mode", "development"], &secret, &redis).await;
+    let out = script(
+        &nodes,
+        &secret,
+        "EMIT,JOIN,LEAVE,DISCONNECT,MJOIN,MLEAVE,MDISCONNECT,AGGREGATED_EVENTS,ALL_EVENTS",
+        Mode::Development,
+    )
+    .await;
+    assert!(out.contains("] live "), "{out}");
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Production,
+    Readonly,
+    Development,
 }

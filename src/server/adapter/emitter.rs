@@ -66,6 +66,15 @@ pub trait SocketEmitter: Send + Sync + 'static {
         timeout: Duration,
     ) -> Vec<AckFuture>;
 
+    /// Whether a watcher follows this namespace's sockets (see
+    /// [`crate::server::observer`]); only then is [`Self::observe_sent`] worth calling.
+    fn is_watched(&self) -> bool {
+        false
+    }
+
+    /// Tells the watcher that `data` (`[event, ...args]`) went to each of `sids`.
+    fn observe_sent(&self, _sids: &HashSet<Sid>, _data: &serde_json::Value) {}
+
     /// Makes each socket join `rooms` (the socket's own room list and the adapter's).
     fn join_many(&self, sids: &HashSet<Sid>, rooms: &[Room]);
 

@@ -164,12 +164,16 @@ impl LocalAdapter {
             }
             _ => None,
         };
+        let watched = sockets.is_watched().then(|| packet.data.clone());
         let frames = packet.into_frames(sockets.nsp(), None);
         let _logged_to_sent = self.recovery.as_ref().map(|_| self.gate.read_unpoisoned());
         if let (Some(log), Some(offset)) = (&self.recovery, offset) {
             log.record(offset, opts, frames.clone());
         }
         let targets = self.targets(&*sockets, opts);
+        if let Some(data) = &watched {
+            sockets.observe_sent(&targets, data);
+        }
         sockets.send_many(&targets, &frames)
     }
 
