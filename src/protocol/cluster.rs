@@ -805,17 +805,44 @@ pub(crate) fn js_safe_integer(f: f64) -> Option<i64> {
 }
 
 /// socket.io-parser's `deconstructPacket`: a msgpack value → JSON with placeholders for
-/// each `bin` (numbered in document order) plus the attachments. notepack's `undefined`
-/// (fixext 1 type 0) and other extension types become `null`, as `JSON.stringify` would.
+/// each `bin` (numbered in document order) plus the attachments. A date (notepack's
+/// timestamp extensions: a Node node broadcasting a `Date`) becomes its ISO-8601 string,
+/// as `JSON.stringify` makes of it for a browser; notepack's `undefined` (fixext 1 type 0)
+/// and other extension types become `null`.
 pub fn from_msgpack(v: &Mp) -> (Value, Vec<Bytes>) {
     let mut attachments = Vec::new();
     let value = deconstruct(v, &mut attachments);
     (value, attachments)
 }
 
+/// The epoch milliseconds of a date as notepack.io encodes one: the msgpack timestamp
+/// extension (type -1: 32, 64 or 96 bits), or notepack 2's own (fixext 8, type 0).
+fn ext_date_ms(kind: i8, data: &[u8]) -> Option<i64> {
+    let u32_at = |i: usize| u32::from_be_bytes(data[i..i + 4].try_into().unwrap());
+    match (kind, data.len()) {
+        (-1, 4) => Some(u32_at(0) as i64 * 1000),
+        (-1, 8) => {
+            let (hi, lo) = (u32_at(0) as i64, u32_at(4) as i64);
+            let seconds = ((hi & 0x3) << 32) | lo;
+            Some(seconds * 1000 + (hi >> 2) / 1_000_000)
+        }
+        (-1, 12) => {
+            let nanos = u32_at(0) as i64;
+            let seconds = ((u32_at(4) as i32 as i64) << 32) | u32_at(8) as i64;
+            Some(seconds * 1000 + nanos / 1_000_000)
+        }
+        (0, 8) => Some(((u32_at(0) as i32 as i64) << 32) | u32_at(4) as i64),
+        _ => None,
+    }
+}
+
 fn deconstruct(v: &Mp, out: &mut Vec<Bytes>) -> Value {
     match v {
-        Mp::Nil | Mp::Ext(..) => Value::Null,
+        Mp::Ext(kind, data) => ext_date_ms(*kind, data)
+            .and_then(chrono::DateTime::<chrono::Utc>::from_timestamp_millis)
+            .map(|t| Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)))
+            .unwrap_or(Value::Null),
+        Mp::Nil => Value::Null,
         Mp::Boolean(b) => Value::Bool(*b),
         Mp::Integer(i) => {
             if let Some(u) = i.as_u64() {
@@ -915,6 +942,29 @@ mod tests {
         );
         let back = BroadcastMessage::decode(&bytes).unwrap();
         assert_eq!(back, msg);
+    }
+
+    /// Dates as notepack.io 3.0.1 encodes them (the bytes are its output for
+    /// `new Date(ms)`), and notepack 2's own encoding, become what `JSON.stringify` gives.
+    #[test]
+    fn dates_from_node_become_iso_strings() {
+        let hex = |s: &str| -> Vec<u8> {
+            (0..s.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+                .collect()
+        };
+        for (bytes, iso) in [
+            ("d7ff1d535300633fdbbb", "2022-10-07T07:56:43.123Z"),
+            ("d6ff633fdbbb", "2022-10-07T07:56:43.000Z"),
+            ("c70cff00000000ffffffffffffffff", "1969-12-31T23:59:59.000Z"),
+            ("d70000000183b17252f3", "2022-10-07T07:56:43.123Z"),
+        ] {
+            let mp = rmpv::decode::read_value(&mut hex(bytes).as_slice()).unwrap();
+            assert_eq!(from_msgpack(&mp).0, json!(iso), "{bytes}");
+        }
+        let other = Mp::Ext(5, vec![1, 2]);
+        assert_eq!(from_msgpack(&other).0, Value::Null);
     }
 
     #[test]

@@ -117,6 +117,10 @@ async function main() {
   }
   await sleep(300);
   for (const o of others) expectEqual(o.seen.session, null, "no new session for a session login");
+  // Every UI, whichever node it is on, gets every node's stats.
+  const waitAll = Date.now() + 6000;
+  while (others.some((o) => o.seen.stats.size < urls.length) && Date.now() < waitAll) await sleep(200);
+  for (const o of others) expectEqual(o.seen.stats.size, urls.length, `a UI on another node sees ${[...o.seen.stats.keys()]}`);
 
   // Stats from every node reach the UI on the first one.
   const deadline = Date.now() + 6000;

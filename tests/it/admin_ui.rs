@@ -34,6 +34,18 @@ async fn cluster(extra: &[&str], secret: &str, redis: &RedisServer) -> Vec<NodeP
 
 async fn script(nodes: &[NodeProcess], secret: &str, features: &str, mode: Mode) -> String {
     let urls: Vec<String> = nodes.iter().map(NodeProcess::url).collect();
+    script_at(&urls, &nodes[0], secret, features, mode).await
+}
+
+/// Runs admin-ui.mjs against `urls` (the UI logs in on the first); `first` is shown when
+/// it fails.
+async fn script_at(
+    urls: &[String],
+    first: &NodeProcess,
+    secret: &str,
+    features: &str,
+    mode: Mode,
+) -> String {
     let run = tokio::process::Command::new("node")
         .arg(interop_dir().join("admin-ui.mjs"))
         .arg(urls.join(","))
@@ -61,7 +73,7 @@ async fn script(nodes: &[NodeProcess], secret: &str, features: &str, mode: Mode)
         "admin-ui.mjs failed ({}):\n{stdout}{}\nnode a:\n{}",
         out.status,
         String::from_utf8_lossy(&out.stderr),
-        nodes[0].log()
+        first.log()
     );
     stdout
 }
@@ -129,6 +141,58 @@ async fn development_mode_streams_every_socket_across_the_cluster() {
     )
     .await;
     assert!(out.contains("] live "), "{out}");
+}
+
+/// A mixed cluster: two of our nodes and a Node server running the real `instrument()`
+/// (tests/interop/admin-ui-node-peer.mjs) on one Redis. The UI logs in on ours; its
+/// session is good on the Node server (the package's RedisStore reads our key); every UI
+/// sees all three servers' stats; the commands act on sockets held by the Node server;
+/// in development mode the Node server's live events and sockets reach our UI.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mixed_cluster_with_node_s_instrument_is_one_admin_ui() {
+    require_node(&[
+        "socket.io-client",
+        "next-auth",
+        "@socket.io/admin-ui",
+        "socket.io",
+        "redis",
+    ]);
+    for (mode, features) in [
+        (
+            Mode::Production,
+            "EMIT,JOIN,LEAVE,DISCONNECT,MJOIN,MLEAVE,MDISCONNECT,AGGREGATED_EVENTS",
+        ),
+        (
+            Mode::Development,
+            "EMIT,JOIN,LEAVE,DISCONNECT,MJOIN,MLEAVE,MDISCONNECT,AGGREGATED_EVENTS,ALL_EVENTS",
+        ),
+    ] {
+        let redis = RedisServer::start();
+        let secret = random("secret");
+        let mode_name = if mode == Mode::Development {
+            "development"
+        } else {
+            "production"
+        };
+        let nodes = cluster(&["--admin-ui-mode", mode_name], &secret, &redis).await;
+        let port = crate::common::free_port();
+        let _peer = crate::common::nodejs::NodeScript::start(
+            "admin-ui-node-peer.mjs",
+            &[&port.to_string(), &redis.url(), HASH, mode_name],
+            "listening",
+            &["@socket.io/admin-ui", "socket.io", "redis"],
+        )
+        .await;
+        let mut urls: Vec<String> = nodes.iter().map(NodeProcess::url).collect();
+        urls.push(format!("http://127.0.0.1:{port}"));
+        let out = script_at(&urls, &nodes[0], &secret, features, mode).await;
+        for id in ["admin-a", "admin-b", "node-peer"] {
+            assert!(
+                out.contains(&format!("\"serverId\":\"{id}\"")),
+                "{mode_name}: {out}"
+            );
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
