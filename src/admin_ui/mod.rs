@@ -19,6 +19,7 @@
 pub mod commands;
 pub mod config;
 pub mod live;
+pub mod page;
 pub mod session;
 pub mod stats;
 

@@ -1,5 +1,6 @@
 //! `rtctl` subcommands, one module each: a `#[derive(Args)]` struct and an `async fn run`.
 
+pub mod admin_ui;
 pub mod gen;
 pub mod health;
 pub mod inspect;
@@ -47,6 +48,9 @@ pub enum Command {
     Rooms(rooms::RoomsCommand),
     /// Live nodes of the cluster (reads the cluster's Redis).
     Nodes(nodes::NodesCommand),
+    /// Serve the Socket.IO Admin UI page (an installed @socket.io/admin-ui's ui/dist).
+    #[command(name = "admin-ui")]
+    AdminUi(admin_ui::AdminUiCommand),
 }
 
 impl Cli {
@@ -71,6 +75,7 @@ impl Cli {
             Command::Presence(cmd) => cmd.run().await,
             Command::Rooms(cmd) => cmd.run().await,
             Command::Nodes(cmd) => cmd.run().await,
+            Command::AdminUi(cmd) => cmd.run().await,
         }
     }
 }

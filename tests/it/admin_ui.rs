@@ -201,3 +201,109 @@ enum Mode {
     Readonly,
     Development,
 }
+
+const CHROMIUM_HINT: &str =
+    "install Chromium: `apt-get install -y chromium` (scripts/test does this), or set CHROMIUM";
+
+/// `rtctl admin-ui` serving the package's page; killed when dropped.
+struct PageServer {
+    url: String,
+    _child: tokio::process::Child,
+}
+
+async fn page_server(port: u16) -> PageServer {
+    use tokio::io::AsyncBufReadExt;
+    let dist = interop_dir().join("node_modules/@socket.io/admin-ui/ui/dist");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_rtctl"))
+        .args([
+            "admin-ui",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--dir",
+        ])
+        .arg(&dist)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn rtctl admin-ui");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+        .await
+        .expect("rtctl admin-ui says where it serves within 10 s")
+        .unwrap()
+        .unwrap_or_default();
+    assert!(first.starts_with("Admin UI page on http://"), "{first}");
+    PageServer {
+        url: format!("http://127.0.0.1:{port}/"),
+        _child: child,
+    }
+}
+
+/// The official page in a real headless Chromium (tests/interop/admin-ui-browser.mjs),
+/// served by `rtctl admin-ui` and logged in to a 2-node cluster in development mode: the
+/// Servers page lists both nodes and the Sockets page a socket on the other node. The
+/// screenshots are kept in target/admin-ui-screenshots/.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_page_shows_the_cluster_in_a_browser() {
+    require_node(&[
+        "puppeteer-core",
+        "@socket.io/admin-ui",
+        "socket.io-client",
+        "next-auth",
+    ]);
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        std::path::Path::new(&chromium).exists(),
+        "{chromium} not found: {CHROMIUM_HINT}"
+    );
+    let redis = RedisServer::start();
+    let secret = random("secret");
+    let port = crate::common::free_port();
+    let origin = format!("http://127.0.0.1:{port}");
+    let nodes = cluster(
+        &[
+            "--admin-ui-mode",
+            "development",
+            "--allowed-origins",
+            &origin,
+        ],
+        &secret,
+        &redis,
+    )
+    .await;
+    let page = page_server(port).await;
+    let shots = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("target")
+        .join("admin-ui-screenshots");
+    let urls: Vec<String> = nodes.iter().map(NodeProcess::url).collect();
+    let run = tokio::process::Command::new("node")
+        .arg(interop_dir().join("admin-ui-browser.mjs"))
+        .arg(&page.url)
+        .arg(urls.join(","))
+        .arg(&shots)
+        .env("NEXTAUTH_SECRET", &secret)
+        .env("ADMIN_USER", "admin")
+        .env("ADMIN_PASSWORD", PASSWORD)
+        .env("CHROMIUM", &chromium)
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(90), run)
+        .await
+        .expect("admin-ui-browser.mjs: no exit within 90 s")
+        .expect("run node admin-ui-browser.mjs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "admin-ui-browser.mjs failed ({}):\n{stdout}{}\nnode a:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        nodes[0].log()
+    );
+    for shot in ["servers.png", "sockets.png"] {
+        let len = std::fs::metadata(shots.join(shot))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        assert!(len > 10_000, "{shot}: {len} bytes");
+    }
+    println!("{stdout}");
+}
