@@ -17,7 +17,7 @@ pub struct AdminUiArgs {
     pub admin_ui_username: Option<String>,
 
     /// bcrypt hash of the Admin UI's password (`$2a$`/`$2b$`/`$2y$`, as the package
-    /// takes; e.g. `htpasswd -bnBC 10 "" PASSWORD | tr -d ':\n'`).
+    /// takes; `echo PASSWORD | rtctl admin-ui --hash-password` makes one).
     #[arg(long, env = "ADMIN_UI_PASSWORD_HASH", hide_env_values = true)]
     pub admin_ui_password_hash: Option<String>,
 
@@ -64,7 +64,7 @@ pub enum AdminUiConfigError {
     NoCredentials,
     #[error("--admin-ui-username and --admin-ui-password-hash go together; set both")]
     HalfCredentials,
-    #[error("--admin-ui-password-hash is not a bcrypt hash ($2a$, $2b$ or $2y$, 60 characters); make one with `htpasswd -bnBC 10 \"\" PASSWORD | tr -d ':\\n'`")]
+    #[error("--admin-ui-password-hash is not a bcrypt hash ($2a$, $2b$ or $2y$, 60 characters); make one with `echo PASSWORD | rtctl admin-ui --hash-password`")]
     NotBcrypt,
     #[error("--admin-ui-namespace {0:?} must start with '/'")]
     Namespace(String),

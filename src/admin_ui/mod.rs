@@ -136,6 +136,11 @@ impl AdminUi {
     }
 }
 
+/// A bcrypt hash of `password` (cost 10, `$2b$`), for `--admin-ui-password-hash`.
+pub fn hash_password(password: &str) -> Result<String, bcrypt::BcryptError> {
+    bcrypt::hash(password, 10)
+}
+
 /// bcrypt is slow on purpose (~50–100 ms at cost 10): off the async threads.
 async fn password_matches(password: &str, hash: &str) -> bool {
     let (password, hash) = (password.to_owned(), hash.to_owned());

@@ -15,10 +15,26 @@ pub struct AdminUiCommand {
     /// Address to serve the page on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+
+    /// Instead of serving: read a password on stdin and print its bcrypt hash, for the
+    /// nodes' --admin-ui-password-hash.
+    #[arg(long)]
+    pub hash_password: bool,
 }
 
 impl AdminUiCommand {
     pub async fn run(self) -> anyhow::Result<()> {
+        if self.hash_password {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            let password = line.trim_end_matches(['\r', '\n']);
+            anyhow::ensure!(
+                !password.is_empty(),
+                "no password on stdin: `echo -n PASSWORD | rtctl admin-ui --hash-password`"
+            );
+            println!("{}", crate::admin_ui::hash_password(password)?);
+            return Ok(());
+        }
         let page = Page::open(&self.dir)?;
         let listener = tokio::net::TcpListener::bind(self.listen)
             .await

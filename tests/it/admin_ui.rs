@@ -307,3 +307,52 @@ async fn the_official_page_shows_the_cluster_in_a_browser() {
     }
     println!("{stdout}");
 }
+
+fn rtctl_with_stdin(args: &[&str], stdin: &str) -> std::process::Output {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rtctl"))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn rtctl");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// `rtctl admin-ui --hash-password` makes a hash the nodes take, and a node refuses to
+/// start an Admin UI nobody has to log in to unless told so.
+#[test]
+fn passwords_are_hashed_for_the_nodes_and_a_login_is_required() {
+    let out = rtctl_with_stdin(&["admin-ui", "--hash-password"], "s3cret pass\n");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let hash = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(hash.starts_with("$2b$10$") && hash.len() == 60, "{hash}");
+    assert!(bcrypt::verify("s3cret pass", &hash).unwrap());
+    let empty = rtctl_with_stdin(&["admin-ui", "--hash-password"], "");
+    assert!(!empty.status.success());
+    assert!(String::from_utf8_lossy(&empty.stderr).contains("no password on stdin"));
+
+    let open = std::process::Command::new(env!("CARGO_BIN_EXE_realtime-server"))
+        .args(["--listen", "127.0.0.1:0", "--admin-ui"])
+        .env_remove("ADMIN_UI_USERNAME")
+        .env_remove("ADMIN_UI_PASSWORD_HASH")
+        .output()
+        .unwrap();
+    assert!(!open.status.success());
+    let err = String::from_utf8_lossy(&open.stderr);
+    assert!(
+        err.contains("--admin-ui needs a login") && err.contains("--admin-ui-no-auth"),
+        "{err}"
+    );
+}
