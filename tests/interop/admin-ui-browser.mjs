@@ -4,8 +4,10 @@
 // node than the one the page logged in to. Screenshots of both pages are kept.
 //
 // Usage: NEXTAUTH_SECRET=… ADMIN_USER=… ADMIN_PASSWORD=… CHROMIUM=/usr/bin/chromium
+//        EXPECT_SERVERS=admin-a,admin-b,…
 //        node admin-ui-browser.mjs <page-url> <node-url>,<node-url>… <screenshot-dir>
-// (the page logs in to the first node; the test socket connects to the last).
+// (the page logs in to the first node; the test socket connects to the last, which may
+// be a Node server running instrument()).
 
 import fs from "node:fs";
 import path from "node:path";
@@ -16,6 +18,7 @@ import { check, connected, log, manager, sleep } from "./lib.mjs";
 const [pageUrl, nodeList, shots] = process.argv.slice(2);
 const nodes = (nodeList ?? "").split(",");
 const { NEXTAUTH_SECRET: secret, ADMIN_USER: user, ADMIN_PASSWORD: password } = process.env;
+const expectServers = (process.env.EXPECT_SERVERS ?? "admin-a,admin-b").split(",");
 
 /** Waits until the page's visible text contains every one of `needles`. */
 async function waitForText(page, needles, what) {
@@ -70,7 +73,7 @@ async function main() {
       });
 
     await page.goto(`${pageUrl}#/servers/`, { waitUntil: "domcontentloaded" });
-    const servers = await waitForText(page, ["admin-a", "admin-b"], "the Servers page");
+    const servers = await waitForText(page, expectServers, "the Servers page");
     await sleep(600); // let the page's transitions finish before the picture
     await page.screenshot({ path: path.join(shots, "servers.png"), fullPage: true });
     log(`servers page: ${servers.replace(/\s+/g, " ").slice(0, 400)}`);

@@ -240,9 +240,11 @@ async fn page_server(port: u16) -> PageServer {
 }
 
 /// The official page in a real headless Chromium (tests/interop/admin-ui-browser.mjs),
-/// served by `rtctl admin-ui` and logged in to a 2-node cluster in development mode: the
-/// Servers page lists both nodes and the Sockets page a socket on the other node. The
-/// screenshots are kept in target/admin-ui-screenshots/.
+/// served by `rtctl admin-ui` and logged in to one of our nodes, in development mode: on
+/// a cluster of two of our nodes, then on a mixed one (the same plus a Node server
+/// running `instrument()`), the Servers page lists every server and the Sockets page a
+/// socket held by another server than the one the page logged in to. The screenshots are
+/// kept in target/admin-ui-screenshots/<cluster>/.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_official_page_shows_the_cluster_in_a_browser() {
     require_node(&[
@@ -256,58 +258,78 @@ async fn the_official_page_shows_the_cluster_in_a_browser() {
         std::path::Path::new(&chromium).exists(),
         "{chromium} not found: {CHROMIUM_HINT}"
     );
-    let redis = RedisServer::start();
-    let secret = random("secret");
-    let port = crate::common::free_port();
-    let origin = format!("http://127.0.0.1:{port}");
-    let nodes = cluster(
-        &[
-            "--admin-ui-mode",
-            "development",
-            "--allowed-origins",
-            &origin,
-        ],
-        &secret,
-        &redis,
-    )
-    .await;
-    let page = page_server(port).await;
-    let shots = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("target")
-        .join("admin-ui-screenshots");
-    let urls: Vec<String> = nodes.iter().map(NodeProcess::url).collect();
-    let run = tokio::process::Command::new("node")
-        .arg(interop_dir().join("admin-ui-browser.mjs"))
-        .arg(&page.url)
-        .arg(urls.join(","))
-        .arg(&shots)
-        .env("NEXTAUTH_SECRET", &secret)
-        .env("ADMIN_USER", "admin")
-        .env("ADMIN_PASSWORD", PASSWORD)
-        .env("CHROMIUM", &chromium)
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(90), run)
-        .await
-        .expect("admin-ui-browser.mjs: no exit within 90 s")
-        .expect("run node admin-ui-browser.mjs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "admin-ui-browser.mjs failed ({}):\n{stdout}{}\nnode a:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr),
-        nodes[0].log()
-    );
-    for shot in ["servers.png", "sockets.png"] {
-        let len = std::fs::metadata(shots.join(shot))
-            .map(|m| m.len())
-            .unwrap_or(0);
-        assert!(len > 10_000, "{shot}: {len} bytes");
+    for mixed in [false, true] {
+        let redis = RedisServer::start();
+        let secret = random("secret");
+        let port = crate::common::free_port();
+        let origin = format!("http://127.0.0.1:{port}");
+        let nodes = cluster(
+            &[
+                "--admin-ui-mode",
+                "development",
+                "--allowed-origins",
+                &origin,
+            ],
+            &secret,
+            &redis,
+        )
+        .await;
+        let mut urls: Vec<String> = nodes.iter().map(NodeProcess::url).collect();
+        let mut servers = String::from("admin-a,admin-b");
+        let peer_port = crate::common::free_port();
+        let _peer = if mixed {
+            urls.push(format!("http://127.0.0.1:{peer_port}"));
+            servers.push_str(",node-peer");
+            Some(
+                crate::common::nodejs::NodeScript::start(
+                    "admin-ui-node-peer.mjs",
+                    &[&peer_port.to_string(), &redis.url(), HASH, "development"],
+                    "listening",
+                    &["@socket.io/admin-ui", "socket.io", "redis"],
+                )
+                .await,
+            )
+        } else {
+            None
+        };
+        let page = page_server(port).await;
+        let name = if mixed { "mixed" } else { "ours" };
+        let shots = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("target/admin-ui-screenshots")
+            .join(name);
+        let run = tokio::process::Command::new("node")
+            .arg(interop_dir().join("admin-ui-browser.mjs"))
+            .arg(&page.url)
+            .arg(urls.join(","))
+            .arg(&shots)
+            .env("NEXTAUTH_SECRET", &secret)
+            .env("ADMIN_USER", "admin")
+            .env("ADMIN_PASSWORD", PASSWORD)
+            .env("CHROMIUM", &chromium)
+            .env("EXPECT_SERVERS", &servers)
+            .kill_on_drop(true)
+            .output();
+        let out = tokio::time::timeout(Duration::from_secs(90), run)
+            .await
+            .expect("admin-ui-browser.mjs: no exit within 90 s")
+            .expect("run node admin-ui-browser.mjs");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "admin-ui-browser.mjs ({name}) failed ({}):\n{stdout}{}\nnode a:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            nodes[0].log()
+        );
+        for shot in ["servers.png", "sockets.png"] {
+            let len = std::fs::metadata(shots.join(shot))
+                .map(|m| m.len())
+                .unwrap_or(0);
+            assert!(len > 10_000, "{name}/{shot}: {len} bytes");
+        }
+        println!("{name}:\n{stdout}");
     }
-    println!("{stdout}");
 }
-
 fn rtctl_with_stdin(args: &[&str], stdin: &str) -> std::process::Output {
     use std::io::Write as _;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rtctl"))
