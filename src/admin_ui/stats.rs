@@ -52,33 +52,17 @@ pub fn deltas(before: &Tally, after: &Tally, now: SystemTime) -> Vec<Aggregated>
         sub_type,
         count,
     };
-    let mut out = vec![
-        bucket(
-            "rawConnection",
-            None,
-            after.opened.saturating_sub(before.opened),
-        ),
-        bucket(
-            "packetsIn",
-            None,
-            after.packets_in.saturating_sub(before.packets_in),
-        ),
-        bucket(
-            "packetsOut",
-            None,
-            after.packets_out.saturating_sub(before.packets_out),
-        ),
-        bucket(
-            "bytesIn",
-            None,
-            after.bytes_in.saturating_sub(before.bytes_in),
-        ),
-        bucket(
-            "bytesOut",
-            None,
-            after.bytes_out.saturating_sub(before.bytes_out),
-        ),
+    let totals = [
+        ("rawConnection", before.opened, after.opened),
+        ("packetsIn", before.packets_in, after.packets_in),
+        ("packetsOut", before.packets_out, after.packets_out),
+        ("bytesIn", before.bytes_in, after.bytes_in),
+        ("bytesOut", before.bytes_out, after.bytes_out),
     ];
+    let mut out: Vec<Aggregated> = totals
+        .iter()
+        .map(|&(kind, was, now)| bucket(kind, None, now.saturating_sub(was)))
+        .collect();
     for (reason, total) in &after.closed {
         let was = before
             .closed

@@ -13,7 +13,7 @@ import fs from "node:fs";
 import path from "node:path";
 import puppeteer from "puppeteer-core";
 import { encode } from "next-auth/jwt";
-import { check, connected, log, manager, sleep } from "./lib.mjs";
+import { check, connected, log, manager, runScript, sleep } from "./lib.mjs";
 
 const [pageUrl, nodeList, shots] = process.argv.slice(2);
 const nodes = (nodeList ?? "").split(",");
@@ -89,18 +89,4 @@ async function main() {
   }
 }
 
-const timer = setTimeout(() => {
-  console.error("[admin-ui-browser] FAIL: timed out after 60 s");
-  process.exit(1);
-}, 60000);
-main().then(
-  () => {
-    clearTimeout(timer);
-    log("PASS");
-    process.exit(0);
-  },
-  (err) => {
-    console.error(`[admin-ui-browser] FAIL: ${err?.stack ?? err}`);
-    process.exit(1);
-  },
-);
+runScript(main, 60000);

@@ -16,7 +16,7 @@
 // Prints `stats <json>` per server and `summary <json>` at the end.
 
 import { encode } from "next-auth/jwt";
-import { check, connected, expectEqual, log, manager, next, show, sleep } from "./lib.mjs";
+import { check, connected, expectEqual, log, manager, next, runScript, show, sleep } from "./lib.mjs";
 
 const [urlList] = process.argv.slice(2);
 const urls = (urlList ?? "").split(",").filter(Boolean);
@@ -163,18 +163,4 @@ async function main() {
   for (const s of [ui.socket, ...others.map((o) => o.socket), alice, bob]) s.close();
 }
 
-const timer = setTimeout(() => {
-  console.error("[admin-ui] FAIL: timed out after 30 s");
-  process.exit(1);
-}, 30000);
-main().then(
-  () => {
-    clearTimeout(timer);
-    log("PASS");
-    process.exit(0);
-  },
-  (err) => {
-    console.error(`[admin-ui] FAIL: ${err?.stack ?? err}`);
-    process.exit(1);
-  },
-);
+runScript(main, 30000);

@@ -13,7 +13,7 @@
 
 import { encode } from "next-auth/jwt";
 import { readFileSync } from "node:fs";
-import { check, expectEqual, log, manager, next, request, show } from "./lib.mjs";
+import { check, expectEqual, log, manager, next, request, runScript, show } from "./lib.mjs";
 
 const versions = ["socket.io-client", "next-auth"]
   .map((name) => {
@@ -361,20 +361,4 @@ async function main() {
   for (const m of managers) m.disconnect();
 }
 
-const TIMEOUT_MS = Number(process.env.INTEROP_TIMEOUT_MS) || 15000;
-const timer = setTimeout(() => {
-  console.error(`[chat-flow] FAIL: timed out after ${TIMEOUT_MS} ms`);
-  process.exit(1);
-}, TIMEOUT_MS);
-
-main().then(
-  () => {
-    clearTimeout(timer);
-    log("PASS");
-    process.exit(0);
-  },
-  (err) => {
-    console.error(`[chat-flow] FAIL: ${err?.stack ?? err}`);
-    process.exit(1);
-  },
-);
+runScript(main);

@@ -116,16 +116,26 @@ export function request(socket, event, ...args) {
  */
 export function run(main, { timeoutMs = Number(process.env.INTEROP_TIMEOUT_MS) || 15000 } = {}) {
   const args = parseArgs();
+  log(`start url=${args.url} transport=${args.transport} socket.io-client@${clientVersion}`);
+  runScript(async () => {
+    const open = (await main(args)) ?? [];
+    for (const closable of [open].flat()) closable?.close?.();
+  }, timeoutMs);
+}
+
+/**
+ * Runs `main()` under an overall timeout of `timeoutMs`: exits 0 when it resolves, 1
+ * (with the reason on stderr) when it throws or the timeout fires.
+ */
+export function runScript(main, timeoutMs = Number(process.env.INTEROP_TIMEOUT_MS) || 15000) {
   const timer = setTimeout(() => {
     console.error(`[${script}] FAIL: timed out after ${timeoutMs} ms`);
     process.exit(1);
   }, timeoutMs);
-  log(`start url=${args.url} transport=${args.transport} socket.io-client@${clientVersion}`);
   Promise.resolve()
-    .then(() => main(args))
+    .then(main)
     .then(
-      (open = []) => {
-        for (const closable of [open].flat()) closable?.close?.();
+      () => {
         clearTimeout(timer);
         log("PASS");
         process.exit(0);
