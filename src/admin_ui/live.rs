@@ -1,6 +1,7 @@
 //! Development mode: every socket's life, live, to every Admin UI of the cluster —
-//! `socket_connected`, `socket_disconnected`, `room_joined`, `room_left`,
-//! `event_received`, `event_sent` with the package's argument lists — and the full list
+//! `socket_connected`, `socket_updated` (transport upgraded, data changed),
+//! `socket_disconnected`, `room_joined`, `room_left`, `event_received`, `event_sent` with
+//! the package's argument lists — and the full list
 //! of sockets (`all_sockets`, cluster-wide through `fetch_sockets`) when a UI connects.
 //!
 //! Each of those is a broadcast on the UI's namespace (through the adapter, so a UI on
@@ -10,7 +11,7 @@
 use super::AdminUi;
 use crate::server::adapter::RemoteSocket;
 use crate::server::observer::SocketObserver;
-use crate::server::{DisconnectReason, Event, Payload, SocketRef};
+use crate::server::{DisconnectReason, Event, Payload, Socket, SocketRef};
 use crate::sid::Sid;
 use serde_json::{json, Value};
 use std::sync::{Arc, Weak};
@@ -29,13 +30,18 @@ impl Live {
 
     /// Broadcasts `event` with `args` and a timestamp to every UI.
     fn tell(&self, event: &str, mut args: Vec<Value>) {
+        args.push(json!(now_iso()));
+        self.broadcast(event, args);
+    }
+
+    /// Broadcasts `event` with `args` as they are (`socket_updated` has no timestamp).
+    fn broadcast(&self, event: &str, args: Vec<Value>) {
         let Some(admin) = self.admin.upgrade() else {
             return;
         };
         let Some(ns) = admin.io().and_then(|io| io.of(&admin.config.namespace)) else {
             return;
         };
-        args.push(json!(now_iso()));
         ns.emit(event, Payload::new(args));
     }
 
@@ -60,6 +66,28 @@ impl SocketObserver for Live {
         });
         socket.set_data(data);
         self.tell("socket_connected", vec![serialize_local(socket)]);
+    }
+
+    fn upgraded(&self, socket: &SocketRef) {
+        let transport = socket.transport().as_str();
+        // Other nodes' fetch_sockets read the transport from data._admin. (Setting it
+        // also reports a data change, with the same data: harmless to the UI.)
+        let mut data = socket.data();
+        if let Some(admin) = data.get_mut("_admin").and_then(Value::as_object_mut) {
+            admin.insert("transport".into(), json!(transport));
+            socket.set_data(data);
+        }
+        self.broadcast(
+            "socket_updated",
+            vec![json!({"id": socket.id.as_str(), "nsp": socket.nsp(), "transport": transport})],
+        );
+    }
+
+    fn data_changed(&self, socket: &Socket) {
+        self.broadcast(
+            "socket_updated",
+            vec![json!({"id": socket.id.as_str(), "nsp": socket.nsp(), "data": without_admin(socket.data())})],
+        );
     }
 
     fn disconnected(&self, socket: &SocketRef, reason: DisconnectReason) {

@@ -155,6 +155,15 @@ impl EngineHandler for SocketIoHandler {
         }
     }
 
+    /// Tells each namespace's watcher that its socket's transport changed.
+    fn on_upgrade(&self, session: &Arc<Session<ConnectionState>>) {
+        for socket in session.data.sockets() {
+            if let Some(o) = socket.ns.observer() {
+                o.upgraded(&socket);
+            }
+        }
+    }
+
     fn on_close(&self, session: &Arc<Session<ConnectionState>>, reason: CloseReason) {
         for socket in session.data.take_all() {
             socket.on_disconnect(DisconnectReason::from(reason));
@@ -260,10 +269,12 @@ impl SocketIoHandler {
                 socket.discard();
                 return refuse(&session, &socket, refusal);
             }
-            socket.mark_connected();
+            // The watcher first: what it sets on the socket is part of the connection,
+            // not a change after it.
             if let Some(o) = socket.ns.observer() {
                 o.connected(&socket);
             }
+            socket.mark_connected();
             socket
                 .ns
                 .metrics

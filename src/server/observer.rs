@@ -3,13 +3,17 @@
 //! out. Set per namespace with [`super::Namespace::observe`]; unset (the default), each
 //! hook point costs one check.
 
-use super::{DisconnectReason, Event, SocketRef};
+use super::{DisconnectReason, Event, Socket, SocketRef};
 use crate::sid::Sid;
 use serde_json::Value;
 
 pub trait SocketObserver: Send + Sync + 'static {
-    /// `socket` finished connecting (its CONNECT reply is on its way).
+    /// `socket` passed every connect step; its CONNECT reply goes out right after.
     fn connected(&self, socket: &SocketRef);
+    /// `socket`'s connection moved to another transport (polling → WebSocket).
+    fn upgraded(&self, socket: &SocketRef);
+    /// `socket`'s data changed after it connected.
+    fn data_changed(&self, socket: &Socket);
     /// `socket` left its namespace for `reason`.
     fn disconnected(&self, socket: &SocketRef, reason: DisconnectReason);
     /// Socket `sid` of `nsp` joined `room` (it was not in it).

@@ -345,6 +345,9 @@ impl Socket {
 
     pub fn set_data(&self, data: Value) {
         *self.data.lock_unpoisoned() = super::compact::compact(data);
+        if let Some(o) = self.ns.observer().filter(|_| self.connected()) {
+            o.data_changed(self);
+        }
     }
 
     /// Node's `socket.handshake` object, as `fetch_sockets` sends it to other nodes:

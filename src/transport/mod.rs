@@ -84,6 +84,9 @@ pub trait EngineHandler: Send + Sync + 'static {
 
     /// The session closed; called exactly once.
     fn on_close(&self, session: &Arc<Session<Self::Data>>, reason: CloseReason);
+
+    /// The session moved from polling to WebSocket.
+    fn on_upgrade(&self, _session: &Arc<Session<Self::Data>>) {}
 }
 
 /// The Engine.IO server: sessions, routing and lifecycle.

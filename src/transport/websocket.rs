@@ -125,6 +125,7 @@ fn serve<H: EngineHandler>(
                     let _ = ws.close(None).await;
                     return;
                 }
+                engine.handler.on_upgrade(&session);
                 run(&engine, &session, &mut ws).await;
             }
         }

@@ -24,7 +24,7 @@ const { NEXTAUTH_SECRET: secret, ADMIN_USER: user, ADMIN_PASSWORD: password } = 
 const expectFeatures = (process.env.ADMIN_EXPECT_FEATURES ?? "").split(",").filter(Boolean);
 const readonly = process.env.ADMIN_READONLY === "1";
 const development = process.env.ADMIN_DEV === "1";
-const LIVE = ["all_sockets", "socket_connected", "socket_disconnected", "room_joined", "room_left", "event_received", "event_sent"];
+const LIVE = ["all_sockets", "socket_connected", "socket_updated", "socket_disconnected", "room_joined", "room_left", "event_received", "event_sent"];
 
 /** An admin socket on `url` with `auth`; resolves with it and what came first. */
 function admin(url, auth) {
@@ -77,6 +77,7 @@ async function checkLive(ui, alice, bob, room, far) {
   const s = conn[1];
   expectEqual([s.nsp, s.clientId.length, "auth" in s.handshake, typeof s.handshake.headers], ["/chat", 12, false, "object"], "SerializedSocket");
   check(iso(conn[2]), `an ISO timestamp: ${conn[2]}`);
+  check(find("socket_updated", (u) => u.id === alice.id && u.nsp === "/chat" && u.transport === "websocket"), "socket_updated when the transport upgraded");
   check(find("room_joined", (nsp, r, id, t) => nsp === "/chat" && r === room && id === alice.id && iso(t)), "room_joined by the join command");
   check(find("room_left", (nsp, r, id) => nsp === "/chat" && r === room && id === alice.id), "room_left by the leave command");
   check(find("event_sent", (nsp, id, args) => nsp === "/chat" && id === alice.id && args[0] === "from-admin"), "event_sent for the emit command");
