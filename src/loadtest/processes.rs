@@ -61,6 +61,18 @@ pub(super) struct Placement<'a> {
     pub(super) key: Option<&'a str>,
 }
 
+impl Placement<'_> {
+    /// The remote worker that runs shard `worker`, or `None` for a local process.
+    fn remote_of(&self, worker: u32) -> Option<&str> {
+        if self.remote.is_empty() {
+            return None;
+        }
+        let slot = worker as usize % (self.local + self.remote.len());
+        slot.checked_sub(self.local)
+            .map(|i| self.remote[i].as_str())
+    }
+}
+
 /// How the ramp went, over all workers.
 pub(super) struct Ramp {
     pub(super) connected: u64,
@@ -78,33 +90,30 @@ impl Workers {
         let (tx, events) = tokio::sync::mpsc::unbounded_channel::<Line>();
         let (mut children, mut stdins) = (Vec::new(), Vec::new());
         let mut remote: Vec<RemoteWorker> = Vec::new();
-        let slots = placement.local + placement.remote.len();
         for cfg in configs {
             let w = cfg.worker as usize;
-            let slot = if placement.remote.is_empty() {
-                0
-            } else {
-                w % slots
-            };
-            let (mut sink, source): (CommandSink, EventSource) =
-                if slot < placement.local || placement.remote.is_empty() {
+            let mut cfg = cfg.clone();
+            let (mut sink, source) = match placement.remote_of(cfg.worker) {
+                None => {
                     let (child, stdin, stdout) = spawn(&exe)?;
                     children.push(child);
-                    (Box::new(stdin), Box::new(stdout))
-                } else {
-                    let addr = &placement.remote[slot - placement.local];
+                    (
+                        Box::new(stdin) as CommandSink,
+                        Box::new(stdout) as EventSource,
+                    )
+                }
+                Some(addr) => {
                     let (sink, source, mut info) = remote::connect(addr, placement.key).await?;
+                    // The worker runs on our clock: it subtracts what its handshake measured.
+                    cfg.clock_offset_ms = info.clock_offset_ms;
                     info.shards.push(cfg.worker);
                     match remote.iter_mut().find(|r| r.addr == info.addr) {
                         Some(known) => known.merge(info),
                         None => remote.push(info),
                     }
                     (sink, source)
-                };
-            let mut cfg = cfg.clone();
-            if let Some(r) = remote.iter().find(|r| r.shards.contains(&cfg.worker)) {
-                cfg.clock_offset_ms = r.clock_offset_ms;
-            }
+                }
+            };
             let line = format!(
                 "{}\n",
                 serde_json::to_string(&cfg).expect("a worker configuration serializes")
@@ -290,4 +299,33 @@ async fn read_events(
         }
     }
     let _ = tx.send((w, None));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Placement;
+
+    #[test]
+    fn shards_go_round_robin_over_local_slots_then_remote_workers() {
+        let remote = ["a:1".to_owned(), "b:1".to_owned()];
+        let mixed = Placement {
+            local: 2,
+            remote: &remote,
+            key: None,
+        };
+        let placed: Vec<_> = (0..5).map(|w| mixed.remote_of(w)).collect();
+        assert_eq!(placed, [None, None, Some("a:1"), Some("b:1"), None]);
+        let only_remote = Placement {
+            local: 0,
+            remote: &remote[..1],
+            key: None,
+        };
+        assert!((0..3).all(|w| only_remote.remote_of(w) == Some("a:1")));
+        let local = Placement {
+            local: 0,
+            remote: &[],
+            key: None,
+        };
+        assert_eq!(local.remote_of(7), None);
+    }
 }
