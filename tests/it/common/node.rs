@@ -37,9 +37,15 @@ impl NodeProcess {
     ) -> NodeProcess {
         let dir = TempDir::new(&format!("node-{id}"));
         let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
+        // A node given no database gets its own SQLite file, never the default one in the
+        // working directory, which concurrent tests' nodes would share (and lock).
+        let given_db =
+            args.contains(&"--database-url") || envs.iter().any(|(k, _)| *k == "DATABASE_URL");
+        let own_db = (!given_db).then(|| ["--database-url".to_owned(), dir.sqlite_url()]);
         let child = Command::new(env!("CARGO_BIN_EXE_realtime-server"))
             .args(["--listen", &addr.to_string(), "--node-id", id])
             .args(["--log-format", "json"])
+            .args(own_db.iter().flatten())
             .args(args)
             .envs(envs.iter().copied())
             .stdin(Stdio::null())
