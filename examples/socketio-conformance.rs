@@ -10,7 +10,7 @@ use std::time::Duration;
 
 fn conformance_namespace(ns: &mut NamespaceBuilder) {
     ns.on_connect(|socket| async move {
-        socket.emit("auth", socket.auth.clone());
+        socket.emit("auth", socket.auth());
         Ok(())
     });
     ns.on("message", |socket, event, _ack| async move {

@@ -113,7 +113,7 @@ impl AdminUi {
         let Login::Basic { username, hash } = &self.config.login else {
             return Ok(());
         };
-        let auth = &socket.auth;
+        let auth = socket.auth();
         if let Some(id) = auth.get("sessionId").and_then(Value::as_str) {
             if !id.is_empty() && self.sessions.exists(id).await {
                 return Ok(());

@@ -49,7 +49,11 @@ pub fn authenticate(ns: &mut NamespaceBuilder, verifier: Arc<Verifier>) {
         let verifier = verifier.clone();
         async move {
             let identity = verifier
-                .authenticate(&socket.auth, &socket.handshake().headers, SystemTime::now())
+                .authenticate(
+                    &socket.auth(),
+                    &socket.handshake().headers,
+                    SystemTime::now(),
+                )
                 .map_err(|e| {
                     crate::metrics::auth_failure(socket.nsp(), e.reason());
                     tracing::debug!(

@@ -18,9 +18,10 @@
 
 pub mod adapter;
 mod broadcast;
-mod compact;
 mod connection;
 mod event_budget;
+pub mod extensions;
+mod kept_json;
 mod local_sockets;
 mod namespace;
 pub mod observer;

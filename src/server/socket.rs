@@ -4,6 +4,7 @@ use super::adapter::{BroadcastOptions, BroadcastPacket, PersistedSession};
 use super::broadcast::BroadcastOperator;
 use super::connection::ConnectionState;
 use super::event_budget::{EventBudget, Spend, Spending};
+use super::kept_json::KeptJson;
 use super::namespace::Namespace;
 use super::payload::{encode_frames, Payload};
 use super::Room;
@@ -109,12 +110,12 @@ pub struct Socket {
     expires_at: Mutex<Option<std::time::SystemTime>>,
     pub(crate) ns: Arc<Namespace>,
     pub(crate) session: Arc<Session<ConnectionState>>,
-    /// The `auth` object the client sent with CONNECT.
-    pub auth: Value,
+    /// The `auth` object the client sent with CONNECT (see [`Socket::auth`]).
+    auth: KeptJson,
     /// Per-socket data set by middleware (e.g. the authenticated user).
-    pub extensions: Mutex<http::Extensions>,
+    pub extensions: Mutex<super::extensions::Extensions>,
     /// Node's `socket.data`: JSON the whole cluster sees through `fetch_sockets`.
-    data: Mutex<Value>,
+    data: Mutex<KeptJson>,
     connected: AtomicBool,
     disconnected: AtomicBool,
     ack_ids: AtomicU64,
@@ -144,7 +145,7 @@ impl Socket {
     ) -> Self {
         let mut socket = Self::with_ids(ns, session, auth, previous.sid, Some(previous.pid));
         socket.recovered = true;
-        socket.data = Mutex::new(super::compact::compact(previous.data.clone()));
+        socket.data = Mutex::new(KeptJson::new(&previous.data));
         socket.expires_at = Mutex::new(previous.expires_at);
         socket
     }
@@ -163,9 +164,9 @@ impl Socket {
             expires_at: Mutex::new(None),
             ns,
             session,
-            auth: super::compact::compact(auth),
+            auth: KeptJson::new(&auth),
             extensions: Mutex::default(),
-            data: Mutex::new(Value::Object(Default::default())),
+            data: Mutex::default(),
             connected: AtomicBool::new(false),
             disconnected: AtomicBool::new(false),
             ack_ids: AtomicU64::new(0),
@@ -340,11 +341,16 @@ impl Socket {
 
     /// Node's `socket.data`: JSON that other nodes see in `fetch_sockets`.
     pub fn data(&self) -> Value {
-        self.data.lock_unpoisoned().clone()
+        self.data.lock_unpoisoned().value()
+    }
+
+    /// The `auth` object the client sent with CONNECT (Node's `socket.handshake.auth`).
+    pub fn auth(&self) -> Value {
+        self.auth.value()
     }
 
     pub fn set_data(&self, data: Value) {
-        *self.data.lock_unpoisoned() = super::compact::compact(data);
+        *self.data.lock_unpoisoned() = KeptJson::new(&data);
         if let Some(o) = self.ns.observer().filter(|_| self.connected()) {
             o.data_changed(self);
         }
@@ -378,7 +384,7 @@ impl Socket {
             "issued": issued,
             "url": "",
             "query": query,
-            "auth": self.auth,
+            "auth": self.auth(),
         })
     }
 

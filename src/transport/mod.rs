@@ -3,16 +3,17 @@
 //! [`Engine`] owns the sessions and routes each HTTP request under the engine path to
 //! long-polling (`polling`) or WebSocket (`websocket`). The layer above (Socket.IO, in
 //! `server/`) plugs in through [`EngineHandler`] and only ever sees [`Session`]s and
-//! message data. Every session has one supervisor task (`supervisor`) that runs its
-//! heartbeat and, when the session closes for any reason, removes it and tells the
+//! message data. One task per engine (`housekeeper`) runs every session's heartbeat
+//! (`heartbeat`) and, when a session closes for any reason, removes it and tells the
 //! handler exactly once — so cleanup never depends on which transport noticed first.
 
 pub mod handshake;
+mod heartbeat;
+mod housekeeper;
 pub mod ip_limit;
 pub mod listener;
 mod polling;
 pub mod session;
-mod supervisor;
 mod websocket;
 
 pub use handshake::{Body, Cors, EngineError, RequestInfo};
@@ -20,14 +21,15 @@ pub use session::{CloseReason, Frame, Session};
 
 use crate::protocol::engineio::{Data, Handshake, Packet, TransportKind};
 use crate::sid::Sid;
-use crate::sync::RwLockExt as _;
+use crate::sync::{MutexExt as _, RwLockExt as _};
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
+use tokio::sync::mpsc;
 
 /// Engine.IO settings (the transport half of the server configuration, `config::Config`).
 #[derive(Debug, Clone)]
@@ -96,17 +98,29 @@ pub struct Engine<H: EngineHandler> {
     sessions: RwLock<HashMap<Sid, Arc<Session<H::Data>>>>,
     draining: AtomicBool,
     ip_limiter: Arc<ip_limit::IpLimiter>,
+    heartbeats: Arc<heartbeat::Heartbeats>,
+    /// Each session's copy tells the housekeeper it closed.
+    on_closed: mpsc::UnboundedSender<Sid>,
+    /// The housekeeper's end, until the first session starts it (inside the runtime).
+    housekeeper: Mutex<Option<mpsc::UnboundedReceiver<Sid>>>,
 }
 
 impl<H: EngineHandler> Engine<H> {
     pub fn new(config: EngineConfig, handler: H) -> Arc<Self> {
         crate::metrics::declare_engine_errors(&EngineError::ALL.map(|e| e.reason()));
+        let (on_closed, closed) = mpsc::unbounded_channel();
         Arc::new(Engine {
             ip_limiter: ip_limit::IpLimiter::new(config.max_sessions_per_ip),
+            heartbeats: Arc::new(heartbeat::Heartbeats::new(
+                config.ping_interval,
+                config.ping_timeout,
+            )),
             config,
             handler,
             sessions: RwLock::default(),
             draining: AtomicBool::new(false),
+            on_closed,
+            housekeeper: Mutex::new(Some(closed)),
         })
     }
 
@@ -220,7 +234,7 @@ impl<H: EngineHandler> Engine<H> {
             .and_then(|sid| self.get_session(&sid))
             .ok_or(EngineError::UnknownSid)?;
         // A closed session is gone for the client, except a polling one that still owes
-        // the client the answer to its next poll (see the supervisor).
+        // the client the answer to its next poll (see the housekeeper).
         if let Some(reason) = session.close_reason() {
             let awaiting_close_poll = reason.owes_close_poll()
                 && transport == TransportKind::Polling
@@ -268,19 +282,10 @@ impl<H: EngineHandler> Engine<H> {
         .encode()
     }
 
-    /// Creates and registers a session, starts its supervisor, and tells the handler.
-    ///
-    /// Returns the session and its supervisor, which the caller must run: polling spawns
-    /// it as a task; a WebSocket runs it inside its own connection task, which saves a
-    /// task per connection.
-    fn create_session(
-        self: &Arc<Self>,
-        info: RequestInfo,
-    ) -> (
-        Arc<Session<H::Data>>,
-        impl std::future::Future<Output = ()> + Send + 'static,
-    ) {
+    /// Creates and registers a session, schedules its first ping, and tells the handler.
+    fn create_session(self: &Arc<Self>, info: RequestInfo) -> Arc<Session<H::Data>> {
         let opened = tokio::time::Instant::now();
+        self.start_housekeeper();
         let sid = Sid::new();
         let transport = info.transport;
         let session = Arc::new(Session::new(
@@ -288,18 +293,27 @@ impl<H: EngineHandler> Engine<H> {
             info,
             self.handler.new_data(),
             self.config.max_queued_bytes,
+            self.on_closed.clone(),
         ));
         session.send(Frame::text(self.handshake_for(sid, transport)));
         self.write_sessions().insert(sid, session.clone());
         crate::metrics::engine_opened();
-        let supervisor = supervisor::run(self.clone(), session.clone(), opened);
+        self.heartbeats.start(&session, opened);
         self.handler.on_open(&session);
-        (session, supervisor)
+        session
+    }
+
+    /// Spawns the housekeeper the first time a session opens: `Engine::new` may run
+    /// outside the runtime, a session never does.
+    fn start_housekeeper(self: &Arc<Self>) {
+        let mut slot = self.housekeeper.lock_unpoisoned();
+        if let Some(closed) = slot.take() {
+            tokio::spawn(housekeeper::run(Arc::downgrade(self), closed));
+        }
     }
 
     fn open_polling(self: &Arc<Self>, info: RequestInfo) -> Response<Body> {
-        let (session, supervisor) = self.create_session(info);
-        tokio::spawn(supervisor);
+        let session = self.create_session(info);
         // The handshake is answered at once, not held like a poll.
         match session.drain(true) {
             session::Drain::Frames(frames) => polling::payload_response(&frames),
@@ -307,7 +321,7 @@ impl<H: EngineHandler> Engine<H> {
         }
     }
 
-    /// Called by the supervisor once the session is closed and its close was delivered.
+    /// Called by the housekeeper once the session is closed and its close was delivered.
     fn unregister(&self, session: &Arc<Session<H::Data>>) {
         self.write_sessions().remove(&session.sid);
     }
@@ -319,7 +333,7 @@ impl<H: EngineHandler> Engine<H> {
                 crate::metrics::packets_in(1);
                 self.handler.on_message(session, data)
             }
-            Packet::Pong(_) => session.pong.notify_one(),
+            Packet::Pong(_) => self.heartbeats.pong(session),
             Packet::Close => session.close(CloseReason::TransportClose),
             Packet::Noop => {}
             // Engine.IO v4 heartbeats go server → client only; anything else from a

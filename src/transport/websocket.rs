@@ -116,13 +116,13 @@ fn serve<H: EngineHandler>(
     async move {
         match existing {
             None => {
-                let (session, supervisor) = engine.create_session(*info);
-                let r = run(&engine, &session, &mut ws);
-                tokio::join!(r, supervisor);
+                let session = engine.create_session(unbox(info));
+                run(&engine, &session, &mut ws).await;
             }
             Some(session) => {
-                if !probe(&engine, &session, &mut ws).await {
-                    let _ = ws.close(None).await;
+                // Boxed: its timer would otherwise stay reserved in every connection's task.
+                if !Box::pin(probe(&engine, &session, &mut ws)).await {
+                    let _ = SinkExt::close(&mut ws).await;
                     return;
                 }
                 engine.handler.on_upgrade(&session);
@@ -130,6 +130,14 @@ fn serve<H: EngineHandler>(
             }
         }
     }
+}
+
+/// Moves a value out of its box and frees the box now. `*boxed` inside an async block
+/// would free it only when the block's scope ends, which for the connection task is
+/// when the connection does (a 200-byte `RequestInfo` box kept per connection).
+#[allow(clippy::boxed_local)] // taking the box by value is the point
+fn unbox<T>(boxed: Box<T>) -> T {
+    *boxed
 }
 
 fn ws_config<H: EngineHandler>(engine: &Engine<H>) -> WebSocketConfig {
@@ -198,7 +206,9 @@ async fn run<H: EngineHandler>(engine: &Engine<H>, session: &Arc<Session<H::Data
             }
             Drain::Closed(reason) => {
                 if reason != CloseReason::TransportClose && reason != CloseReason::TransportError {
-                    let _ = ws.close(None).await;
+                    // The sink's close sends the close frame itself and holds no message,
+                    // unlike `WebSocketStream::close`, whose state every task would carry.
+                    let _ = SinkExt::close(ws).await;
                 }
                 return;
             }
@@ -213,15 +223,28 @@ async fn run<H: EngineHandler>(engine: &Engine<H>, session: &Arc<Session<H::Data
 
 /// Writes `frames` and flushes once; false when the connection failed. Errors become a
 /// bool at once: a `tungstenite::Error` held across an await would sit in every
-/// connection's task (it is over a hundred bytes).
-async fn write_frames(ws: &mut Ws, frames: Vec<Frame>) -> bool {
-    for f in frames {
-        crate::metrics::bytes_sent(TransportKind::Websocket.as_str(), f.len());
-        if ws.feed(to_message(f)).await.is_err() {
-            return false;
+/// connection's task (it is over a hundred bytes). Polled by hand rather than through
+/// `feed`/`flush` futures, which would each reserve room for a message in the state every
+/// idle connection's task carries.
+fn write_frames(ws: &mut Ws, frames: Vec<Frame>) -> impl std::future::Future<Output = bool> + '_ {
+    use futures_util::Sink;
+    use std::task::Poll;
+    let mut frames = frames.into_iter();
+    let mut ws = std::pin::Pin::new(ws);
+    std::future::poll_fn(move |cx| loop {
+        match ws.as_mut().poll_ready(cx) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(_)) => return Poll::Ready(false),
+            Poll::Pending => return Poll::Pending,
         }
-    }
-    ws.flush().await.is_ok()
+        let Some(f) = frames.next() else {
+            return ws.as_mut().poll_flush(cx).map(|r| r.is_ok());
+        };
+        crate::metrics::bytes_sent(TransportKind::Websocket.as_str(), f.len());
+        if ws.as_mut().start_send(to_message(f)).is_err() {
+            return Poll::Ready(false);
+        }
+    })
 }
 
 fn on_message<H: EngineHandler>(
