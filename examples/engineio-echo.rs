@@ -5,7 +5,9 @@
 use realtime::protocol::engineio::Data;
 use realtime::transport::handshake::Body;
 use realtime::transport::listener::{accept_until, App};
-use realtime::transport::{CloseReason, Cors, Engine, EngineConfig, EngineHandler, Frame, Session};
+use realtime::transport::{
+    CloseReason, Cors, Engine, EngineConfig, EngineHandler, Frame, ReadBody, Session,
+};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,6 +44,18 @@ impl App for EchoApp {
         let mut res = http::Response::new(Body::default());
         *res.status_mut() = http::StatusCode::NOT_FOUND;
         res
+    }
+
+    fn reads_whole(&self, method: &http::Method, uri: &http::Uri) -> Option<usize> {
+        self.0.reads_whole(method, uri.path())
+    }
+
+    fn call_read(
+        self: Arc<Self>,
+        req: http::Request<ReadBody>,
+        remote: SocketAddr,
+    ) -> impl std::future::Future<Output = http::Response<Body>> + Send {
+        self.0.clone().handle(req, remote)
     }
 }
 

@@ -211,6 +211,20 @@ impl App for HttpApp {
             None => not_found(),
         }
     }
+
+    fn reads_whole(&self, method: &http::Method, uri: &http::Uri) -> Option<usize> {
+        self.io.engine.reads_whole(method, uri.path())
+    }
+
+    fn call_read(
+        self: Arc<Self>,
+        req: Request<crate::transport::ReadBody>,
+        remote: SocketAddr,
+    ) -> impl std::future::Future<Output = Response<Body>> + Send {
+        // Not an `async fn`: the request would be stored in the future beside what
+        // `handle` returns, for as long as a poll is held.
+        self.io.engine.clone().handle(req, remote)
+    }
 }
 
 /// The JSON 404 for paths nobody serves.

@@ -242,7 +242,12 @@ impl Cors {
     /// Refusing foreign origins here also blocks cross-site WebSocket hijacking, which
     /// browsers do not guard against by themselves.
     pub fn allows(&self, headers: &HeaderMap) -> bool {
-        match (self, headers.get(header::ORIGIN)) {
+        self.allows_origin(headers.get(header::ORIGIN))
+    }
+
+    /// [`Self::allows`], given the request's `Origin` header.
+    pub fn allows_origin(&self, origin: Option<&HeaderValue>) -> bool {
+        match (self, origin) {
             (_, None) | (Cors::Any, _) => true,
             (Cors::List(list), Some(origin)) => {
                 list.iter().any(|o| o.as_bytes() == origin.as_bytes())
@@ -250,13 +255,13 @@ impl Cors {
         }
     }
 
-    /// Adds the CORS response headers for an allowed request (none for a refused origin:
-    /// echoing it back would tell the browser to trust it).
-    pub fn apply(&self, req_headers: &HeaderMap, res: &mut Response<Body>) {
-        let Some(origin) = req_headers.get(header::ORIGIN) else {
+    /// Adds the CORS response headers for an allowed request, given its `Origin` (none
+    /// for a refused origin: echoing it back would tell the browser to trust it).
+    pub fn apply(&self, origin: Option<&HeaderValue>, res: &mut Response<Body>) {
+        let Some(origin) = origin else {
             return;
         };
-        if !self.allows(req_headers) {
+        if !self.allows_origin(Some(origin)) {
             return;
         }
         let h = res.headers_mut();
@@ -285,7 +290,7 @@ impl Cors {
         }
         let mut res = Response::new(Body::default());
         *res.status_mut() = StatusCode::NO_CONTENT;
-        self.apply(req_headers, &mut res);
+        self.apply(req_headers.get(header::ORIGIN), &mut res);
         let h = res.headers_mut();
         h.insert(
             header::ACCESS_CONTROL_ALLOW_METHODS,
@@ -396,7 +401,7 @@ mod tests {
         );
         assert!(cors.allows(&h));
         let mut res = text_response("ok", "text/html");
-        cors.apply(&h, &mut res);
+        cors.apply(h.get(header::ORIGIN), &mut res);
         assert_eq!(
             res.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN],
             "http://localhost:3000"

@@ -1,11 +1,15 @@
-//! The TCP accept loop: one hyper HTTP/1.1 connection per socket, with upgrades.
+//! The TCP accept loop. Each connection starts in the listener's own HTTP/1.1 loop
+//! (`http1`, for long-polling requests) and moves to hyper, with upgrades, at the first
+//! request that loop does not take.
 //!
 //! It takes its listener and its shutdown future from the caller (as mini-redis does),
 //! so tests bind `127.0.0.1:0` and the binaries pass ctrl-c / SIGTERM.
 
+use super::body::ReadBody;
 use super::handshake::Body;
-use http::{Request, Response};
+use http::{Method, Request, Response, Uri};
 use hyper::body::Incoming;
+use hyper::server::conn::http1::Builder;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::convert::Infallible;
@@ -37,11 +41,38 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 /// Something that answers HTTP requests: the engine plus whatever routes sit beside it.
 pub trait App: Send + Sync + 'static {
+    /// Answers a request hyper read.
     fn call(
         self: Arc<Self>,
         req: Request<Incoming>,
         remote: SocketAddr,
     ) -> impl Future<Output = Response<Body>> + Send;
+
+    /// Whether the listener's own HTTP/1.1 loop may answer this request (`http1`): with
+    /// its body read whole, at most the limit returned, then [`App::call_read`]. `None`
+    /// hands the connection to hyper.
+    fn reads_whole(&self, method: &Method, uri: &Uri) -> Option<usize>;
+
+    /// Answers a request [`App::reads_whole`] took.
+    fn call_read(
+        self: Arc<Self>,
+        req: Request<ReadBody>,
+        remote: SocketAddr,
+    ) -> impl Future<Output = Response<Body>> + Send;
+}
+
+/// Tells a connection the server is stopping.
+pub(super) struct Stop(watch::Receiver<bool>);
+
+impl Stop {
+    /// Resolves once the server stops (at once if it has).
+    pub(super) async fn stopped(&mut self) {
+        let _ = self.0.wait_for(|stop| *stop).await;
+    }
+
+    pub(super) fn is_stopped(&self) -> bool {
+        *self.0.borrow()
+    }
 }
 
 /// Open HTTP connections, for a graceful shutdown: tells them to finish their current
@@ -79,10 +110,11 @@ pub async fn accept_until<A: App>(
 ) -> Connections {
     let (stop, _) = watch::channel(false);
     let (done_tx, done_rx) = mpsc::channel::<()>(1);
-    let mut http = hyper::server::conn::http1::Builder::new();
+    let mut http = Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(header_read_timeout)
         .keep_alive(true);
+    let http = Arc::new(http);
     tokio::pin!(shutdown);
     loop {
         let (stream, remote) = tokio::select! {
@@ -100,31 +132,10 @@ pub async fn accept_until<A: App>(
         };
         // Socket.IO packets are small and latency-bound: never wait for Nagle.
         let _ = stream.set_nodelay(true);
-        let app = app.clone();
-        let service = service_fn(move |req| {
-            let app = app.clone();
-            async move { Ok::<_, Infallible>(app.call(req, remote).await) }
-        });
-        let conn = http
-            .serve_connection(TokioIo::new(stream), service)
-            .with_upgrades();
-        let mut stop_rx = stop.subscribe();
-        let done = done_tx.clone();
+        let stop = Stop(stop.subscribe());
+        let (app, http, done) = (app.clone(), http.clone(), done_tx.clone());
         tokio::spawn(async move {
-            tokio::pin!(conn);
-            let stopped = async move {
-                let _ = stop_rx.wait_for(|stop| *stop).await;
-            };
-            let result = tokio::select! {
-                r = conn.as_mut() => r,
-                _ = stopped => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
-                }
-            };
-            if let Err(e) = result {
-                tracing::trace!(error = %e, %remote, "http connection ended with an error");
-            }
+            super::http1::serve(stream, remote, app, http, stop, header_read_timeout).await;
             drop(done);
         });
     }
@@ -132,5 +143,36 @@ pub async fn accept_until<A: App>(
         stop,
         done_tx,
         done_rx,
+    }
+}
+
+/// Serves a connection with hyper until it closes; on stop, lets its request in flight
+/// finish first. (Upgraded WebSockets leave hyper; the engine's drain closes those.)
+pub(super) async fn serve_with_hyper<A: App, IO>(
+    io: IO,
+    remote: SocketAddr,
+    app: Arc<A>,
+    http: &Builder,
+    mut stop: Stop,
+) where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req| {
+        let app = app.clone();
+        async move { Ok::<_, Infallible>(app.call(req, remote).await) }
+    });
+    let conn = http
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = stop.stopped() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::trace!(error = %e, %remote, "http connection ended with an error");
     }
 }

@@ -7,15 +7,19 @@
 //! (`heartbeat`) and, when a session closes for any reason, removes it and tells the
 //! handler exactly once — so cleanup never depends on which transport noticed first.
 
+pub mod body;
 pub mod handshake;
 mod heartbeat;
 mod housekeeper;
+mod http1;
 pub mod ip_limit;
 pub mod listener;
 mod polling;
+mod prefixed;
 pub mod session;
 mod websocket;
 
+pub use body::{ReadBody, RequestBody};
 pub use handshake::{Body, Cors, EngineError, RequestInfo};
 pub use session::{CloseReason, Frame, Session};
 
@@ -23,13 +27,28 @@ use crate::protocol::engineio::{Data, Handshake, Packet, TransportKind};
 use crate::sid::Sid;
 use crate::sync::{MutexExt as _, RwLockExt as _};
 use http::{Method, Request, Response};
-use hyper::body::Incoming;
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
+
+/// Where [`Engine::dispatch`] sent a request.
+enum Routed<D, B> {
+    Answered(Response<Body>),
+    /// A poll to hold until something is queued.
+    Poll(Arc<Session<D>>),
+    /// A POST whose body is still to read.
+    Post(Arc<Session<D>>, B),
+}
+
+/// What a request waits for, once routed.
+enum Wait<D, B> {
+    Poll(Arc<Session<D>>),
+    Post(Arc<Session<D>>, B),
+}
 
 /// Engine.IO settings (the transport half of the server configuration, `config::Config`).
 #[derive(Debug, Clone)]
@@ -129,6 +148,14 @@ impl<H: EngineHandler> Engine<H> {
         path.starts_with(&self.config.path) || path == self.config.path.trim_end_matches('/')
     }
 
+    /// The body limit of a request the engine answers with its body read whole (every
+    /// request under its path with one of the methods it takes; the listener leaves
+    /// WebSocket upgrades to hyper), `None` for the others.
+    pub fn reads_whole(&self, method: &Method, path: &str) -> Option<usize> {
+        let ours = *method == Method::GET || *method == Method::POST || *method == Method::OPTIONS;
+        (ours && self.matches(path)).then_some(self.config.max_payload)
+    }
+
     pub fn session_count(&self) -> usize {
         self.read_sessions().len()
     }
@@ -162,37 +189,53 @@ impl<H: EngineHandler> Engine<H> {
     }
 
     /// Handles one HTTP request under the engine path.
-    pub async fn handle(
+    ///
+    /// Not an `async fn`: everything but a held poll or a POST's body is decided before
+    /// the returned future, so what a waiting request keeps (every open poll holds this
+    /// future) is its session, its `Origin` and the wait itself, not the request.
+    pub fn handle<B: RequestBody>(
         self: Arc<Self>,
-        req: Request<Incoming>,
+        req: Request<B>,
         remote: SocketAddr,
-    ) -> Response<Body> {
-        let cors = self.config.cors.clone();
-        let req_headers = req.headers().clone();
+    ) -> impl Future<Output = Response<Body>> + Send {
+        use futures_util::future::{ready, Either};
         if req.method() == Method::OPTIONS {
-            return cors.preflight(&req_headers);
+            return Either::Left(ready(self.config.cors.preflight(req.headers())));
         }
-        let refused = |e: EngineError| {
-            crate::metrics::engine_error(e.reason());
-            e.response()
-        };
-        let mut res = if cors.allows(&req_headers) {
-            match self.route(req, remote).await {
-                Ok(res) => res,
-                Err(e) => refused(e),
-            }
+        let origin = req.headers().get(http::header::ORIGIN).cloned();
+        let routed = if self.config.cors.allows_origin(origin.as_ref()) {
+            self.dispatch(req, remote)
         } else {
-            refused(EngineError::Forbidden)
+            Err(EngineError::Forbidden)
         };
-        cors.apply(&req_headers, &mut res);
-        res
+        let finish = move |engine: &Self, result: Result<Response<Body>, EngineError>| {
+            let mut res = result.unwrap_or_else(|e| {
+                crate::metrics::engine_error(e.reason());
+                e.response()
+            });
+            engine.config.cors.apply(origin.as_ref(), &mut res);
+            res
+        };
+        let wait = match routed {
+            Ok(Routed::Poll(session)) => Wait::Poll(session),
+            Ok(Routed::Post(session, body)) => Wait::Post(session, body),
+            Ok(Routed::Answered(res)) => return Either::Left(ready(finish(&self, Ok(res)))),
+            Err(e) => return Either::Left(ready(finish(&self, Err(e)))),
+        };
+        Either::Right(async move {
+            let result = match wait {
+                Wait::Poll(session) => polling::poll(&self, &session).await,
+                Wait::Post(session, body) => Ok(polling::post(&self, &session, body).await),
+            };
+            finish(&self, result)
+        })
     }
 
-    async fn route(
-        self: Arc<Self>,
-        req: Request<Incoming>,
+    fn dispatch<B: RequestBody>(
+        self: &Arc<Self>,
+        req: Request<B>,
         remote: SocketAddr,
-    ) -> Result<Response<Body>, EngineError> {
+    ) -> Result<Routed<H::Data, B>, EngineError> {
         let query = handshake::EngineQuery::parse(req.uri().query());
         let transport = query.transport(&self.config.transports)?;
         let upgrade = handshake::is_websocket_upgrade(req.method(), req.headers());
@@ -225,8 +268,10 @@ impl<H: EngineHandler> Engine<H> {
                 issued: SystemTime::now(),
             };
             return match transport {
-                TransportKind::Polling => Ok(self.open_polling(info)),
-                TransportKind::Websocket => websocket::accept(self, req, None, info),
+                TransportKind::Polling => Ok(Routed::Answered(self.open_polling(info))),
+                TransportKind::Websocket => {
+                    websocket::accept(self.clone(), req, None, info).map(Routed::Answered)
+                }
             };
         };
 
@@ -247,15 +292,15 @@ impl<H: EngineHandler> Engine<H> {
         match (transport, upgrade) {
             (TransportKind::Websocket, true) => {
                 if session.transport() != TransportKind::Polling || !session.claim_upgrade() {
-                    return websocket::accept_and_close(req);
+                    return websocket::accept_and_close(req).map(Routed::Answered);
                 }
                 let info = session.request.clone();
-                websocket::accept(self, req, Some(session), info)
+                websocket::accept(self.clone(), req, Some(session), info).map(Routed::Answered)
             }
             (TransportKind::Polling, false) if session.transport() == TransportKind::Polling => {
                 match *req.method() {
-                    Method::GET => polling::poll(&self, &session).await,
-                    Method::POST => Ok(polling::post(&self, &session, req).await),
+                    Method::GET => Ok(Routed::Poll(session)),
+                    Method::POST => Ok(Routed::Post(session, req.into_body())),
                     _ => Err(EngineError::BadRequest),
                 }
             }

@@ -6,13 +6,12 @@
 //! the client abandons (connection dropped) also closes the session, as in Node: its
 //! packets may already be lost, and the client will reconnect.
 
+use super::body::{BodyError, RequestBody};
 use super::handshake::{text_response, Body, EngineError};
 use super::session::Drain;
 use super::{CloseReason, Engine, EngineHandler, Frame, Session};
 use crate::protocol::engineio::{self, RECORD_SEPARATOR};
-use http::{Request, Response};
-use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
+use http::Response;
 use std::sync::Arc;
 
 const PAYLOAD_CONTENT_TYPE: &str = "text/plain; charset=UTF-8";
@@ -85,7 +84,9 @@ pub(super) async fn poll<H: EngineHandler>(
             }
             Drain::Upgrading if !settled => {
                 settled = true;
-                let _ = tokio::time::timeout(UPGRADE_SETTLE, session.upgrade_settled()).await;
+                // Boxed: rare, and inline its timer would be in every held poll.
+                let settle = tokio::time::timeout(UPGRADE_SETTLE, session.upgrade_settled());
+                let _ = Box::pin(settle).await;
             }
             Drain::Upgrading => break text_response("6", PAYLOAD_CONTENT_TYPE),
             Drain::Empty => session.writable().await,
@@ -98,19 +99,14 @@ pub(super) async fn poll<H: EngineHandler>(
 pub(super) async fn post<H: EngineHandler>(
     engine: &Arc<Engine<H>>,
     session: &Arc<Session<H::Data>>,
-    req: Request<Incoming>,
+    body: impl RequestBody,
 ) -> Response<Body> {
-    let max = engine.config.max_payload;
-    let body = match Limited::new(req.into_body(), max).collect().await {
-        Ok(b) => b.to_bytes(),
+    let body = match body.read_whole(engine.config.max_payload).await {
+        Ok(b) => b,
         Err(e) => {
-            let too_large = e
-                .downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some();
-            let (reason, err) = if too_large {
-                (CloseReason::ParseError, EngineError::PayloadTooLarge)
-            } else {
-                (CloseReason::TransportError, EngineError::BadRequest)
+            let (reason, err) = match e {
+                BodyError::TooLarge => (CloseReason::ParseError, EngineError::PayloadTooLarge),
+                BodyError::Failed => (CloseReason::TransportError, EngineError::BadRequest),
             };
             session.close(reason);
             return err.response();

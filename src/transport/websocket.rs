@@ -11,7 +11,6 @@ use super::{CloseReason, Engine, EngineHandler, Frame, Session};
 use crate::protocol::engineio::{self, Data, Packet, TransportKind};
 use futures_util::{SinkExt, StreamExt};
 use http::{header, HeaderValue, Request, Response, StatusCode};
-use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use std::sync::Arc;
 use tokio::time::sleep;
@@ -25,7 +24,7 @@ type Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 /// Completes the WebSocket handshake only to close the socket at once: what Node does with
 /// a second WebSocket for a session that already upgraded. Browsers and `ws` then see a
 /// clean close instead of an HTTP error they may not handle.
-pub(super) fn accept_and_close(mut req: Request<Incoming>) -> Result<Response<Body>, EngineError> {
+pub(super) fn accept_and_close<B>(mut req: Request<B>) -> Result<Response<Body>, EngineError> {
     let on_upgrade = hyper::upgrade::on(&mut req);
     let res = switching_protocols(&req)?;
     tokio::spawn(async move {
@@ -39,7 +38,7 @@ pub(super) fn accept_and_close(mut req: Request<Incoming>) -> Result<Response<Bo
 }
 
 /// The 101 answer to a valid WebSocket upgrade request.
-fn switching_protocols(req: &Request<Incoming>) -> Result<Response<Body>, EngineError> {
+fn switching_protocols<B>(req: &Request<B>) -> Result<Response<Body>, EngineError> {
     let key = req
         .headers()
         .get(header::SEC_WEBSOCKET_KEY)
@@ -62,9 +61,9 @@ fn switching_protocols(req: &Request<Incoming>) -> Result<Response<Body>, Engine
 
 /// Answers the HTTP upgrade and hands the connection to a task.
 /// `existing` is the polling session to upgrade, if the request named one.
-pub(super) fn accept<H: EngineHandler>(
+pub(super) fn accept<H: EngineHandler, B>(
     engine: Arc<Engine<H>>,
-    mut req: Request<Incoming>,
+    mut req: Request<B>,
     existing: Option<Arc<Session<H::Data>>>,
     info: RequestInfo,
 ) -> Result<Response<Body>, EngineError> {

@@ -14,6 +14,7 @@ mod fuzz_corpus;
 mod gen;
 mod gen_k8s;
 mod hostile;
+mod http1;
 mod inspect;
 mod interop;
 mod limits;
