@@ -47,8 +47,8 @@ const MAX_BODY_READ: usize = 256 * 1024;
 /// Every connection's task is as large as this future's largest state, and rustc keeps a
 /// local's room across an `await` for as long as the local is in scope, moved or not:
 /// so each phase below that waits lives in a function of its own, and what crosses a
-/// wait is boxed or small. (A held poll waits in `answer_unless_gone`.)
-/// Not an `async fn`, whose arguments would be stored twice.
+/// wait is boxed or small. (A held poll waits in `answer_unless_gone`.) Not an
+/// `async fn`, whose arguments would be stored twice.
 #[allow(clippy::manual_async_fn)] // an `async fn` would store its arguments twice (above)
 pub(super) fn serve<A: App>(
     mut stream: TcpStream,
@@ -101,7 +101,8 @@ pub(super) fn serve<A: App>(
 }
 
 /// The next request, unless the server stops first or its head is too slow to arrive
-/// (a slowloris trickle, or a connection opened and left silent): then `Closed`.
+/// (a slowloris trickle, or a connection opened and left silent): then `Closed`. Only
+/// the head is timed, as hyper does: a large body on a slow link may take longer.
 async fn next_request<A: App>(
     stream: &TcpStream,
     buf: &mut BytesMut,
@@ -109,12 +110,11 @@ async fn next_request<A: App>(
     stop: &mut Stop,
     header_read_timeout: Duration,
 ) -> Next {
+    let head_deadline = tokio::time::Instant::now() + header_read_timeout;
     tokio::select! {
         biased;
         _ = stop.stopped() => Next::Closed,
-        next = tokio::time::timeout(header_read_timeout, read_request(stream, buf, app)) => {
-            next.ok().and_then(Result::ok).unwrap_or(Next::Closed)
-        }
+        next = read_request(stream, buf, app, head_deadline) => next.unwrap_or(Next::Closed),
     }
 }
 
@@ -133,7 +133,12 @@ struct ReadRequest {
 }
 
 /// Reads the next request whole (head and body), or decides to hand the connection on.
-async fn read_request<A: App>(stream: &TcpStream, buf: &mut BytesMut, app: &A) -> io::Result<Next> {
+async fn read_request<A: App>(
+    stream: &TcpStream,
+    buf: &mut BytesMut,
+    app: &A,
+    head_deadline: tokio::time::Instant,
+) -> io::Result<Next> {
     let plan = loop {
         if !buf.is_empty() {
             match plan(buf, |method, uri| app.reads_whole(method, uri)) {
@@ -142,7 +147,9 @@ async fn read_request<A: App>(stream: &TcpStream, buf: &mut BytesMut, app: &A) -
                 Plan::Take(plan) => break plan,
             }
         }
-        if read_more(stream, buf, FIRST_READ).await? == 0 {
+        let more = tokio::time::timeout_at(head_deadline, read_more(stream, buf, FIRST_READ));
+        // Past the deadline (`Err`) or at the end of the stream: the connection is done.
+        if more.await.map_or(Ok(0), |read| read)? == 0 {
             return Ok(Next::Closed);
         }
     };

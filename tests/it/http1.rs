@@ -159,3 +159,38 @@ async fn a_body_past_the_limit_is_refused_from_its_head_and_the_connection_close
     gone.assert_engine_error(400, 1, "Session ID unknown");
     server.stop().await;
 }
+
+/// The header-read timeout times the head only, as in hyper: a body slower than it (a
+/// large POST on a slow link) is still read, while a silent connection is closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_head_is_timed_not_the_body() {
+    let mut options = quiet_options();
+    options.header_read_timeout = Duration::from_millis(500);
+    let server = TestServer::start_with(options).await;
+    let mut conn = HttpConn::open(server.addr).await.unwrap();
+    conn.send("GET", &eio_path("EIO=4&transport=polling"), &[], b"")
+        .await
+        .unwrap();
+    let open = conn.read_response().await.unwrap();
+    let sid = parse_open(open.text())["sid"].as_str().unwrap().to_owned();
+
+    let mut slow = TcpStream::connect(server.addr).await.unwrap();
+    let head = format!(
+        "POST {} HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nConnection: close\r\n\r\n",
+        poll_path(&sid)
+    );
+    slow.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    slow.write_all(b"6").await.unwrap();
+    let answer = read_to_close(&mut slow).await;
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    assert!(answer.ends_with("\r\n\r\nok"), "{answer}");
+
+    let mut silent = TcpStream::connect(server.addr).await.unwrap();
+    assert_eq!(
+        read_to_close(&mut silent).await,
+        "",
+        "closed without an answer"
+    );
+    server.stop().await;
+}
