@@ -6,7 +6,7 @@
 //! `{id, createdAt}`. Bearer `RT_SERVICE_TOKEN`; JSON in and out; errors are
 //! `{"error": code, "message": …}` with 400/401/403/404/413/429/503.
 
-use crate::handlers::chat::{member_room, message_json, room_name, validate_text};
+use crate::handlers::chat::{message_json, room_name, store_member_message, validate_text};
 use crate::handlers::kit::{check_rate, no_nul, no_nul_in, Failure, State};
 use crate::handlers::role::Role;
 use crate::server::Io;
@@ -146,12 +146,7 @@ impl Api {
         let sender = required_str(&body, "senderId")?;
         let text = validate_text(body.get("message"))?;
         check_rate(&self.state, "message:send", sender).await?;
-        member_room(&self.state, room_id, sender).await?;
-        let message = self
-            .state
-            .store
-            .insert_message(room_id, sender, text)
-            .await?;
+        let message = store_member_message(&self.state, room_id, sender, text).await?;
         let payload = message_json(&message);
         if let Some(ns) = self.io.of("/chat") {
             ns.to(room_name(room_id))

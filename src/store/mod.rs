@@ -352,6 +352,29 @@ impl Store {
         }))
     }
 
+    /// Stores a message if `sender_id` is a member of the room, in one statement; `None`
+    /// when it is not (or there is no such room) and nothing was stored. Committed on the
+    /// primary once this returns.
+    pub async fn insert_member_message(
+        &self,
+        room_id: i64,
+        sender_id: &str,
+        body: &str,
+    ) -> Result<Option<Message>, StoreError> {
+        Ok(with_pool!(&self.primary, DB, pool => {
+            crate::metrics::query(
+                "insert_message",
+                "primary",
+                sqlx::query_as::<DB, Message>(sql::INSERT_MEMBER_MESSAGE)
+                    .bind(room_id)
+                    .bind(sender_id)
+                    .bind(body)
+                    .fetch_optional(pool),
+            )
+            .await?
+        }))
+    }
+
     /// The bodies of every message sent by a user whose id starts with `prefix` (no
     /// `%` or `_` in it: those would match more). From the primary: `rtctl loadtest`
     /// checks that each acknowledged message was stored exactly once.

@@ -53,6 +53,13 @@ pub const INSERT_MESSAGE: &str = "\
 INSERT INTO messages (room_id, sender_id, body) VALUES ($1, $2, $3)
 RETURNING id, room_id, sender_id, body, created_at";
 
+/// `INSERT_MESSAGE` only when `$2` is a member of room `$1`: one round trip where a
+/// membership check and an insert took two. No row: not a member, or no such room.
+pub const INSERT_MEMBER_MESSAGE: &str = "\
+INSERT INTO messages (room_id, sender_id, body)
+SELECT id, $2, $3 FROM chat_rooms WHERE id = $1 AND (user1_id = $2 OR user2_id = $2)
+RETURNING id, room_id, sender_id, body, created_at";
+
 /// The bodies of the messages whose sender id starts with `$1` (a `LIKE` pattern
 /// without wildcards but the trailing `%`): what a load test's users stored.
 pub const MESSAGE_BODIES_FROM: &str = "\

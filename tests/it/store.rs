@@ -232,6 +232,27 @@ async fn api_contract(store: &Store, url: &str) {
     assert!(matches!(err, StoreError::NotFound), "{err:?}");
     assert_eq!(err.code(), "not_found");
 
+    // A member's message in one statement; a stranger's, or one to no room, stores nothing.
+    let stored = scalar(url, "SELECT COUNT(*) FROM messages").await;
+    let m = store
+        .insert_member_message(room.id, "bob", "as a member")
+        .await
+        .unwrap()
+        .expect("bob is a member of the room");
+    assert_eq!(
+        (m.room_id, m.sender_id.as_str(), m.body.as_str()),
+        (room.id, "bob", "as a member")
+    );
+    assert_eq!(store.history(room.id, None, 1).await.unwrap(), vec![m]);
+    for (room_id, sender) in [(room.id, "carol"), (i64::MAX, "alice")] {
+        let refused = store.insert_member_message(room_id, sender, "no").await;
+        assert_eq!(refused.unwrap(), None, "{sender} in room {room_id}");
+    }
+    assert_eq!(
+        scalar(url, "SELECT COUNT(*) FROM messages").await,
+        stored + 1
+    );
+
     // Notifications.
     let data = json!({ "roomId": room.id, "nested": { "list": [1, 2.5, "x", null] }, "ü": "✓" });
     let n1 = store
