@@ -20,6 +20,17 @@ async fn read_to_close(stream: &mut TcpStream) -> String {
     String::from_utf8_lossy(&all).into_owned()
 }
 
+/// A keep-alive connection and the polling session its first request opened.
+async fn polling_session(addr: std::net::SocketAddr) -> (HttpConn, String) {
+    let mut conn = HttpConn::open(addr).await.unwrap();
+    conn.send("GET", &eio_path("EIO=4&transport=polling"), &[], b"")
+        .await
+        .unwrap();
+    let open = conn.read_response().await.unwrap();
+    let sid = parse_open(open.text())["sid"].as_str().unwrap().to_owned();
+    (conn, sid)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_keep_alive_connection_carries_polls_other_routes_and_polls_again() {
     let server = TestServer::start_with(quiet_options()).await;
@@ -59,12 +70,7 @@ async fn one_keep_alive_connection_carries_polls_other_routes_and_polls_again() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_polling_requests_are_answered_in_order() {
     let server = TestServer::start_with(quiet_options()).await;
-    let mut conn = HttpConn::open(server.addr).await.unwrap();
-    conn.send("GET", &eio_path("EIO=4&transport=polling"), &[], b"")
-        .await
-        .unwrap();
-    let open = conn.read_response().await.unwrap();
-    let sid = parse_open(open.text())["sid"].as_str().unwrap().to_owned();
+    let (mut conn, sid) = polling_session(server.addr).await;
     let p = poll_path(&sid);
     // Both requests are out before either answer is read.
     conn.send("POST", &p, &[], b"40").await.unwrap();
@@ -131,12 +137,7 @@ async fn a_body_past_the_limit_is_refused_from_its_head_and_the_connection_close
     let mut options = quiet_options();
     options.engine.max_payload = 1000;
     let server = TestServer::start_with(options).await;
-    let mut conn = HttpConn::open(server.addr).await.unwrap();
-    conn.send("GET", &eio_path("EIO=4&transport=polling"), &[], b"")
-        .await
-        .unwrap();
-    let open = conn.read_response().await.unwrap();
-    let sid = parse_open(open.text())["sid"].as_str().unwrap().to_owned();
+    let (mut conn, sid) = polling_session(server.addr).await;
 
     let mut stream = TcpStream::connect(server.addr).await.unwrap();
     let head = format!(
@@ -167,12 +168,7 @@ async fn only_the_head_is_timed_not_the_body() {
     let mut options = quiet_options();
     options.header_read_timeout = Duration::from_millis(500);
     let server = TestServer::start_with(options).await;
-    let mut conn = HttpConn::open(server.addr).await.unwrap();
-    conn.send("GET", &eio_path("EIO=4&transport=polling"), &[], b"")
-        .await
-        .unwrap();
-    let open = conn.read_response().await.unwrap();
-    let sid = parse_open(open.text())["sid"].as_str().unwrap().to_owned();
+    let (_conn, sid) = polling_session(server.addr).await;
 
     let mut slow = TcpStream::connect(server.addr).await.unwrap();
     let head = format!(
