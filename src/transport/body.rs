@@ -1,6 +1,6 @@
 //! Request bodies the engine reads whole (a polling POST), whichever HTTP server read
 //! them: hyper's streaming [`Incoming`], or the bytes the listener's own HTTP/1.1 loop
-//! already read ([`ReadBody`], see `listener::http1`).
+//! already read ([`ReadBody`], see `transport::http1`).
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
