@@ -51,7 +51,7 @@ fn assert_handshake_keys(open: &Value) {
 
 /// The session `sid` is gone for its client: GET and POST with its sid are 400
 /// "Session ID unknown" right away (a closed session is refused even before its
-/// supervisor unregisters it), and it is unregistered soon after.
+/// housekeeper unregisters it), and it is unregistered soon after.
 async fn assert_session_gone(server: &TestServer, sid: &str) {
     let p = poll_path(sid);
     get(server.addr, &p)
