@@ -80,6 +80,13 @@ impl Client {
 
     /// Emits `[event, ...args]` with an ack id and returns the ack's arguments.
     pub(crate) async fn call(&mut self, event: &str, args: Vec<Value>) -> Vec<Value> {
+        self.try_call(event, args)
+            .await
+            .expect("connection closed while waiting for an ack")
+    }
+
+    /// [`Self::call`], or `None` when the server closed the connection first.
+    pub(crate) async fn try_call(&mut self, event: &str, args: Vec<Value>) -> Option<Vec<Value>> {
         let id = self.next_ack;
         self.next_ack += 1;
         let mut data = vec![json!(event)];
@@ -88,26 +95,39 @@ impl Client {
             .send_text(&format!("42{id}{}", Value::Array(data)))
             .await;
         let prefix = format!("43{id}");
-        let text = self.next_text(|t| t.starts_with(&prefix)).await;
-        serde_json::from_str(&text[prefix.len()..]).unwrap()
+        let text = self.try_next_text(|t| t.starts_with(&prefix)).await?;
+        Some(serde_json::from_str(&text[prefix.len()..]).unwrap())
     }
 
     /// The next text frame that satisfies `want`; pings are answered, others skipped.
     pub(crate) async fn next_text(&mut self, want: impl Fn(&str) -> bool) -> String {
+        self.try_next_text(want)
+            .await
+            .expect("connection closed while waiting")
+    }
+
+    /// [`Self::next_text`], or `None` when the server closed the connection first.
+    async fn try_next_text(&mut self, want: impl Fn(&str) -> bool) -> Option<String> {
         loop {
-            match self.ws.recv(Duration::from_secs(8)).await {
-                Some(Message::Text(t)) if t.as_str() == "2" => self.ws.send_text("3").await,
-                Some(Message::Text(t)) if want(t.as_str()) => return t.as_str().to_owned(),
-                Some(_) => {}
-                None => panic!("connection closed while waiting"),
+            match self.ws.recv(Duration::from_secs(8)).await? {
+                Message::Text(t) if t.as_str() == "2" => self.ws.send_text("3").await,
+                Message::Text(t) if want(t.as_str()) => return Some(t.as_str().to_owned()),
+                _ => {}
             }
         }
     }
 
     /// Waits for the event `name` and returns its arguments (and ack id, if any).
     pub(crate) async fn event(&mut self, name: &str) -> (Vec<Value>, Option<u64>) {
+        self.try_event(name)
+            .await
+            .expect("connection closed while waiting for an event")
+    }
+
+    /// [`Self::event`], or `None` when the server closed the connection first.
+    pub(crate) async fn try_event(&mut self, name: &str) -> Option<(Vec<Value>, Option<u64>)> {
         let needle = format!("[\"{name}\"");
-        let text = self.next_text(|t| t.contains(&needle)).await;
+        let text = self.try_next_text(|t| t.contains(&needle)).await?;
         let start = text.find('[').unwrap();
         // `4` + `2<id>` or `5<n>-<id>` (namespace `/`: no `nsp,`).
         let head = &text[1..start];
@@ -118,7 +138,7 @@ impl Client {
         let id = rest.parse().ok();
         let mut data: Vec<Value> = serde_json::from_str(&text[start..]).unwrap();
         data.remove(0);
-        (data, id)
+        Some((data, id))
     }
 
     /// Waits for the binary event `name`: its arguments and the attachments.
