@@ -410,22 +410,18 @@ async fn the_sharded_adapter_mixes_with_node_on_a_cluster_and_survives_a_failove
         if back[0].is_none() && room_crosses(&mut r, &mut rb, k).await {
             back[0] = Some(killed_at.elapsed());
         }
-        if node_closed {
-            continue;
-        }
-        let node_to_ours = match back[1] {
-            None => node_room_crosses(&mut n, &mut r, k).await,
-            Some(_) => Some(false),
-        };
-        match node_to_ours {
-            None => node_closed = true,
-            Some(true) => back[1] = Some(killed_at.elapsed()),
-            Some(false) => {}
-        }
-        if back[2].is_none() && !node_closed {
-            match room_crosses_to_node(&mut r, &mut n, k).await {
+        for (slot, to_node) in [(1, false), (2, true)] {
+            if node_closed || back[slot].is_some() {
+                continue;
+            }
+            let (from, to) = if to_node {
+                (&mut r, &mut n)
+            } else {
+                (&mut n, &mut r)
+            };
+            match try_room_crosses(from, to, k).await {
                 None => node_closed = true,
-                Some(true) => back[2] = Some(killed_at.elapsed()),
+                Some(true) => back[slot] = Some(killed_at.elapsed()),
                 Some(false) => {}
             }
         }
@@ -447,36 +443,6 @@ async fn the_sharded_adapter_mixes_with_node_on_a_cluster_and_survives_a_failove
     ours.server.stop().await;
 }
 
-/// [`room_crosses`] from a client of the Node peer: `None` when the peer closed the
-/// client's connection.
-async fn node_room_crosses(
-    from: &mut crate::cluster::Client,
-    to: &mut crate::cluster::Client,
-    k: usize,
-) -> Option<bool> {
-    let event = format!("ping-{k}");
-    from.try_call("to-room", vec![json!("R"), json!(event.clone()), json!(k)])
-        .await?;
-    let got = tokio::time::timeout(Duration::from_millis(300), to.event(&event)).await;
-    Some(got.is_ok())
-}
-
-/// [`room_crosses`] to a client of the Node peer: `None` when the peer closed the
-/// client's connection.
-async fn room_crosses_to_node(
-    from: &mut crate::cluster::Client,
-    to: &mut crate::cluster::Client,
-    k: usize,
-) -> Option<bool> {
-    let event = format!("ping-{k}");
-    from.call("to-room", vec![json!("R"), json!(event.clone()), json!(k)])
-        .await;
-    match tokio::time::timeout(Duration::from_millis(300), to.try_event(&event)).await {
-        Ok(got) => got.map(|_| true),
-        Err(_) => Some(false),
-    }
-}
-
 /// `from`'s client broadcasts `ping-<k>` to room R; whether `to`'s client got it within
 /// 300 ms.
 async fn room_crosses(
@@ -484,10 +450,22 @@ async fn room_crosses(
     to: &mut crate::cluster::Client,
     k: usize,
 ) -> bool {
-    let event = format!("ping-{k}");
-    from.call("to-room", vec![json!("R"), json!(event.clone()), json!(k)])
-        .await;
-    tokio::time::timeout(Duration::from_millis(300), to.event(&event))
+    try_room_crosses(from, to, k)
         .await
-        .is_ok()
+        .expect("a server closed a client's connection")
+}
+
+/// [`room_crosses`], or `None` when a server closed either client's connection.
+async fn try_room_crosses(
+    from: &mut crate::cluster::Client,
+    to: &mut crate::cluster::Client,
+    k: usize,
+) -> Option<bool> {
+    let event = format!("ping-{k}");
+    from.try_call("to-room", vec![json!("R"), json!(event.clone()), json!(k)])
+        .await?;
+    match tokio::time::timeout(Duration::from_millis(300), to.try_event(&event)).await {
+        Ok(got) => got.map(|_| true),
+        Err(_) => Some(false),
+    }
 }
