@@ -7,6 +7,7 @@ pub mod cluster_sharded;
 pub mod cluster_streams;
 pub mod engineio;
 pub mod socketio;
+pub mod websocket;
 
 #[cfg(test)]
 mod fixtures;

@@ -11,6 +11,13 @@ use serde_json::Value;
 use std::collections::HashSet;
 use std::time::Duration;
 
+/// How many sockets of one broadcast the broadcasting task writes to itself; the rest
+/// are queued for their connections' tasks. Writing costs least where the frame already
+/// is, but each write is a system call of a few microseconds: past this many (about half
+/// a millisecond of them), a large broadcast would hold its task and thread too long,
+/// and queued sockets are written by every worker thread in parallel.
+const WRITTEN_BY_THE_BROADCASTER: usize = 128;
+
 impl SocketEmitter for Namespace {
     fn nsp(&self) -> &str {
         &self.name
@@ -39,7 +46,8 @@ impl SocketEmitter for Namespace {
     fn send_many(&self, sids: &HashSet<Sid>, frames: &[Frame]) -> usize {
         self.sockets_among(sids)
             .iter()
-            .filter(|socket| socket.send_frames(frames))
+            .enumerate()
+            .filter(|(i, socket)| socket.send_frames(frames, *i < WRITTEN_BY_THE_BROADCASTER))
             .count()
     }
 

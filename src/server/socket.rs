@@ -226,7 +226,10 @@ impl Socket {
 
     /// Queues encoded frames for this socket. Before the CONNECT reply they wait in the
     /// socket, so a client never sees an event ahead of its own connection.
-    pub(super) fn send_frames(&self, frames: &[Frame]) -> bool {
+    /// Sends `frames`; with `write_now`, written in the caller's task when the socket
+    /// takes them (see [`Session::send_all`]), else only queued for the connection's
+    /// task ([`Session::queue_all`]).
+    pub(super) fn send_frames(&self, frames: &[Frame], write_now: bool) -> bool {
         if self.disconnected.load(Ordering::Acquire) {
             return false;
         }
@@ -237,11 +240,16 @@ impl Socket {
                 return true;
             }
         }
-        self.session.send_all(frames.iter().cloned())
+        let frames = frames.iter().cloned();
+        if write_now {
+            self.session.send_all(frames)
+        } else {
+            self.session.queue_all(frames)
+        }
     }
 
     pub(crate) fn send_packet(&self, packet: &Packet, binary: &[bytes::Bytes]) -> bool {
-        self.send_frames(&encode_frames(packet, binary))
+        self.send_frames(&encode_frames(packet, binary), true)
     }
 
     /// Sends the CONNECT reply, then whatever was emitted while the namespace was setting

@@ -18,6 +18,8 @@ mod polling;
 mod prefixed;
 pub mod session;
 mod websocket;
+mod ws_io;
+mod ws_write;
 
 pub use body::{ReadBody, RequestBody};
 pub use handshake::{Body, Cors, EngineError, RequestInfo};

@@ -26,6 +26,8 @@ pub(super) fn payload_response(frames: &[Frame]) -> Response<Body> {
         match f {
             Frame::Text(t) => out.push_str(t),
             Frame::Binary(b) => engineio::encode_binary_base64(b, &mut out),
+            // Only a WebSocket session queues these; polling has no frames to put them in.
+            Frame::Framed(_) => {}
         }
     }
     crate::metrics::bytes_sent(super::TransportKind::Polling.as_str(), out.len());

@@ -17,6 +17,11 @@ impl<T> Prefixed<T> {
     pub fn new(prefix: Bytes, inner: T) -> Self {
         Prefixed { prefix, inner }
     }
+
+    /// The bytes not read yet, and the stream.
+    pub fn into_parts(self) -> (Bytes, T) {
+        (self.prefix, self.inner)
+    }
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Prefixed<T> {

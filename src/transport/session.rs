@@ -4,20 +4,25 @@
 //! Why one queue for both transports: a session can start on long-polling and move to a
 //! WebSocket mid-stream. Packets are encoded once by whoever sends them (a broadcast to
 //! 10,000 sockets encodes once and clones a refcount 10,000 times) and wait here until the
-//! current transport writes them, so an upgrade never reorders or loses a packet.
+//! current transport writes them, so an upgrade never reorders or loses a packet. On a
+//! WebSocket the queue is usually skipped: a sender that finds it empty writes the frame
+//! to the socket itself (see `ws_write`), and only what the socket does not take at once
+//! waits here for the connection's task.
 //!
 //! Memory matters here (100k idle sessions per cluster): an idle session is this struct
 //! and an empty `VecDeque` (no allocation); nothing is preallocated, and no task or timer
 //! of its own (the engine's housekeeper runs every session's heartbeat and cleanup).
 
 use super::handshake::RequestInfo;
+use super::ws_write;
 use crate::protocol::engineio::TransportKind;
 use crate::sid::Sid;
 use crate::sync::MutexExt as _;
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use tokio::net::TcpStream;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
@@ -28,6 +33,10 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 pub enum Frame {
     Text(Utf8Bytes),
     Binary(Bytes),
+    /// Bytes already framed for the WebSocket, written as they are: tungstenite's own
+    /// pong and close frames, queued by the WebSocket loop so they keep their place
+    /// among the packets. Never queued on a polling session.
+    Framed(Bytes),
 }
 
 impl Frame {
@@ -38,7 +47,7 @@ impl Frame {
     pub fn len(&self) -> usize {
         match self {
             Frame::Text(t) => t.len(),
-            Frame::Binary(b) => b.len(),
+            Frame::Binary(b) | Frame::Framed(b) => b.len(),
         }
     }
 
@@ -51,6 +60,7 @@ impl Frame {
         match self {
             Frame::Text(t) => t.as_bytes().first() == Some(&b'4'),
             Frame::Binary(_) => true,
+            Frame::Framed(_) => false,
         }
     }
 }
@@ -109,12 +119,30 @@ impl CloseReason {
 struct State {
     queue: VecDeque<Frame>,
     queued_bytes: usize,
+    /// The TCP socket of the WebSocket carrying the session: senders write to it
+    /// themselves while nothing is queued (see `ws_write`).
+    socket: Option<Arc<TcpStream>>,
+    /// Bytes of the first queued frame already on the socket.
+    front_written: usize,
     /// A WebSocket has claimed the upgrade (it may not have probed yet).
     upgrade_claimed: bool,
     upgrading: bool,
     upgraded: bool,
     poll_active: bool,
     close_reason: Option<CloseReason>,
+}
+
+/// What the WebSocket loop should do after [`Session::flush`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Flush {
+    /// Everything queued is on the socket.
+    Done,
+    /// The socket is full: wait until it is writable, then flush again.
+    Blocked,
+    /// The socket failed.
+    Failed,
+    /// The session is closing for this reason.
+    Closed(CloseReason),
 }
 
 /// What a writer (pending poll or WebSocket loop) should do next.
@@ -128,6 +156,39 @@ pub enum Drain {
     Closed(CloseReason),
     /// A WebSocket is taking over; a pending poll should end with a `noop`.
     Upgrading,
+}
+
+/// Writes the queue to the attached socket until it is empty (true) or the socket is
+/// full (false). Frames leave the queue once wholly written; the queue's memory is
+/// released when it empties, so an idle session holds none.
+fn write_queued(st: &mut State) -> std::io::Result<bool> {
+    let State {
+        queue,
+        queued_bytes,
+        socket,
+        front_written,
+        ..
+    } = st;
+    let Some(socket) = socket else {
+        return Ok(queue.is_empty());
+    };
+    while !queue.is_empty() {
+        let written = match ws_write::write_some(socket, queue.iter(), *front_written) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        let (complete, rest) = ws_write::settle(queue.iter(), *front_written + written);
+        let mut payload = 0;
+        for f in queue.drain(..complete) {
+            payload += f.len();
+        }
+        *queued_bytes = queued_bytes.saturating_sub(payload);
+        *front_written = rest;
+        crate::metrics::bytes_sent(TransportKind::Websocket.as_str(), payload);
+    }
+    *queue = VecDeque::new();
+    Ok(true)
 }
 
 /// An Engine.IO session, generic over the data the layer above keeps per session.
@@ -189,22 +250,35 @@ impl<D> Session<D> {
         }
     }
 
-    /// Queues one frame. Returns false when the session is closed (the frame is dropped).
+    /// Sends one frame. Returns false when the session is closed (the frame is dropped).
     pub fn send(&self, frame: Frame) -> bool {
         self.send_all(std::iter::once(frame))
     }
 
-    /// Queues frames back to back, so a binary packet's attachments are never interleaved
-    /// with another packet.
+    /// Sends frames back to back, so a binary packet's attachments are never interleaved
+    /// with another packet. On a WebSocket with nothing queued they are written now, in
+    /// the caller's task; otherwise they are queued for the transport's writer.
     pub fn send_all(&self, frames: impl IntoIterator<Item = Frame>) -> bool {
+        self.deliver(frames, true)
+    }
+
+    /// Like [`Self::send_all`], but never writes in the caller's task: a broadcast to
+    /// thousands of sockets queues most of them, so their connections' tasks write in
+    /// parallel instead of one task making every `writev`.
+    pub fn queue_all(&self, frames: impl IntoIterator<Item = Frame>) -> bool {
+        self.deliver(frames, false)
+    }
+
+    fn deliver(&self, frames: impl IntoIterator<Item = Frame>, write_now: bool) -> bool {
         if self.is_closed() {
             return false;
         }
-        let overflow = {
+        let (overflow, wake, failed) = {
             let mut st = self.lock();
             if st.close_reason.is_some() {
                 return false;
             }
+            let was_empty = st.queue.is_empty();
             for f in frames {
                 if f.is_message() {
                     crate::metrics::packets_out(1);
@@ -212,14 +286,51 @@ impl<D> Session<D> {
                 st.queued_bytes += f.len();
                 st.queue.push_back(f);
             }
-            st.queued_bytes > self.max_queued_bytes
+            let mut failed = false;
+            if write_now && was_empty && st.socket.is_some() {
+                failed = write_queued(&mut st).is_err();
+            }
+            let pending = !st.queue.is_empty();
+            let wake = pending && (was_empty || st.socket.is_none());
+            (st.queued_bytes > self.max_queued_bytes, wake, failed)
         };
-        if overflow {
+        if failed {
+            self.close(CloseReason::TransportError);
+        } else if overflow {
             self.close(CloseReason::SlowConsumer);
-        } else {
+        } else if wake {
             self.writable.notify_one();
         }
         true
+    }
+
+    /// Writes what is queued to the WebSocket's socket, as far as it takes it now.
+    pub fn flush(&self) -> Flush {
+        let mut st = self.lock();
+        if let Some(reason) = st.close_reason {
+            return Flush::Closed(reason);
+        }
+        match write_queued(&mut st) {
+            Ok(true) => Flush::Done,
+            Ok(false) => Flush::Blocked,
+            Err(_) => Flush::Failed,
+        }
+    }
+
+    /// From now on senders write to `socket` themselves (see [`Self::send_all`]).
+    pub(crate) fn attach_socket(&self, socket: Arc<TcpStream>) {
+        self.lock().socket = Some(socket);
+    }
+
+    /// The WebSocket loop ended: the socket closes once the loop drops its own handle.
+    pub(crate) fn detach_socket(&self) {
+        self.lock().socket = None;
+    }
+
+    /// A frame was cut short on the socket: nothing else may be written to it, not even
+    /// a close frame.
+    pub(crate) fn is_mid_frame(&self) -> bool {
+        self.lock().front_written > 0
     }
 
     /// Takes everything queued, for a writer to send.

@@ -1,13 +1,16 @@
 //! The WebSocket transport: a fresh session, or the upgrade of a polling session.
 //!
-//! One task per connection owns the socket: it writes whatever the session queued and
-//! reads what the client sends, never both at once, so it needs no lock and no second
-//! task. Buffers are small (see `EngineConfig::ws_read_buffer`): an idle connection
-//! should cost a few KiB, not tungstenite's default 128 KiB.
+//! One task per connection reads what the client sends (tungstenite decodes it). Writes
+//! are made by whoever sends: a sender finding nothing queued writes its frame to the
+//! socket itself, under the session's lock (`ws_write`); the task writes only what the
+//! socket could not take at once, and never reads while it does. Buffers are small (see
+//! `EngineConfig::ws_read_buffer`): an idle connection should cost a few KiB, not
+//! tungstenite's default 128 KiB.
 
 use super::handshake::{Body, EngineError, RequestInfo};
-use super::session::Drain;
-use super::{CloseReason, Engine, EngineHandler, Frame, Session};
+use super::session::Flush;
+use super::ws_io::WsIo;
+use super::{CloseReason, Engine, EngineHandler, Session};
 use crate::protocol::engineio::{self, Data, Packet, TransportKind};
 use futures_util::{SinkExt, StreamExt};
 use http::{header, HeaderValue, Request, Response, StatusCode};
@@ -19,7 +22,10 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
-type Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+type Ws<D> = WebSocketStream<WsIo<D>>;
+
+/// How long a closing session waits for the socket to take its close frame.
+const CLOSE_FRAME_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Completes the WebSocket handshake only to close the socket at once: what Node does with
 /// a second WebSocket for a session that already upgraded. Browsers and `ws` then see a
@@ -80,8 +86,17 @@ pub(super) fn accept<H: EngineHandler, B>(
     // Boxed: it waits in the task's captures until the session takes it.
     let info = Box::new(info);
     tokio::spawn(async move {
-        let upgraded = match on_upgrade.await {
-            Ok(u) => u,
+        let io = match on_upgrade.await.map(WsIo::from_upgraded) {
+            Ok(Ok(io)) => io,
+            Ok(Err(_)) => {
+                tracing::error!(
+                    "websocket upgrade on a connection that is not a TCP socket; closing it"
+                );
+                if let Some(s) = &existing {
+                    s.abort_upgrade();
+                }
+                return;
+            }
             Err(e) => {
                 tracing::debug!(error = %e, "websocket upgrade failed");
                 if let Some(s) = &existing {
@@ -90,12 +105,7 @@ pub(super) fn accept<H: EngineHandler, B>(
                 return;
             }
         };
-        let ws = WebSocketStream::from_raw_socket(
-            TokioIo::new(upgraded),
-            Role::Server,
-            Some(ws_config(&engine)),
-        )
-        .await;
+        let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_config(&engine))).await;
         tokio::spawn(serve(engine, existing, info, ws));
     });
     Ok(res)
@@ -110,13 +120,13 @@ fn serve<H: EngineHandler>(
     engine: Arc<Engine<H>>,
     existing: Option<Arc<Session<H::Data>>>,
     info: Box<RequestInfo>,
-    mut ws: Ws,
+    mut ws: Ws<H::Data>,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
     async move {
         match existing {
             None => {
                 let session = engine.create_session(unbox(info));
-                run(&engine, &session, &mut ws).await;
+                run(&engine, session, &mut ws).await;
             }
             Some(session) => {
                 // Boxed: its timer would otherwise stay reserved in every connection's task.
@@ -125,7 +135,7 @@ fn serve<H: EngineHandler>(
                     return;
                 }
                 engine.handler.on_upgrade(&session);
-                run(&engine, &session, &mut ws).await;
+                run(&engine, session, &mut ws).await;
             }
         }
     }
@@ -148,19 +158,12 @@ fn ws_config<H: EngineHandler>(engine: &Engine<H>) -> WebSocketConfig {
         .max_frame_size(Some(max))
 }
 
-fn to_message(frame: Frame) -> Message {
-    match frame {
-        Frame::Text(t) => Message::Text(t),
-        Frame::Binary(b) => Message::Binary(b),
-    }
-}
-
 /// The polling → WebSocket upgrade: `2probe` → `3probe`, then wait for `5`.
 /// Returns true when the WebSocket now carries the session.
 async fn probe<H: EngineHandler>(
     engine: &Engine<H>,
     session: &Session<H::Data>,
-    ws: &mut Ws,
+    ws: &mut Ws<H::Data>,
 ) -> bool {
     let deadline = sleep(engine.config.upgrade_timeout);
     tokio::pin!(deadline);
@@ -193,57 +196,51 @@ async fn probe<H: EngineHandler>(
     false
 }
 
-/// The connection loop: write what is queued, read what arrives, until the session closes.
-async fn run<H: EngineHandler>(engine: &Engine<H>, session: &Arc<Session<H::Data>>, ws: &mut Ws) {
+/// The connection loop: write what senders left queued, read what arrives, until the
+/// session closes. Senders write to the socket themselves while nothing is queued
+/// (`Session::send_all`); this loop writes only what they could not.
+async fn run<H: EngineHandler>(
+    engine: &Engine<H>,
+    session: Arc<Session<H::Data>>,
+    ws: &mut Ws<H::Data>,
+) {
+    ws.get_mut().attach(session.clone());
     loop {
-        match session.drain(false) {
-            Drain::Frames(frames) => {
-                if !write_frames(ws, frames).await {
-                    session.close(CloseReason::TransportError);
+        match session.flush() {
+            Flush::Done => {}
+            Flush::Blocked => {
+                tokio::select! {
+                    ready = ws.get_ref().socket().writable() => if ready.is_err() {
+                        session.close(CloseReason::TransportError);
+                    },
+                    _ = session.closed() => {}
                 }
                 continue;
             }
-            Drain::Closed(reason) => {
-                if reason != CloseReason::TransportClose && reason != CloseReason::TransportError {
+            Flush::Failed => {
+                session.close(CloseReason::TransportError);
+                continue;
+            }
+            Flush::Closed(reason) => {
+                let clean =
+                    reason != CloseReason::TransportClose && reason != CloseReason::TransportError;
+                if clean && !session.is_mid_frame() {
                     // The sink's close sends the close frame itself and holds no message,
                     // unlike `WebSocketStream::close`, whose state every task would carry.
-                    let _ = SinkExt::close(ws).await;
+                    // Bounded: a client that stopped reading would hold the task forever;
+                    // boxed, so the timer is not room in every connection's task.
+                    let close = tokio::time::timeout(CLOSE_FRAME_WAIT, SinkExt::close(ws));
+                    let _ = Box::pin(close).await;
                 }
-                return;
+                break;
             }
-            Drain::Empty | Drain::Upgrading => {}
         }
         tokio::select! {
-            msg = ws.next() => on_message(engine, session, msg),
+            msg = ws.next() => on_message(engine, &session, msg),
             _ = session.writable() => {}
         }
     }
-}
-
-/// Writes `frames` and flushes once; false when the connection failed. Errors become a
-/// bool at once: a `tungstenite::Error` held across an await would sit in every
-/// connection's task (it is over a hundred bytes). Polled by hand rather than through
-/// `feed`/`flush` futures, which would each reserve room for a message in the state every
-/// idle connection's task carries.
-fn write_frames(ws: &mut Ws, frames: Vec<Frame>) -> impl std::future::Future<Output = bool> + '_ {
-    use futures_util::Sink;
-    use std::task::Poll;
-    let mut frames = frames.into_iter();
-    let mut ws = std::pin::Pin::new(ws);
-    std::future::poll_fn(move |cx| loop {
-        match ws.as_mut().poll_ready(cx) {
-            Poll::Ready(Ok(())) => {}
-            Poll::Ready(Err(_)) => return Poll::Ready(false),
-            Poll::Pending => return Poll::Pending,
-        }
-        let Some(f) = frames.next() else {
-            return ws.as_mut().poll_flush(cx).map(|r| r.is_ok());
-        };
-        crate::metrics::bytes_sent(TransportKind::Websocket.as_str(), f.len());
-        if ws.as_mut().start_send(to_message(f)).is_err() {
-            return Poll::Ready(false);
-        }
-    })
+    session.detach_socket();
 }
 
 fn on_message<H: EngineHandler>(

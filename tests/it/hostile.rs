@@ -333,6 +333,41 @@ async fn joined(addr: SocketAddr, room: &str) -> Ws {
     ws
 }
 
+/// A reader that stops reading for a while loses nothing. 30 MB to the room is more than
+/// the loopback socket's buffers hold, so its packets queue in its session, the first of
+/// them cut mid-frame by a short write; once it reads again, every packet arrives whole
+/// and in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_pauses_gets_every_packet_whole_and_in_order_when_it_reads_again() {
+    let mut options = fast_options();
+    options.engine.ping_timeout = Duration::from_secs(30);
+    options.engine.ping_interval = Duration::from_secs(30);
+    options.engine.max_queued_bytes = 256 << 20;
+    let server = TestServer::start_with(options).await;
+    let addr = server.addr;
+    let mut paused = joined(addr, "r").await;
+    let mut honest = joined(addr, "r").await;
+    let (mut sender, _) = Ws::open(addr).await;
+    sender.send_text("40").await;
+    assert!(sender.recv_text(QUICK).await.starts_with("40"));
+    let big = "y".repeat(100_000);
+    let packet = |i: usize| format!("42[\"big\",\"{big}\",{i}]");
+    for i in 0..300 {
+        sender
+            .send_text(&format!("42[\"to-room\",\"r\",\"big\",\"{big}\",{i}]"))
+            .await;
+        assert_eq!(honest.recv_text(QUICK).await, packet(i));
+    }
+    for i in 0..300 {
+        assert!(
+            paused.recv_text(QUICK).await == packet(i),
+            "packet {i} arrives whole, in order"
+        );
+    }
+    assert_eq!(server.io.connection_count(), 3);
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reader_that_stops_reading_is_closed_at_its_queue_limit_and_the_room_goes_on() {
     let mut options = fast_options();

@@ -425,7 +425,7 @@ mod tests {
             .iter()
             .map(|f| match f {
                 Frame::Text(t) => t.as_str().to_owned(),
-                Frame::Binary(_) => "<binary>".into(),
+                Frame::Binary(_) | Frame::Framed(_) => "<binary>".into(),
             })
             .collect()
     }
