@@ -24,21 +24,29 @@ impl<T> Prefixed<T> {
     }
 }
 
+/// Moves what it can of `prefix` into `buf`; false when `prefix` was empty. An emptied
+/// prefix lets its allocation go (it is a view of a read buffer) instead of holding it
+/// for the connection's life.
+pub(super) fn read_prefix(prefix: &mut Bytes, buf: &mut ReadBuf<'_>) -> bool {
+    if !prefix.has_remaining() {
+        return false;
+    }
+    let n = prefix.len().min(buf.remaining());
+    buf.put_slice(&prefix[..n]);
+    prefix.advance(n);
+    if prefix.is_empty() {
+        *prefix = Bytes::new();
+    }
+    true
+}
+
 impl<T: AsyncRead + Unpin> AsyncRead for Prefixed<T> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        if self.prefix.has_remaining() {
-            let n = self.prefix.len().min(buf.remaining());
-            buf.put_slice(&self.prefix[..n]);
-            self.prefix.advance(n);
-            if self.prefix.is_empty() {
-                // Frees what the listener read into, instead of holding it for the
-                // connection's life.
-                self.prefix = Bytes::new();
-            }
+        if read_prefix(&mut self.prefix, buf) {
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut self.inner).poll_read(cx, buf)

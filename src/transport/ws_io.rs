@@ -2,9 +2,9 @@
 //! session so that senders can write to it themselves (`ws_write`), while tungstenite
 //! reads from it in the connection's task.
 
-use super::prefixed::Prefixed;
+use super::prefixed::{read_prefix, Prefixed};
 use super::{Frame, Session};
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use std::io;
@@ -62,13 +62,7 @@ impl<D> AsyncRead for WsIo<D> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        if !self.prefix.is_empty() {
-            let n = self.prefix.len().min(buf.remaining());
-            buf.put_slice(&self.prefix[..n]);
-            self.prefix.advance(n);
-            if self.prefix.is_empty() {
-                self.prefix = Bytes::new();
-            }
+        if read_prefix(&mut self.prefix, buf) {
             return Poll::Ready(Ok(()));
         }
         loop {

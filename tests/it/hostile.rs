@@ -333,17 +333,23 @@ async fn joined(addr: SocketAddr, room: &str) -> Ws {
     ws
 }
 
+/// Heartbeats far apart (a reader that stops reading must not time out first) and an
+/// outbound queue of `max_queued_bytes` per session.
+fn quiet_queue_options(max_queued_bytes: usize) -> realtime::server::ServerOptions {
+    let mut options = fast_options();
+    options.engine.ping_timeout = Duration::from_secs(30);
+    options.engine.ping_interval = Duration::from_secs(30);
+    options.engine.max_queued_bytes = max_queued_bytes;
+    options
+}
+
 /// A reader that stops reading for a while loses nothing. 30 MB to the room is more than
 /// the loopback socket's buffers hold, so its packets queue in its session, the first of
 /// them cut mid-frame by a short write; once it reads again, every packet arrives whole
 /// and in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reader_that_pauses_gets_every_packet_whole_and_in_order_when_it_reads_again() {
-    let mut options = fast_options();
-    options.engine.ping_timeout = Duration::from_secs(30);
-    options.engine.ping_interval = Duration::from_secs(30);
-    options.engine.max_queued_bytes = 256 << 20;
-    let server = TestServer::start_with(options).await;
+    let server = TestServer::start_with(quiet_queue_options(256 << 20)).await;
     let addr = server.addr;
     let mut paused = joined(addr, "r").await;
     let mut honest = joined(addr, "r").await;
@@ -370,11 +376,7 @@ async fn a_reader_that_pauses_gets_every_packet_whole_and_in_order_when_it_reads
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reader_that_stops_reading_is_closed_at_its_queue_limit_and_the_room_goes_on() {
-    let mut options = fast_options();
-    options.engine.ping_timeout = Duration::from_secs(30);
-    options.engine.ping_interval = Duration::from_secs(30);
-    options.engine.max_queued_bytes = 1 << 20;
-    let server = TestServer::start_with(options).await;
+    let server = TestServer::start_with(quiet_queue_options(1 << 20)).await;
     let addr = server.addr;
     let _slow = joined(addr, "r").await; // never read again
     let mut honest = joined(addr, "r").await;
