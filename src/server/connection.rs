@@ -277,11 +277,13 @@ impl SocketIoHandler {
             if let Some(o) = socket.ns.observer() {
                 o.connected(&socket);
             }
-            socket.mark_connected();
+            // Counted before the reply goes out: the reply is written at once, and a
+            // client that has it may already read the metrics.
             socket
                 .ns
                 .metrics
                 .connected(&socket.id, socket.transport().as_str());
+            socket.mark_connected();
         };
         super::namespace::run_inline_then_spawn(Box::pin(connecting));
     }
