@@ -32,6 +32,9 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
+/// The stream hyper serves (and, after a WebSocket upgrade, gives back: see `ws_io`).
+pub(super) type HandedToHyper = Prefixed<TcpStream>;
+
 /// Largest request head this loop reads; a larger one goes to hyper (which answers it).
 const MAX_HEAD: usize = 16 * 1024;
 /// Headers this loop parses at most; more go to hyper.
@@ -72,7 +75,7 @@ pub(super) fn serve<A: App>(
             {
                 Next::Request(request) => request,
                 Next::HandOff => {
-                    let io = Prefixed::new(buf.freeze(), stream);
+                    let io: HandedToHyper = Prefixed::new(buf.freeze(), stream);
                     // Boxed: inline, hyper's connection state would size every task of this
                     // loop, the polling connections' too.
                     return Box::pin(serve_with_hyper(io, remote, app, &hyper, stop)).await;

@@ -2,7 +2,8 @@
 //! session so that senders can write to it themselves (`ws_write`), while tungstenite
 //! reads from it in the connection's task.
 
-use super::prefixed::{read_prefix, Prefixed};
+use super::http1::HandedToHyper;
+use super::prefixed::read_prefix;
 use super::{Frame, Session};
 use bytes::{Bytes, BytesMut};
 use hyper::upgrade::Upgraded;
@@ -27,11 +28,11 @@ pub(super) struct WsIo<D> {
 }
 
 impl<D> WsIo<D> {
-    /// The socket under an upgraded connection. Every connection the listener accepts is
-    /// a `TcpStream` served through `Prefixed` (see `http1`), so the downcast holds; it
-    /// gives the upgrade back when it does not.
+    /// The socket under an upgraded connection. Every connection the listener hands to
+    /// hyper is a [`HandedToHyper`], so the downcast holds; it gives the upgrade back
+    /// when it does not.
     pub(super) fn from_upgraded(upgraded: Upgraded) -> Result<Self, Upgraded> {
-        let parts = upgraded.downcast::<TokioIo<Prefixed<TcpStream>>>()?;
+        let parts = upgraded.downcast::<TokioIo<HandedToHyper>>()?;
         let (unread, socket) = parts.io.into_inner().into_parts();
         // Copied, never kept as they are: even empty, these are views of hyper's and the
         // listener's read buffers, which they would keep allocated (kilobytes each).

@@ -3,8 +3,9 @@
 //!
 //! Why: a broadcast used to queue each frame and wake the connection's task, which then
 //! framed it through tungstenite and wrote it. Per delivery that is a task wake-up, a
-//! poll, waker registrations and a copy into tungstenite's buffer, about a fifth of the
-//! server's CPU per delivery. Written here, a delivery is one `writev` of the frame's
+//! poll, waker registrations and a copy into tungstenite's buffer: 14–21 % of the
+//! server's CPU per delivery in the fan-out benchmark (`docs/scaling/benchmarks.md`).
+//! Written here, a delivery is one `writev` of the frame's
 //! header and its shared payload, under the session's lock, in the sender's task; the
 //! connection's task is woken only when the socket is full.
 
