@@ -243,7 +243,7 @@ mod tests {
     }
 
     fn queued(s: &Session<()>) -> Vec<Frame> {
-        match s.drain(false) {
+        match s.drain() {
             Drain::Frames(f) => f,
             _ => vec![],
         }

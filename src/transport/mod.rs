@@ -362,7 +362,7 @@ impl<H: EngineHandler> Engine<H> {
     fn open_polling(self: &Arc<Self>, info: RequestInfo) -> Response<Body> {
         let session = self.create_session(info);
         // The handshake is answered at once, not held like a poll.
-        match session.drain(true) {
+        match session.drain() {
             session::Drain::Frames(frames) => polling::payload_response(&frames),
             _ => EngineError::BadRequest.response(),
         }

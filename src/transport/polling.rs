@@ -72,7 +72,7 @@ pub(super) async fn poll<H: EngineHandler>(
             guard.done = true;
             return Err(EngineError::BadRequest);
         }
-        match session.drain(true) {
+        match session.drain() {
             Drain::Frames(frames) => break payload_response(&frames),
             // The client's own `close` ends its poll with a noop; any other close tells
             // the client with a `close` packet so it does not poll again.

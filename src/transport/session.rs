@@ -145,7 +145,7 @@ pub enum Flush {
     Closed(CloseReason),
 }
 
-/// What a writer (pending poll or WebSocket loop) should do next.
+/// What a poll should answer with next.
 #[derive(Debug)]
 pub enum Drain {
     /// Write these frames.
@@ -333,13 +333,14 @@ impl<D> Session<D> {
         self.lock().front_written > 0
     }
 
-    /// Takes everything queued, for a writer to send.
-    pub fn drain(&self, for_poll: bool) -> Drain {
+    /// Takes everything queued, for a poll to answer with. (A WebSocket never drains:
+    /// it writes from the queue in place, see [`Self::flush`].)
+    pub fn drain(&self) -> Drain {
         let mut st = self.lock();
         if let Some(reason) = st.close_reason {
             return Drain::Closed(reason);
         }
-        if for_poll && st.upgrading {
+        if st.upgrading {
             return Drain::Upgrading;
         }
         if st.queue.is_empty() {
