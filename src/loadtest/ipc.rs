@@ -2,6 +2,7 @@
 //! [`WorkerConfig`](super::plan::WorkerConfig) then [`Command`]s on the worker's stdin,
 //! [`Event`]s on its stdout. Both sides are this crate, so the types are shared.
 
+use super::late::LateBySecond;
 use super::stats::Counters;
 use serde::{Deserialize, Serialize};
 
@@ -99,6 +100,9 @@ pub struct WorkerResult {
     /// against the database at the end).
     #[serde(default)]
     pub acked_chat: Vec<[u64; 2]>,
+    /// Room messages that arrived late, by the second of the schedule they were sent in.
+    #[serde(default)]
+    pub late: LateBySecond,
     /// The worker's clock (on the coordinator's time) as it sent this result: the
     /// coordinator compares it with its own on arrival, which checks the clock offset
     /// end to end.

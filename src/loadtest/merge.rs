@@ -5,6 +5,7 @@ use super::drill::Timeline;
 use super::error::LoadtestError;
 use super::gate::{self, Gate};
 use super::ipc::WorkerResult;
+use super::late::LateBySecond;
 use super::memory::RssTrend;
 use super::plan::NodeTarget;
 use super::processes::Ramp;
@@ -44,6 +45,7 @@ pub(super) struct Measured {
 struct Merged {
     counters: Counters,
     hist: Histograms,
+    late: LateBySecond,
     /// The first ten distinct errors any worker saw.
     errors: Vec<String>,
     client_cpu_seconds: f64,
@@ -57,6 +59,7 @@ struct Merged {
 fn merge(results: &[WorkerResult]) -> Result<Merged, LoadtestError> {
     let mut counters = Counters::default();
     let mut hist = Histograms::default();
+    let mut late = LateBySecond::default();
     let mut errors = Vec::new();
     let (mut cpu, mut mem, mut mem_clients) = (0.0, 0.0, 0u64);
     let mut run_seconds = 0f64;
@@ -68,6 +71,7 @@ fn merge(results: &[WorkerResult]) -> Result<Merged, LoadtestError> {
             reason,
         })?;
         hist.merge(&h);
+        late.merge(&r.late);
         for e in &r.errors {
             if errors.len() < 10 && !errors.contains(e) {
                 errors.push(e.clone());
@@ -87,6 +91,7 @@ fn merge(results: &[WorkerResult]) -> Result<Merged, LoadtestError> {
     Ok(Merged {
         counters,
         hist,
+        late,
         errors,
         client_cpu_seconds: cpu,
         client_memory_per_connection_bytes: (mem_clients > 0).then(|| mem / mem_clients as f64),
@@ -216,6 +221,8 @@ pub(super) fn report(
         deliveries_per_s: (c.received + c.notifications_received) as f64 / m.run_seconds.max(0.001),
         run_seconds: m.run_seconds,
         histograms_ms: report::percentiles(&m.hist),
+        late: m.late.summary(5),
+        late_by_second: m.late,
         workers: measured.results.len(),
         client_cpu_seconds: m.client_cpu_seconds,
         client_memory_per_connection_bytes: m.client_memory_per_connection_bytes,

@@ -36,6 +36,7 @@ pub mod error;
 pub mod gate;
 pub mod ipc;
 pub mod junit;
+pub mod late;
 pub mod machine;
 pub mod memory;
 mod merge;

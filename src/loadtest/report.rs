@@ -2,6 +2,7 @@
 
 use super::drill::Timeline;
 use super::gate::Check;
+use super::late::{LateBySecond, LateSummary, LATE_MS};
 use super::memory::RssTrend;
 use super::procwatch::ProcUsage;
 use super::stats::{Counters, Histograms, HISTOGRAMS};
@@ -62,6 +63,11 @@ pub struct Report {
     pub deliveries_per_s: f64,
     pub run_seconds: f64,
     pub histograms_ms: Vec<Percentiles>,
+    /// Room messages over [`LATE_MS`](super::late::LATE_MS): how many, and the seconds
+    /// of the schedule that had the most.
+    pub late: LateSummary,
+    /// The same by every second of the schedule, for plotting.
+    pub late_by_second: LateBySecond,
     pub workers: usize,
     pub client_cpu_seconds: f64,
     pub client_memory_per_connection_bytes: Option<f64>,
@@ -84,6 +90,33 @@ pub struct Report {
     pub processes: Vec<ProcUsage>,
     pub limits: Vec<String>,
     pub errors: Vec<String>,
+}
+
+/// Where the late room messages were: spread over the run or in a few seconds.
+fn late_line(late: &LateSummary) -> String {
+    if late.late == 0 {
+        return String::new();
+    }
+    let worst: Vec<String> = late
+        .worst
+        .iter()
+        .map(|s| {
+            format!(
+                "{} s: {} (max {:.0} ms)",
+                s.second,
+                num(u64::from(s.late)),
+                s.max_ms
+            )
+        })
+        .collect();
+    format!(
+        "messages over {LATE_MS} ms: {} in {} seconds of the schedule; {:.0} % in the worst {}: {}\n",
+        num(late.late),
+        late.seconds_with_late,
+        late.share_in_worst * 100.0,
+        late.worst.len(),
+        worst.join(", ")
+    )
 }
 
 /// A node life's memory slope, with its connections and the slope at equal connections
@@ -387,7 +420,7 @@ impl Report {
                 "-".into(),
             ]);
         }
-        let mut out = format!("{t}\n{h}\n{n}\n");
+        let mut out = format!("{t}\n{h}\n{}{n}\n", late_line(&self.late));
         if !self.processes.is_empty() {
             out.push_str(&format!("{}\n", processes_table(&self.processes)));
         }

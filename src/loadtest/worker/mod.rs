@@ -254,6 +254,7 @@ async fn wait_for_start(
             .compare_exchange(CONNECTING, FAILED, Ordering::AcqRel, Ordering::Acquire);
     }
     *shared.schedule_start.lock_unpoisoned() = Some(start);
+    shared.m().start_ms = Some(at);
     Ok(start)
 }
 
@@ -373,6 +374,7 @@ fn measurements(shared: &Shared) -> WorkerResult {
         nofile_limit: 0,
         errors: m.errors.clone(),
         acked_chat: m.acked_chat.clone(),
+        late: m.late.clone(),
         clock_ms: shared.clock.now_ms(),
     }
 }

@@ -67,6 +67,9 @@ pub(super) fn on_message(
         if shared.cfg.scenario == Scenario::Chat {
             m.h.record(H::ChatLatency, now - sent);
         }
+        if let Some(start) = m.start_ms {
+            m.late.record(sent - start, now - sent);
+        }
         H::Latency
     };
     m.h.record(latency, now - sent);

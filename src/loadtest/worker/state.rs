@@ -3,6 +3,7 @@
 
 use crate::client::{self, Target, Writer};
 use crate::loadtest::ipc::Progress;
+use crate::loadtest::late::LateBySecond;
 use crate::loadtest::plan::WorkerConfig;
 use crate::loadtest::schedule::Schedule;
 use crate::loadtest::stats::{Counters, Histograms};
@@ -115,6 +116,12 @@ pub(super) struct Measured {
     /// Chat: `(from, k)` of each publish acknowledged without an error.
     pub(super) acked_chat: Vec<[u64; 2]>,
     pub(super) errors: Vec<String>,
+    /// When the schedule started (Unix ms, the coordinator's time, the same in every
+    /// worker), once it has.
+    pub(super) start_ms: Option<f64>,
+    /// Room messages over [`crate::loadtest::late::LATE_MS`], by the second they were
+    /// sent in.
+    pub(super) late: LateBySecond,
 }
 
 impl Measured {
