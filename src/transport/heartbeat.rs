@@ -11,7 +11,18 @@
 //! close removes it, so nothing stale piles up (with FIFO queues, every answered ping
 //! would leave its deadline behind for `pingTimeout`: more than two entries per session
 //! at the defaults of 25 s and 60 s). Times are whole milliseconds from the schedule's
-//! creation, rounded up, so nothing fires early.
+//! creation, rounded up, so no deadline fires early.
+//!
+//! Pings go out early by a random part of the interval: a session's first ping anywhere
+//! in the second half of the interval, each later one up to a twentieth early. Sessions
+//! that opened together (the last connects of a ramp, every client of a restarted node
+//! coming back at once) would otherwise be pinged together every interval for as long
+//! as they live: a burst of pings and pongs that every message waits behind (phase 3 on
+//! one box: 10,000 sessions that connected within a second were pinged within a second,
+//! every 25 s, and messages sent then arrived up to 240 ms late). Early, never late: a
+//! client allows `pingInterval + pingTimeout` from its last ping, and the pong deadline
+//! counts from the ping's (earlier) due time. The later pings' random parts add up beat after
+//! beat, so a group keeps spreading.
 //!
 //! A session's beat state is the beat number shifted left by one, with the low bit set
 //! while a ping awaits its pong; an entry carries the beat it was made for.
@@ -65,10 +76,31 @@ pub struct Heartbeats {
     epoch: Instant,
     interval: Duration,
     timeout: Duration,
+    /// How much earlier than the interval a session's first ping may go, and each later
+    /// one (see the module docs).
+    first_spread: Duration,
+    spread: Duration,
 }
+
+/// A session's first ping goes out at most this share of the interval early; each later
+/// one at most [`SPREAD_DIVISOR`]'s.
+const FIRST_SPREAD_DIVISOR: u32 = 2;
+const SPREAD_DIVISOR: u32 = 20;
 
 impl Heartbeats {
     pub fn new(interval: Duration, timeout: Duration) -> Self {
+        let first_spread = interval / FIRST_SPREAD_DIVISOR;
+        Self::with_spread(interval, timeout, first_spread, interval / SPREAD_DIVISOR)
+    }
+
+    /// Pings spread over `first_spread` (a session's first) and `spread` (the others)
+    /// before the interval; zero: exactly at the interval.
+    fn with_spread(
+        interval: Duration,
+        timeout: Duration,
+        first_spread: Duration,
+        spread: Duration,
+    ) -> Self {
         Heartbeats {
             schedule: Mutex::new(Schedule {
                 entries: BTreeMap::new(),
@@ -78,7 +110,20 @@ impl Heartbeats {
             epoch: Instant::now(),
             interval,
             timeout,
+            first_spread,
+            spread,
         }
+    }
+
+    /// When the ping after `from` is due: the interval after it, less a random part of
+    /// `spread`.
+    fn next_ping(&self, from: Instant, spread: Duration) -> u64 {
+        let due = self.ms_ceil(from + self.interval);
+        let spread = spread.as_millis() as u64;
+        if spread == 0 {
+            return due;
+        }
+        due - rand::random_range(0..=spread)
     }
 
     /// Milliseconds from the epoch to `at`, rounded up: an entry never fires early.
@@ -96,17 +141,19 @@ impl Heartbeats {
     }
 
     /// Schedules a new session's first ping, `pingInterval` after `opened` (when its
-    /// handshake was queued: a busy scheduler cannot stretch the deadline).
+    /// handshake was queued: a busy scheduler cannot stretch the deadline), less up to
+    /// half of it.
     pub fn start<D>(&self, session: &Session<D>, opened: Instant) {
-        let due = self.ms_ceil(opened + self.interval);
+        let due = self.next_ping(opened, self.first_spread);
         let mut s = self.schedule.lock_unpoisoned();
         self.schedule_entry(&mut s, session, due, Beat::waiting(0));
     }
 
-    /// A pong arrived: the next ping is due `pingInterval` from now. A pong nobody asked
-    /// for (none pending) changes nothing, so it cannot answer a later ping in advance.
+    /// A pong arrived: the next ping is due `pingInterval` from now, less the spread. A
+    /// pong nobody asked for (none pending) changes nothing, so it cannot answer a later
+    /// ping in advance.
     pub fn pong<D>(&self, session: &Session<D>) {
-        let due = self.ms_ceil(Instant::now() + self.interval);
+        let due = self.next_ping(Instant::now(), self.spread);
         let mut s = self.schedule.lock_unpoisoned();
         let state = session.beat.state();
         if state & 1 == 0 {
@@ -190,7 +237,7 @@ mod tests {
     use crate::protocol::engineio::TransportKind;
     use crate::transport::session::Drain;
     use crate::transport::RequestInfo;
-    use std::collections::HashMap;
+    use std::collections::{HashMap, HashSet};
     use tokio::sync::mpsc;
 
     const INTERVAL: Duration = Duration::from_millis(300);
@@ -207,7 +254,7 @@ mod tests {
     impl Fixture {
         fn new() -> Self {
             let (tx, closed) = mpsc::unbounded_channel();
-            let beats = Heartbeats::new(INTERVAL, TIMEOUT);
+            let beats = Heartbeats::with_spread(INTERVAL, TIMEOUT, Duration::ZERO, Duration::ZERO);
             // Times in whole milliseconds from the schedule's epoch, as it counts them.
             let t0 = beats.epoch;
             Fixture {
@@ -338,6 +385,52 @@ mod tests {
         f.beats.forget(&s);
         assert!(f.beats.schedule.lock_unpoisoned().entries.is_empty());
         assert_eq!(f.fire_at(1_000), None);
+    }
+
+    #[tokio::test]
+    async fn sessions_opened_together_are_pinged_apart_and_never_late() {
+        let mut f = Fixture::new();
+        f.beats = Heartbeats::new(Duration::from_secs(25), Duration::from_secs(20));
+        f.t0 = f.beats.epoch;
+        let sessions: Vec<_> = (0..1_000).map(|_| f.open()).collect();
+        let dues = |sessions: &[Arc<Session<()>>]| -> HashSet<u64> {
+            sessions
+                .iter()
+                .map(|s| s.beat.due.load(Ordering::Relaxed))
+                .collect()
+        };
+        // The first pings: in the second half of the 25 s after they opened.
+        let first = dues(&sessions);
+        assert!(
+            first.iter().all(|d| (12_500..=25_000).contains(d)),
+            "{first:?}"
+        );
+        assert!(
+            first.len() > 900,
+            "1,000 sessions opened in the same millisecond are first pinged in {} distinct ones",
+            first.len()
+        );
+        assert_eq!(
+            f.fire_at(12_499)
+                .map(|t| t >= f.t0 + Duration::from_millis(12_500)),
+            Some(true)
+        );
+        f.fire_at(25_000);
+        assert!(sessions.iter().all(|s| queued(s) == vec![Frame::text("2")]));
+        // Answered together, the next pings are due up to a twentieth of the interval
+        // before 25 s from the pong, never after.
+        let answered = f.beats.ms_floor(Instant::now());
+        for s in &sessions {
+            f.beats.pong(s);
+        }
+        let done = f.beats.ms_ceil(Instant::now());
+        let next = dues(&sessions);
+        assert!(
+            next.iter()
+                .all(|d| (answered + 23_750..=done + 25_000).contains(d)),
+            "{next:?}"
+        );
+        assert!(next.len() > 500, "{} distinct", next.len());
     }
 
     #[tokio::test]
